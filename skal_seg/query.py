@@ -1,0 +1,190 @@
+"""The two-stage query: MaxHerding for diversity, then eDALD for uncertainty."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.exceptions import NotFittedError
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
+
+from skal_seg._validation import check_budget, check_features
+from skal_seg.herding import MaxHerdingSampler, training_rows
+from skal_seg.uncertainty import EDALDSampler, NoisyViews, check_noisy_views, top_k
+
+
+def is_fitted(classifier) -> bool:
+    """Whether ``classifier`` (an estimator or a modAL learner) can predict yet."""
+    if classifier is None:
+        return False
+    estimator = getattr(classifier, "estimator", classifier)
+    if getattr(classifier, "X_training", 0) is None:  # modAL learner never taught
+        return False
+    try:
+        check_is_fitted(estimator)
+    except NotFittedError:
+        return False
+    except TypeError:  # not a scikit-learn estimator: trust it
+        return True
+    return True
+
+
+class TwoStageQuery(BaseEstimator):
+    """The paper's query: per-image and global MaxHerding, then eDALD ranking.
+
+    Stage 1 local: MaxHerding picks ``local_budget`` rows inside each image
+    (group). Stage 1 global: MaxHerding over the union of the local picks,
+    conditioned on the labeled rows, keeps ``max(1, round(keep_global * n_local))``
+    of them. Stage 2: eDALD ranks that pool and the top ``n_instances`` are
+    returned. When the classifier is not fitted yet (round 0) stage 2 is
+    skipped and the global stage picks ``n_instances`` directly.
+
+    Parameters
+    ----------
+    local_budget : int, default=50
+        Rows MaxHerding keeps per image (all rows of an image with fewer).
+    keep_global : float in (0, 1], default=0.5
+        Fraction of the local picks the global stage keeps for stage 2.
+    herding : MaxHerdingSampler, optional
+        Stage-1 sampler (cloned per call); default ``MaxHerdingSampler()``.
+    uncertainty : EDALDSampler, optional
+        Stage-2 sampler; default ``EDALDSampler()``.
+    random_state : int, RandomState or None, default=None
+        Seeds the herding bandwidth subsamples.
+    progress : bool, default=False
+        Show a progress bar over images in the local stage.
+
+    Attributes
+    ----------
+    local_picks_ : ndarray of int
+        Rows of ``X_pool`` kept by the local stage in the last call.
+    candidate_pool_ : ndarray of int
+        Rows kept by the global stage (the eDALD pool, or the answer in round 0).
+    scores_ : ndarray of float or None
+        eDALD scores of ``candidate_pool_`` (None in round 0).
+    """
+
+    def __init__(
+        self,
+        local_budget: int = 50,
+        keep_global: float = 0.5,
+        herding: MaxHerdingSampler | None = None,
+        uncertainty: EDALDSampler | None = None,
+        random_state=None,
+        progress: bool = False,
+    ):
+        self.local_budget = local_budget
+        self.keep_global = keep_global
+        self.herding = herding
+        self.uncertainty = uncertainty
+        self.random_state = random_state
+        self.progress = progress
+
+    def _herding(self, seed: int) -> MaxHerdingSampler:
+        base = MaxHerdingSampler() if self.herding is None else self.herding
+        return clone(base).set_params(random_state=seed)
+
+    def local_stage(self, X: np.ndarray, groups: np.ndarray, rng) -> np.ndarray:
+        """Per-image MaxHerding; returns sorted rows of ``X`` (int64)."""
+        budget = check_budget(self.local_budget, "local_budget")
+        picks = []
+        names, inverse = np.unique(groups, return_inverse=True)
+        seeds = rng.randint(0, 2**31 - 1, size=len(names))
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.searchsorted(inverse[order], np.arange(len(names) + 1))
+        for g in tqdm(range(len(names)), desc="stage 1 local", disable=not self.progress, leave=False):
+            rows = order[bounds[g] : bounds[g + 1]]
+            k = min(budget, len(rows))
+            picks.append(rows[self._herding(int(seeds[g])).select(X[rows], k)])
+        return np.sort(np.concatenate(picks)) if picks else np.empty(0, dtype=np.int64)
+
+    def query(
+        self,
+        classifier,
+        X_pool,
+        n_instances: int = 1,
+        groups=None,
+        X_noisy: NoisyViews = None,
+        X_labeled=None,
+    ) -> np.ndarray:
+        """Indices into ``X_pool`` of the rows to label next (at most ``n_instances``, unique).
+
+        Parameters
+        ----------
+        classifier : estimator, modAL learner or None
+            Used for stage 2 when fitted; a modAL learner's ``X_training``
+            conditions the global stage when ``X_labeled`` is not given.
+        X_pool : array-like of shape (n_pool, D)
+            Fixed-noise features of the unlabeled candidate rows.
+        n_instances : int, default=1
+        groups : array-like of shape (n_pool,), optional
+            Image of each row; default: all rows form one image.
+        X_noisy : ndarray (K, n_pool, D) or callable, optional
+            Noisy draws for eDALD (see :meth:`EDALDSampler.scores`); required
+            once the classifier is fitted.
+        X_labeled : array-like of shape (n_labeled, D), optional
+            Labeled rows the global stage is conditioned on.
+
+        Raises
+        ------
+        ValueError
+            Bad features, ``groups`` of the wrong length, negative budgets,
+            ``keep_global`` outside (0, 1], missing or misaligned ``X_noisy``.
+        """
+        X = check_features(X_pool, "X_pool")
+        n_instances = check_budget(n_instances)
+        if not (isinstance(self.keep_global, (int, float)) and 0 < self.keep_global <= 1):
+            raise ValueError(f"keep_global must be in (0, 1], got {self.keep_global!r}")
+        groups = np.zeros(len(X), dtype=np.int64) if groups is None else np.asarray(groups)
+        if groups.ndim != 1 or len(groups) != len(X):
+            raise ValueError(f"groups must have shape ({len(X)},) to match X_pool, got {groups.shape}")
+        if X_labeled is None:
+            X_labeled = training_rows(classifier)
+        fitted = is_fitted(classifier)
+        if fitted:  # fail before the expensive stage 1, not after
+            check_noisy_views(X_noisy, len(X), X.shape[1])
+        rng = check_random_state(self.random_state)
+        self.scores_ = None
+        if n_instances == 0:
+            self.local_picks_ = self.candidate_pool_ = np.empty(0, dtype=np.int64)
+            return np.empty(0, dtype=np.int64)
+
+        local = self.local_stage(X, groups, rng)
+        self.local_picks_ = local
+        herding = self._herding(int(rng.randint(0, 2**31 - 1)))
+        if not fitted:
+            if n_instances > len(local):
+                warnings.warn(
+                    f"n_instances={n_instances} exceeds the {len(local)} local picks; returning all of them",
+                    UserWarning, stacklevel=2,
+                )
+            keep = min(n_instances, len(local))
+            picked = local[herding.select(X[local], keep, X_labeled=X_labeled)]
+            self.candidate_pool_ = picked
+            return picked
+
+        keep = max(1, int(round(self.keep_global * len(local))))
+        pool = local[herding.select(X[local], keep, X_labeled=X_labeled)]
+        self.candidate_pool_ = pool
+        if n_instances > len(pool):
+            warnings.warn(
+                f"n_instances={n_instances} exceeds the {len(pool)}-row candidate pool "
+                f"(keep_global={self.keep_global} of {len(local)} local picks); returning the whole pool",
+                UserWarning, stacklevel=2,
+            )
+        sampler = EDALDSampler() if self.uncertainty is None else self.uncertainty
+        self.scores_ = sampler.scores(classifier, X, X_noisy, indices=pool)
+        return pool[top_k(self.scores_, n_instances)]
+
+    def __call__(self, classifier, X_pool, n_instances: int = 1, **kwargs):
+        """modAL strategy: ``(indices, metrics)``, metrics being the eDALD scores
+        of the picks (or NaN in round 0), as modAL's ``ActiveLearner.query`` expects.
+        """
+        idx = self.query(classifier, X_pool, n_instances, **kwargs)
+        if self.scores_ is None:
+            return idx, np.full(len(idx), np.nan)
+        pos = {row: i for i, row in enumerate(self.candidate_pool_)}
+        return idx, self.scores_[[pos[r] for r in idx]]

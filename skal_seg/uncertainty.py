@@ -1,0 +1,206 @@
+"""Stage 2 of the method: eDALD uncertainty (entropy + BALD over diffusion noise).
+
+The classifier's prediction on the fixed-noise features gives the entropy
+term; its predictions on ``K`` feature draws with fresh diffusion noise give
+the BALD mutual-information term (epistemic disagreement across draws)::
+
+    eDALD(x) = w * H[p(x)] + max(0, H[mean_k p_k(x)] - mean_k H[p_k(x)])
+
+natural logarithms throughout, so scores are in nats.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Union
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from skal_seg._validation import check_budget, check_features, check_probabilities
+
+NoisyViews = Union[np.ndarray, Callable[[np.ndarray], np.ndarray]]
+
+
+def _entropy(proba: np.ndarray) -> np.ndarray:
+    # 0 * log 0 = 0: clip only inside the log.
+    return -(proba * np.log(np.clip(proba, 1e-300, None))).sum(-1)
+
+
+def entropy_score(proba) -> np.ndarray:
+    """Predictive entropy in nats.
+
+    Parameters
+    ----------
+    proba : array-like of shape (n, n_classes)
+        Class probabilities (rows sum to 1).
+
+    Returns
+    -------
+    ndarray of shape (n,), float64, in [0, log(n_classes)]
+    """
+    return _entropy(check_probabilities(proba, "proba", ndim=2))
+
+
+def bald_score(proba_draws) -> np.ndarray:
+    """BALD mutual information across noise draws, in nats, floored at 0.
+
+    Parameters
+    ----------
+    proba_draws : array-like of shape (K, n, n_classes)
+        Predictions on ``K`` noisy feature draws of the same ``n`` rows.
+
+    Returns
+    -------
+    ndarray of shape (n,), float64
+        ``H[mean_k p_k] - mean_k H[p_k]``.
+    """
+    proba_draws = check_probabilities(proba_draws, "proba_draws", ndim=3)
+    if proba_draws.shape[0] < 1:
+        raise ValueError("proba_draws needs at least one draw (K >= 1)")
+    mi = _entropy(proba_draws.mean(0)) - _entropy(proba_draws).mean(0)
+    return np.maximum(mi, 0.0)
+
+
+def edald_score(proba, proba_draws, entropy_weight: float = 1.0) -> np.ndarray:
+    """eDALD: ``entropy_weight * entropy_score(proba) + bald_score(proba_draws)``.
+
+    Parameters
+    ----------
+    proba : array-like of shape (n, n_classes)
+        Prediction on the fixed-noise (deterministic) features.
+    proba_draws : array-like of shape (K, n, n_classes)
+        Predictions on ``K`` fresh-noise feature draws of the same rows.
+    entropy_weight : float, default=1.0
+
+    Returns
+    -------
+    ndarray of shape (n,), float64, in nats
+
+    Raises
+    ------
+    ValueError
+        Shapes that disagree, probabilities that are not distributions.
+    """
+    proba = check_probabilities(proba, "proba", ndim=2)
+    proba_draws = check_probabilities(proba_draws, "proba_draws", ndim=3)
+    if proba_draws.shape[1:] != proba.shape:
+        raise ValueError(
+            f"proba_draws has shape {proba_draws.shape}; expected (K, {proba.shape[0]}, {proba.shape[1]})"
+        )
+    return entropy_weight * _entropy(proba) + bald_score(proba_draws)
+
+
+def top_k(scores: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the ``n`` highest scores, highest first; ties to the lowest index."""
+    return np.argsort(-scores, kind="stable")[: min(n, len(scores))].astype(np.int64)
+
+
+class EDALDSampler(BaseEstimator):
+    """Rank rows by eDALD and query the most uncertain ones (a modAL strategy).
+
+    Parameters
+    ----------
+    entropy_weight : float, default=1.0
+        Weight of the entropy term; 0 gives pure BALD over diffusion noise.
+    batch_size : int, default=65536
+        Rows per ``predict_proba`` call (bounds memory on large pools).
+
+    Examples
+    --------
+    >>> sampler = EDALDSampler()
+    >>> idx, scores = sampler(classifier, X_pool, n_instances=10, X_noisy=views)  # doctest: +SKIP
+    """
+
+    def __init__(self, entropy_weight: float = 1.0, batch_size: int = 65536):
+        self.entropy_weight = entropy_weight
+        self.batch_size = batch_size
+
+    def _predict(self, classifier, X: np.ndarray) -> np.ndarray:
+        parts = [classifier.predict_proba(X[s : s + self.batch_size]) for s in range(0, len(X), self.batch_size)]
+        return np.concatenate(parts) if parts else np.empty((0, 0))
+
+    def scores(self, classifier, X, X_noisy: NoisyViews, indices=None) -> np.ndarray:
+        """eDALD score of rows of ``X``.
+
+        Parameters
+        ----------
+        classifier : fitted classifier with ``predict_proba``
+        X : array-like of shape (n, D)
+            Fixed-noise features.
+        X_noisy : ndarray of shape (K, n, D) or callable
+            Noisy draws aligned with ``X``'s rows, or ``f(indices) -> (K, len(indices), D)``
+            computing them for the requested rows only.
+        indices : array-like of int, optional
+            Score only these rows of ``X`` (default: all).
+
+        Returns
+        -------
+        ndarray of shape (len(indices),), float64
+        """
+        if not isinstance(self.entropy_weight, (int, float)) or not np.isfinite(self.entropy_weight) or self.entropy_weight < 0:
+            raise ValueError(f"entropy_weight must be a non-negative float, got {self.entropy_weight!r}")
+        X = check_features(X, "X_pool")
+        indices = np.arange(len(X)) if indices is None else np.asarray(indices, dtype=np.int64)
+        if indices.size and (indices.min() < 0 or indices.max() >= len(X)):
+            raise ValueError("indices outside X_pool")
+        noisy = noisy_rows(X_noisy, indices, n_pool=len(X), n_features=X.shape[1])
+        if indices.size == 0:
+            return np.empty(0)
+        K = noisy.shape[0]
+        proba = self._predict(classifier, X[indices])
+        proba_draws = self._predict(classifier, noisy.reshape(K * len(indices), -1)).reshape(K, len(indices), -1)
+        return edald_score(proba, proba_draws, self.entropy_weight)
+
+    def query(self, classifier, X_pool, n_instances: int = 1, X_noisy: NoisyViews = None) -> np.ndarray:
+        """Indices of the ``n_instances`` highest-eDALD rows of ``X_pool``, highest first."""
+        n_instances = check_budget(n_instances)
+        scores = self.scores(classifier, X_pool, X_noisy)
+        self.scores_ = scores
+        return top_k(scores, n_instances)
+
+    def __call__(self, classifier, X_pool, n_instances: int = 1, X_noisy: NoisyViews = None, **kwargs):
+        """modAL strategy: returns ``(indices, scores of those indices)``."""
+        idx = self.query(classifier, X_pool, n_instances, X_noisy=X_noisy)
+        return idx, self.scores_[idx]
+
+
+def check_noisy_views(X_noisy: NoisyViews, n_pool: int, n_features: int) -> None:
+    """Check what can be checked of ``X_noisy`` without computing any draw.
+
+    Raises
+    ------
+    ValueError
+        ``X_noisy`` missing, or an array that is not (K>=1, n_pool, n_features).
+    """
+    if X_noisy is None:
+        raise ValueError(
+            "X_noisy is required: noisy diffusion-feature draws (K, n_pool, D) or a callable "
+            "indices -> (K, len(indices), D), e.g. DiffusionFeaturizer.noisy_view_fn(...)"
+        )
+    if callable(X_noisy):
+        return
+    shape = np.shape(X_noisy)
+    if len(shape) != 3 or shape[0] < 1 or shape[1] != n_pool or shape[2] != n_features:
+        raise ValueError(
+            f"X_noisy must have shape (K>=1, {n_pool}, {n_features}) aligned with X_pool, got {shape}"
+        )
+
+
+def noisy_rows(X_noisy: NoisyViews, indices: np.ndarray, n_pool: int, n_features: int) -> np.ndarray:
+    """The noisy draws (K, len(indices), D) of pool rows ``indices``, validated.
+
+    Raises
+    ------
+    ValueError
+        ``X_noisy`` missing, misaligned with the pool's rows or features, a
+        callable returning the wrong shape, or NaN/inf values.
+    """
+    check_noisy_views(X_noisy, n_pool, n_features)
+    noisy = np.asarray(X_noisy(indices)) if callable(X_noisy) else np.asarray(X_noisy)[:, indices]
+    if noisy.ndim != 3 or noisy.shape[0] < 1 or noisy.shape[1:] != (len(indices), n_features):
+        raise ValueError(
+            f"X_noisy gave shape {noisy.shape} for {len(indices)} rows; expected (K>=1, {len(indices)}, {n_features})"
+        )
+    if not np.all(np.isfinite(noisy)):
+        raise ValueError("X_noisy contains NaN or inf")
+    return noisy

@@ -1,0 +1,34 @@
+import numpy as np
+import pytest
+import torch
+
+# Two cores: keep the suite from oversubscribing them.
+torch.set_num_threads(2)
+
+
+def brute_force_herding(X, n, bandwidth, X_labeled=None):
+    """Textbook dense greedy on the generalized coverage (float64)."""
+    X = np.asarray(X, dtype=np.float64)
+    K = np.exp(-((X[:, None] - X[None]) ** 2).sum(-1) / bandwidth**2)
+    if X_labeled is None:
+        cov = np.zeros(len(X))
+    else:
+        L = np.asarray(X_labeled, dtype=np.float64)
+        cov = np.exp(-((X[:, None] - L[None]) ** 2).sum(-1) / bandwidth**2).max(1)
+    picks = []
+    for _ in range(n):
+        gains = np.maximum(K, cov[:, None]).mean(0) - cov.mean()
+        gains[picks] = -np.inf
+        j = int(np.argmax(gains))  # ties: lowest index
+        picks.append(j)
+        cov = np.maximum(cov, K[:, j])
+    return picks
+
+
+@pytest.fixture
+def blobs():
+    """Six well-separated 2-D blobs of 40 points each; returns (X, blob id)."""
+    rng = np.random.default_rng(0)
+    centers = np.array([[0, 0], [10, 0], [0, 10], [10, 10], [20, 0], [20, 10]], dtype=float)
+    X = np.concatenate([c + 0.5 * rng.normal(size=(40, 2)) for c in centers])
+    return X, np.repeat(np.arange(len(centers)), 40)

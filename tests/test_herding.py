@@ -1,0 +1,148 @@
+import numpy as np
+import pytest
+from conftest import brute_force_herding
+from sklearn.base import clone
+
+from skal_seg import MaxHerdingSampler
+from skal_seg.herding import auto_bandwidth
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_brute_force_greedy(seed):
+    X = np.random.default_rng(seed).normal(size=(250, 6))
+    picks = MaxHerdingSampler(bandwidth=2.0).select(X, 25)
+    assert picks.tolist() == brute_force_herding(X, 25, 2.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_matches_brute_force_with_labeled_rows(seed):
+    rng = np.random.default_rng(seed)
+    X, L = rng.normal(size=(250, 6)), rng.normal(size=(15, 6))
+    picks = MaxHerdingSampler(bandwidth=2.0).select(X, 25, X_labeled=L)
+    assert picks.tolist() == brute_force_herding(X, 25, 2.0, X_labeled=L)
+
+
+def test_blocked_computation_equals_cached():
+    # A tiny memory budget forces column blocks and recomputation instead of a cached N x N kernel.
+    X = np.random.default_rng(3).normal(size=(400, 8))
+    L = np.random.default_rng(4).normal(size=(30, 8))
+    cached = MaxHerdingSampler(bandwidth=2.5).select(X, 30, X_labeled=L)
+    blocked_sampler = MaxHerdingSampler(bandwidth=2.5, max_memory_mb=0.05)
+    assert blocked_sampler._block_columns(400, 8) < 400
+    assert blocked_sampler.select(X, 30, X_labeled=L).tolist() == cached.tolist()
+
+
+def test_float32_input_matches_float64_picks():
+    X = np.random.default_rng(5).normal(size=(300, 16))
+    a = MaxHerdingSampler(bandwidth=4.0).select(X, 20)
+    b = MaxHerdingSampler(bandwidth=4.0).select(X.astype(np.float32), 20)
+    assert a.tolist() == b.tolist()
+
+
+def test_first_pick_has_largest_mean_kernel():
+    X = np.random.default_rng(6).normal(size=(100, 3))
+    K = np.exp(-((X[:, None] - X[None]) ** 2).sum(-1) / 1.5**2)
+    assert MaxHerdingSampler(bandwidth=1.5).select(X, 1)[0] == np.argmax(K.mean(0))
+
+
+def test_picks_spread_over_blobs(blobs):
+    X, blob = blobs
+    picks = MaxHerdingSampler(random_state=0).select(X, 6)
+    assert len(set(blob[picks])) == 6
+
+
+def test_labeled_rows_steer_picks_elsewhere(blobs):
+    X, blob = blobs
+    labeled = X[blob < 3][::10]  # blobs 0, 1, 2 are already labeled
+    picks = MaxHerdingSampler(random_state=0).select(X, 3, X_labeled=labeled)
+    assert set(blob[picks]) == {3, 4, 5}
+
+
+def test_ties_go_to_lowest_index():
+    X = np.array([[0.0, 0.0], [0.0, 0.0], [5.0, 5.0], [5.0, 5.0]])
+    assert MaxHerdingSampler(bandwidth=1.0).select(X, 2).tolist() == [0, 2]
+
+
+def test_unique_ordered_and_gains_decrease():
+    X = np.random.default_rng(7).normal(size=(200, 4))
+    s = MaxHerdingSampler(random_state=0)
+    picks = s.select(X, 40)
+    assert len(set(picks.tolist())) == 40
+    assert np.all(np.diff(s.gains_) <= 1e-12)
+
+
+def test_budget_edge_cases():
+    X = np.random.default_rng(8).normal(size=(10, 3))
+    s = MaxHerdingSampler(random_state=0)
+    assert s.select(X, 0).shape == (0,)
+    with pytest.warns(UserWarning, match="exceeds"):
+        picks = s.select(X, 50)
+    assert sorted(picks.tolist()) == list(range(10))
+
+
+def test_auto_bandwidth_is_twice_median_distance():
+    X = np.random.default_rng(9).normal(size=(10, 3))  # at most 10 rows: all are used
+    d = np.sqrt(((X[:, None] - X[None]) ** 2).sum(-1))[np.triu_indices(10, 1)]
+    assert auto_bandwidth(X, random_state=0) == pytest.approx(2 * np.median(d))
+    s = MaxHerdingSampler(random_state=0)
+    s.select(X, 2)
+    assert s.bandwidth_ == pytest.approx(2 * np.median(d))
+
+
+def test_auto_bandwidth_is_seeded():
+    X = np.random.default_rng(10).normal(size=(3000, 4))
+    assert auto_bandwidth(X, 1) == auto_bandwidth(X, 1)
+    assert auto_bandwidth(X, 1) != auto_bandwidth(X, 2)
+
+
+def test_callable_kernel():
+    X = np.random.default_rng(11).normal(size=(150, 3))
+
+    def kernel(A, B):
+        return np.exp(-((A[:, None] - B[None]) ** 2).sum(-1) / 2.0**2)
+
+    assert MaxHerdingSampler(kernel=kernel).select(X, 10).tolist() == brute_force_herding(X, 10, 2.0)
+
+
+def test_modal_strategy_conditions_on_training_data(blobs):
+    X, blob = blobs
+
+    class Learner:  # what the sampler reads of a modAL learner
+        X_training = X[blob < 3][::10]
+
+    idx, gains = MaxHerdingSampler(random_state=0)(Learner(), X, n_instances=3)
+    assert set(blob[idx]) == {3, 4, 5} and gains.shape == (3,)
+
+
+def test_clone_and_params():
+    s = MaxHerdingSampler(bandwidth=0.7, random_state=3)
+    c = clone(s)
+    assert c.get_params() == s.get_params()
+
+
+@pytest.mark.parametrize(
+    "X, kwargs, match",
+    [
+        (np.array([[0.0, np.nan], [1.0, 1.0]]), {}, "NaN"),
+        (np.array([[0.0, np.inf], [1.0, 1.0]]), {}, "infinity"),
+        (np.zeros(5), {}, "2D"),
+        (np.zeros((5, 2)), {"n_instances": -1}, "non-negative"),
+        (np.zeros((5, 2)), {"n_instances": 2.5}, "integer"),
+        (np.zeros((5, 2)), {"X_labeled": np.zeros((2, 3))}, "features"),
+        (np.zeros((5, 2)), {"X_labeled": np.array([[np.nan, 0.0]])}, "NaN"),
+    ],
+)
+def test_bad_input_raises(X, kwargs, match):
+    kwargs = {"n_instances": 2, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        MaxHerdingSampler(bandwidth=1.0).select(X, **kwargs)
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"kernel": "cosine"}, "unknown kernel"),
+    ({"bandwidth": "median"}, "bandwidth"),
+    ({"bandwidth": -1.0}, "bandwidth"),
+])
+def test_bad_params_raise(params, match):
+    with pytest.raises(ValueError, match=match):
+        MaxHerdingSampler(**params).select(np.random.default_rng(0).normal(size=(5, 2)), 2)
