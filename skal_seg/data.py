@@ -162,3 +162,17 @@ def load_split(
     if len(shapes) > 1:
         raise ValueError(f"images in {Path(root) / split} differ in size {sorted(shapes)}; pass size=")
     return SegmentationSplit(np.stack(images), np.stack(labels), tuple(p[0] for p in pairs))
+
+
+def split_validation(train: SegmentationSplit, fraction: float = 0.1, seed: int = 0):
+    """Carve a validation split out of ``train``: ``(pool, val)``.
+
+    ``round(fraction * len(train))`` images, drawn with ``seed``, go to
+    ``val`` (for choosing hyper-parameters) and are kept out of the pool.
+    The draw does not depend on the run's seed, so every run shares it.
+    """
+    if not 0 <= fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {fraction!r}")
+    n_val = int(round(fraction * len(train)))
+    perm = np.random.default_rng(seed).permutation(len(train))
+    return train.subset(np.sort(perm[n_val:])), train.subset(np.sort(perm[:n_val]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import numpy as np
@@ -65,6 +66,9 @@ class TwoStageQuery(BaseEstimator):
         Rows kept by the global stage (the eDALD pool, or the answer in round 0).
     scores_ : ndarray of float or None
         eDALD scores of ``candidate_pool_`` (None in round 0).
+    timings_ : dict
+        Seconds spent in ``"stage1"`` (local + global MaxHerding) and
+        ``"stage2"`` (eDALD, including any noisy features computed on demand).
     """
 
     def __init__(
@@ -148,6 +152,8 @@ class TwoStageQuery(BaseEstimator):
             check_noisy_views(X_noisy, len(X), X.shape[1])
         rng = check_random_state(self.random_state)
         self.scores_ = None
+        self.timings_ = {"stage1": 0.0}
+        start = time.perf_counter()
         if n_instances == 0:
             self.local_picks_ = self.candidate_pool_ = np.empty(0, dtype=np.int64)
             return np.empty(0, dtype=np.int64)
@@ -164,11 +170,14 @@ class TwoStageQuery(BaseEstimator):
             keep = min(n_instances, len(local))
             picked = local[herding.select(X[local], keep, X_labeled=X_labeled)]
             self.candidate_pool_ = picked
+            self.timings_["stage1"] = time.perf_counter() - start
             return picked
 
         keep = max(1, int(round(self.keep_global * len(local))))
         pool = local[herding.select(X[local], keep, X_labeled=X_labeled)]
         self.candidate_pool_ = pool
+        self.timings_["stage1"] = time.perf_counter() - start
+        start = time.perf_counter()
         if n_instances > len(pool):
             warnings.warn(
                 f"n_instances={n_instances} exceeds the {len(pool)}-row candidate pool "
@@ -177,6 +186,7 @@ class TwoStageQuery(BaseEstimator):
             )
         sampler = EDALDSampler() if self.uncertainty is None else self.uncertainty
         self.scores_ = sampler.scores(classifier, X, X_noisy, indices=pool)
+        self.timings_["stage2"] = time.perf_counter() - start
         return pool[top_k(self.scores_, n_instances)]
 
     def __call__(self, classifier, X_pool, n_instances: int = 1, **kwargs):

@@ -1,0 +1,51 @@
+"""Segmentation quality: confusion matrix, per-class IoU and mIoU."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from skal_seg.data import IGNORE_INDEX
+
+
+def confusion_matrix(y_true, y_pred, n_classes: int, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
+    """Pixel confusion matrix, rows = true class, columns = predicted class.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of int, same shape (any)
+        Ground truth (``ignore_index`` pixels are skipped) and predictions.
+    n_classes : int
+
+    Returns
+    -------
+    ndarray of shape (n_classes, n_classes), int64
+
+    Raises
+    ------
+    ValueError
+        Shapes differ, or values outside ``[0, n_classes)`` (other than ignore).
+    """
+    y_true = np.asarray(y_true).ravel()
+    y_pred = np.asarray(y_pred).ravel()
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true has {y_true.size} values but y_pred has {y_pred.size}")
+    keep = y_true != ignore_index
+    t, p = y_true[keep].astype(np.int64), y_pred[keep].astype(np.int64)
+    if t.size and (t.min() < 0 or t.max() >= n_classes or p.min() < 0 or p.max() >= n_classes):
+        raise ValueError(f"labels must lie in [0, {n_classes}) or equal {ignore_index}")
+    return np.bincount(t * n_classes + p, minlength=n_classes**2).reshape(n_classes, n_classes)
+
+
+def iou_per_class(cm: np.ndarray) -> np.ndarray:
+    """IoU of each class, ``TP / (TP + FP + FN)``; NaN for a class absent from truth and prediction."""
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diag(cm)
+    union = cm.sum(0) + cm.sum(1) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, tp / union, np.nan)
+
+
+def mean_iou(cm: np.ndarray) -> float:
+    """Mean IoU over the classes that occur (in truth or prediction)."""
+    iou = iou_per_class(cm)
+    return float(np.nanmean(iou)) if np.any(~np.isnan(iou)) else float("nan")
