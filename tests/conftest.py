@@ -1,9 +1,6 @@
 import numpy as np
 import pytest
-import torch
 
-# Two cores: keep the suite from oversubscribing them.
-torch.set_num_threads(2)
 
 
 def brute_force_herding(X, n, bandwidth, X_labeled=None):
