@@ -1,0 +1,711 @@
+"""Per-pixel features from a diffusion UNet's decoder (the paper's feature extractor).
+
+Every image is scaled to [-1, 1], resized to the UNet's input size, noised to
+a few diffusion timesteps with one fixed noise tensor, and passed through the
+UNet; the outputs of chosen decoder (``up_blocks``) stages are bilinearly
+upsampled to the output grid and concatenated into one L2-normalised vector
+per pixel. :meth:`DiffusionFeaturizer.noisy_views` recomputes the same
+features under fresh noise draws, which eDALD uses as stochastic views.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
+
+from skal_seg.models import load_diffusion_model
+
+__all__ = ["DiffusionFeaturizer", "NoisyViewFunction"]
+
+_UNET_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_OUTPUT_DTYPES = {"float32": np.float32, "float16": np.float16}
+# Each output chunk holds at most this many float32 values (pixels x D), so the
+# upsampling never materialises a whole high-resolution feature map at once.
+_CHUNK_ELEMENTS = 1 << 23
+_EPS = 1e-12
+
+
+class _StopForward(Exception):
+    """Raised by the last needed hook: later decoder stages are not computed."""
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def _check_one_image(img, where: str) -> np.ndarray:
+    img = np.asarray(img)
+    if img.ndim != 3 or img.shape[-1] != 3:
+        raise ValueError(f"{where} must have shape (H, W, 3) (RGB, channels last), got shape {img.shape}")
+    if img.shape[0] == 0 or img.shape[1] == 0:
+        raise ValueError(f"{where} is empty (shape {img.shape})")
+    _check_range(img, where)
+    return img
+
+
+def _check_range(arr: np.ndarray, where: str) -> None:
+    if arr.dtype == np.uint8:
+        return
+    if arr.dtype.kind in "iu":
+        if arr.min() < 0 or arr.max() > 255:
+            raise ValueError(f"{where}: integer images must hold values in [0, 255]")
+    elif arr.dtype.kind == "f":
+        if np.isnan(arr).any():
+            raise ValueError(f"{where} contains NaN")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{where} contains inf")
+        if arr.min() < 0.0 or arr.max() > 1.0:
+            raise ValueError(
+                f"{where}: float images must hold values in [0, 1] (got [{arr.min():g}, {arr.max():g}]); "
+                "pass uint8 for 0-255 data"
+            )
+    else:
+        raise ValueError(f"{where}: images must be uint8, integer (0-255) or float (0-1), got dtype {arr.dtype}")
+
+
+def _check_images(images) -> list[np.ndarray]:
+    """Validate ``images``; returns one (H, W, 3) array (a view where possible) per image."""
+    if images is None:
+        raise ValueError("images is None")
+    if isinstance(images, (list, tuple)):
+        if len(images) == 0:
+            raise ValueError("images is empty")
+        return [_check_one_image(img, f"images[{i}]") for i, img in enumerate(images)]
+    arr = np.asarray(images)
+    if arr.ndim != 4 or arr.shape[-1] != 3:
+        raise ValueError(
+            "images must be an array of shape (n_images, H, W, 3) (RGB, channels last) or a list of "
+            f"(H, W, 3) arrays; got shape {arr.shape}"
+        )
+    if arr.shape[0] == 0 or arr.shape[1] == 0 or arr.shape[2] == 0:
+        raise ValueError(f"images is empty (shape {arr.shape})")
+    _check_range(arr, "images")  # once for the whole array, not per image
+    return list(arr)
+
+
+def _to_model_range(img: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8/int (0-255) or float (0-1) -> float32 (3, H, W) in [-1, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(img))
+    if img.dtype.kind in "iu":
+        # Same formula as skal_seg.train_ddpm.to_model_range (training inputs).
+        t = t.float().div(127.5).sub(1.0)
+    else:
+        t = t.float().mul(2.0).sub(1.0)
+    return t.permute(2, 0, 1)
+
+
+def _check_pixels(pixels, grids: list[tuple[int, int]]) -> list[np.ndarray]:
+    """One 1-D int64 array of flat indices (y * W + x) per image, each within its output grid."""
+    if isinstance(pixels, (str, bytes)) or not hasattr(pixels, "__len__"):
+        raise ValueError("pixels must be a sequence with one 1-D integer array per image")
+    if len(pixels) != len(grids):
+        raise ValueError(f"pixels must hold one array per image: got {len(pixels)} arrays for {len(grids)} images")
+    out = []
+    for i, (p, (h, w)) in enumerate(zip(pixels, grids)):
+        p = np.asarray(p)
+        if p.size == 0:
+            out.append(np.zeros(0, dtype=np.int64))
+            continue
+        if p.ndim != 1:
+            raise ValueError(f"pixels[{i}] must be 1-D (flat indices y * W + x), got shape {p.shape}")
+        if p.dtype.kind not in "iu":
+            raise ValueError(f"pixels[{i}] must hold integers, got dtype {p.dtype}")
+        if p.min() < 0 or p.max() >= h * w:
+            raise ValueError(
+                f"pixels[{i}] holds indices outside [0, {h * w}) (output grid {h} x {w} of image {i})"
+            )
+        out.append(p.astype(np.int64, copy=False))
+    return out
+
+
+def _resolve_device(device) -> torch.device:
+    if isinstance(device, torch.device):
+        dev = device
+    elif isinstance(device, str):
+        if device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, ValueError) as exc:
+            raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from exc
+    else:
+        raise ValueError(f"device must be a string or torch.device, got {type(device).__name__}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available; use device='cpu' or 'auto'")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} requested but MPS is not available")
+    return dev
+
+
+def _draw_noise(random_state, n_draws: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """``n_draws`` standard-normal tensors of ``shape`` (float32, CPU) from a numpy seed/generator."""
+    if isinstance(random_state, np.random.RandomState):
+        z = random_state.standard_normal((n_draws, *shape)).astype(np.float32)
+    else:
+        try:
+            rng = np.random.default_rng(random_state)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"random_state must be None, an int or a numpy Generator, got {random_state!r}") from exc
+        z = rng.standard_normal((n_draws, *shape), dtype=np.float32)
+    return torch.from_numpy(z)
+
+
+# ----------------------------------------------------------------- bilinear sampling
+
+
+def _axis_weights(n_in: int, n_out: int, coords: torch.Tensor):
+    """Source taps and weights of ``F.interpolate(mode="bilinear", align_corners=False)`` on one axis.
+
+    ``coords`` are output coordinates (int64); returns ``(i0, i1, w0, w1)`` with
+    ``value = w0 * in[i0] + w1 * in[i1]``. Computed elementwise, so the weights
+    of a coordinate do not depend on which other coordinates are asked for.
+    """
+    scale = n_in / n_out
+    src = ((coords.to(torch.float32) + 0.5) * scale - 0.5).clamp_min(0.0)
+    i0 = src.floor().to(torch.int64).clamp_max(n_in - 1)
+    i1 = (i0 + 1).clamp_max(n_in - 1)
+    w1 = src - i0.to(torch.float32)
+    w0 = 1.0 - w1
+    return i0, i1, w0, w1
+
+
+def _sample_pixels(maps: list[torch.Tensor], ys: torch.Tensor, xs: torch.Tensor, out_hw, buf: torch.Tensor):
+    """Bilinear features at pixels (ys, xs) of an ``out_hw`` grid, written into ``buf`` (n, T, sum C).
+
+    ``maps``: per block (T, C, h, w) float32. Cost is proportional to the
+    number of pixels, not to the grid size. Uses the same elementwise
+    operations as :func:`_sample_rows`, so both give bit-identical values.
+    """
+    out_h, out_w = out_hw
+    off = 0
+    for m in maps:
+        t, c, h, w = m.shape
+        flat = m.reshape(t, c, h * w)
+        if (h, w) == (out_h, out_w):
+            val = flat[:, :, ys * w + xs]
+        else:
+            y0, y1, wy0, wy1 = _axis_weights(h, out_h, ys)
+            x0, x1, wx0, wx1 = _axis_weights(w, out_w, xs)
+            top = wx0 * flat[:, :, y0 * w + x0] + wx1 * flat[:, :, y0 * w + x1]
+            bottom = wx0 * flat[:, :, y1 * w + x0] + wx1 * flat[:, :, y1 * w + x1]
+            val = wy0 * top + wy1 * bottom
+        buf[:, :, off : off + c] = val.permute(2, 0, 1)
+        off += c
+
+
+def _sample_rows(maps: list[torch.Tensor], ya: int, yb: int, out_hw, buf: torch.Tensor):
+    """Bilinear features of output rows [ya, yb) (all columns), written into ``buf`` ((yb-ya)*W, T, sum C)."""
+    out_h, out_w = out_hw
+    rows = yb - ya
+    off = 0
+    for m in maps:
+        t, c, h, w = m.shape
+        if (h, w) == (out_h, out_w):
+            val = m[:, :, ya:yb, :]
+        else:
+            y0, y1, wy0, wy1 = _axis_weights(h, out_h, torch.arange(ya, yb, device=m.device))
+            x0, x1, wx0, wx1 = _axis_weights(w, out_w, torch.arange(out_w, device=m.device))
+            lo, hi = int(y0.min()), int(y1.max()) + 1  # only the source rows these output rows use
+            part = m[:, :, lo:hi, :]
+            horiz = wx0 * part[..., x0] + wx1 * part[..., x1]  # (T, C, hi - lo, out_w)
+            val = wy0[:, None] * horiz[:, :, y0 - lo, :] + wy1[:, None] * horiz[:, :, y1 - lo, :]
+        buf.view(rows, out_w, t, -1)[:, :, :, off : off + c] = val.permute(2, 3, 0, 1)
+        off += c
+
+
+def _normalise_rows(feats: torch.Tensor) -> torch.Tensor:
+    norm = feats.square().sum(dim=1, keepdim=True).sqrt().clamp_min(_EPS)
+    return feats / norm
+
+
+@dataclass
+class _Job:
+    image: int  # index into the image list
+    row: int  # first output row
+    pixels: torch.Tensor | None  # flat pixel indices; None = whole grid
+    grid: tuple[int, int]  # output (H, W)
+
+    @property
+    def n_rows(self) -> int:
+        return self.grid[0] * self.grid[1] if self.pixels is None else len(self.pixels)
+
+
+# ------------------------------------------------------------------------ estimator
+
+
+class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
+    """Per-pixel features from the decoder of a diffusion UNet (scikit-learn transformer).
+
+    Each image is scaled to [-1, 1], resized (bilinear) to the UNet's input
+    size ``S = unet.config.sample_size``, noised to every timestep in
+    ``timesteps`` with the scheduler's ``add_noise`` and ONE fixed noise
+    tensor (shape (3, S, S), drawn from ``noise_seed``, shared by all images),
+    and passed through the UNet. The outputs of the decoder stages
+    ``unet.up_blocks[b]`` for ``b`` in ``blocks`` are captured with forward
+    hooks, bilinearly upsampled (``align_corners=False``) to the output grid,
+    concatenated and L2-normalised per pixel.
+
+    Parameters
+    ----------
+    model : str, path-like, UNet2DModel or (UNet2DModel, scheduler), default="embedded"
+        Passed to :func:`skal_seg.models.load_diffusion_model`: ``"embedded"``
+        (the DDPM shipped with the package, works offline), a local
+        ``save_pretrained`` folder, a Hugging Face Hub id, or a model instance.
+    timesteps : sequence of int, default=(50, 150, 250)
+        Diffusion timesteps, each in ``[0, num_train_timesteps)``, distinct.
+    blocks : sequence of int or None, default=None
+        Indices into ``unet.up_blocks`` (distinct, in column order). None =
+        every decoder stage, ``range(len(unet.up_blocks))``: coarse semantic
+        stages plus fine full-resolution ones, valid for any ``UNet2DModel``.
+        For the embedded model (128 x 128 input, 4 stages) these have
+        128, 128, 64, 32 channels at 32, 64, 128, 128 px, i.e. 352 per
+        timestep and ``D = 1056`` with the 3 default timesteps.
+    output_size : int, (int, int) or None, default=None
+        Output grid (H, W) of every image (int = square). None = each image's
+        own size.
+    noise_seed : int, default=0
+        Seed of the CPU ``torch.Generator`` drawing the fixed noise.
+    batch_size : int, default=8
+        Images per UNet forward; each forward holds ``batch_size * len(timesteps)`` samples.
+    device : str or torch.device, default="auto"
+        ``"auto"`` = CUDA when available, else CPU.
+    dtype : {"float32", "float16", "bfloat16"}, default="float32"
+        Dtype of the UNet computation (upsampling and normalisation use float32).
+    output_dtype : {"float32", "float16"}, default="float32"
+        Dtype of the returned features; float16 halves their memory.
+    progress : bool, default=True
+        Show a tqdm bar over image batches.
+
+    Attributes
+    ----------
+    unet_ : UNet2DModel
+        The loaded UNet (eval mode, on ``device_``).
+    scheduler_ : DDPMScheduler
+        Its noise schedule.
+    device_ : torch.device
+    dtype_ : torch.dtype
+        Dtype of the UNet computation.
+    input_size_ : tuple of int
+        (S_h, S_w): the UNet input size images are resized to.
+    timesteps_ : tuple of int
+    blocks_ : tuple of int
+        Decoder stages used (``blocks`` resolved).
+    block_channels_ : tuple of int
+        Channels of each stage in ``blocks_``.
+    n_features_out_ : int
+        ``D = len(timesteps_) * sum(block_channels_)``.
+    feature_dim_ : int
+        Same as ``n_features_out_``.
+    output_size_ : tuple of int or None
+    noise_ : torch.Tensor of shape (3, S_h, S_w), float32, CPU
+        The fixed noise.
+
+    Notes
+    -----
+    Feature columns are ordered ``for t in timesteps_: for b in blocks_: for
+    channel``; see :meth:`get_feature_names_out`. Rows are image-major, then
+    row-major over the output grid: pixel (y, x) of image i is row
+    ``offset_i + y * W_i + x``, ``offset_i`` the pixel count of earlier images.
+    """
+
+    def __init__(
+        self,
+        model="embedded",
+        timesteps=(50, 150, 250),
+        blocks=None,
+        output_size=None,
+        noise_seed: int = 0,
+        batch_size: int = 8,
+        device="auto",
+        dtype: str = "float32",
+        output_dtype: str = "float32",
+        progress: bool = True,
+    ):
+        self.model = model
+        self.timesteps = timesteps
+        self.blocks = blocks
+        self.output_size = output_size
+        self.noise_seed = noise_seed
+        self.batch_size = batch_size
+        self.device = device
+        self.dtype = dtype
+        self.output_dtype = output_dtype
+        self.progress = progress
+
+    # ------------------------------------------------------------------ fitting
+
+    def _check_params(self) -> None:
+        if not isinstance(self.dtype, str) or self.dtype not in _UNET_DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_UNET_DTYPES)}, got {self.dtype!r}")
+        if not isinstance(self.output_dtype, str) or self.output_dtype not in _OUTPUT_DTYPES:
+            raise ValueError(f"output_dtype must be one of {sorted(_OUTPUT_DTYPES)}, got {self.output_dtype!r}")
+        if not _is_int(self.batch_size) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if not _is_int(self.noise_seed):
+            raise ValueError(f"noise_seed must be an integer, got {self.noise_seed!r}")
+        size = self.output_size
+        if size is not None:
+            if _is_int(size):
+                size = (size, size)
+            if not (isinstance(size, Sequence) and len(size) == 2 and all(_is_int(s) and s > 0 for s in size)):
+                raise ValueError(f"output_size must be None, a positive int or (H, W), got {self.output_size!r}")
+
+    @staticmethod
+    def _int_tuple(value, name: str) -> tuple[int, ...]:
+        values = (value,) if _is_int(value) else value
+        try:
+            values = tuple(values)
+        except TypeError:
+            raise ValueError(f"{name} must be a sequence of integers, got {value!r}") from None
+        if not values or not all(_is_int(v) for v in values):
+            raise ValueError(f"{name} must be a non-empty sequence of integers, got {value!r}")
+        if len(set(values)) != len(values):
+            raise ValueError(f"{name} must not repeat values, got {value!r}")
+        return tuple(int(v) for v in values)
+
+    def fit(self, images=None, y=None):
+        """Load the diffusion model and validate the parameters.
+
+        Parameters
+        ----------
+        images : array-like or None, default=None
+            Optional; validated like in :meth:`transform` but not stored
+            (the featurizer learns nothing from data).
+        y : ignored
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            Bad parameters (dtype, device, batch_size, output_size), timesteps
+            outside ``[0, num_train_timesteps)``, unknown block indices, or bad images.
+        skal_seg.models.ModelNotAvailableError
+            The model cannot be loaded (see :func:`~skal_seg.models.load_diffusion_model`).
+        """
+        self._check_params()
+        if images is not None:
+            _check_images(images)
+        device = _resolve_device(self.device)
+        timesteps = self._int_tuple(self.timesteps, "timesteps")
+        unet, scheduler = load_diffusion_model(self.model, device=device, dtype=_UNET_DTYPES[self.dtype])
+
+        n_train = int(scheduler.config.num_train_timesteps)
+        bad = [t for t in timesteps if not 0 <= t < n_train]
+        if bad:
+            raise ValueError(f"timesteps {bad} outside the schedule [0, {n_train})")
+        n_up = len(unet.up_blocks)
+        blocks = tuple(range(n_up)) if self.blocks is None else self._int_tuple(self.blocks, "blocks")
+        bad = [b for b in blocks if not 0 <= b < n_up]
+        if bad:
+            raise ValueError(f"blocks {bad} are not indices of unet.up_blocks (valid: 0..{n_up - 1})")
+
+        size = unet.config.sample_size
+        if size is None:
+            raise ValueError("the UNet config has no sample_size: its input size is unknown")
+        size = (int(size), int(size)) if _is_int(size) else (int(size[0]), int(size[1]))
+        out = self.output_size
+        out = None if out is None else ((int(out), int(out)) if _is_int(out) else (int(out[0]), int(out[1])))
+
+        self.unet_, self.scheduler_ = unet, scheduler
+        self.device_, self.dtype_ = device, _UNET_DTYPES[self.dtype]
+        self.input_size_, self.output_size_ = size, out
+        self.timesteps_, self.blocks_ = timesteps, blocks
+        self.block_channels_ = tuple(self._stage_channels(unet, b) for b in blocks)
+        self.n_features_out_ = self.feature_dim_ = len(timesteps) * sum(self.block_channels_)
+        gen = torch.Generator(device="cpu").manual_seed(int(self.noise_seed))
+        self.noise_ = torch.randn((3, *size), generator=gen)
+        return self
+
+    @staticmethod
+    def _stage_channels(unet, b: int) -> int:
+        resnets = getattr(unet.up_blocks[b], "resnets", None)
+        if resnets:  # the stage output is its last resnet's (upsampling keeps channels)
+            return int(resnets[-1].out_channels)
+        return int(list(reversed(unet.config.block_out_channels))[b])  # UNet2DModel layout
+
+    # ------------------------------------------------------------------ engine
+
+    def _grids(self, imgs: list[np.ndarray]) -> list[tuple[int, int]]:
+        if self.output_size_ is not None:
+            return [self.output_size_] * len(imgs)
+        return [(int(im.shape[0]), int(im.shape[1])) for im in imgs]
+
+    def _block_maps(self, x: torch.Tensor, t: torch.Tensor) -> list[torch.Tensor]:
+        """Forward ``x`` (B, 3, S, S) at timesteps ``t`` (B,); returns each chosen stage's output, float32."""
+        captured: dict[int, torch.Tensor] = {}
+        last = len(self.unet_.up_blocks) - 1
+        stop = max(self.blocks_) if max(self.blocks_) < last else None
+
+        def make_hook(i):
+            def hook(module, args, output):
+                captured[i] = output[0] if isinstance(output, tuple) else output
+                if i == stop:
+                    raise _StopForward
+
+            return hook
+
+        handles = [self.unet_.up_blocks[i].register_forward_hook(make_hook(i)) for i in self.blocks_]
+        try:
+            with torch.inference_mode():
+                self.unet_(x, t)
+        except _StopForward:
+            pass
+        finally:
+            for h in handles:
+                h.remove()
+        return [captured[i].float() for i in self.blocks_]
+
+    def _run(self, imgs, jobs: list[_Job], noises: torch.Tensor, out: np.ndarray, desc: str) -> None:
+        """Fill ``out[k, job.row : job.row + job.n_rows]`` for every job and noise draw ``k``."""
+        jobs = [j for j in jobs if j.n_rows > 0]
+        device, dtype = self.device_, self.dtype_
+        n_t = len(self.timesteps_)
+        t_all = torch.tensor(self.timesteps_, dtype=torch.int64, device=device)
+        d_sum = sum(self.block_channels_)
+        batches = [jobs[i : i + self.batch_size] for i in range(0, len(jobs), self.batch_size)]
+        bar = tqdm(total=len(batches), desc=desc, unit="batch", disable=not self.progress, leave=False)
+        try:
+            for batch in batches:
+                x0 = torch.stack([self._resize(_to_model_range(imgs[j.image]).to(device)) for j in batch])
+                b = len(batch)
+                x0 = x0.repeat(n_t, 1, 1, 1)  # sample j * b + i: image i at timestep j
+                t = t_all.repeat_interleave(b)
+                for k in range(len(noises)):
+                    noise = noises[k].to(device).expand_as(x0)
+                    xt = self.scheduler_.add_noise(x0, noise, t).to(dtype)
+                    maps = self._block_maps(xt, t)
+                    for i, job in enumerate(batch):
+                        per_image = [m.view(n_t, b, *m.shape[1:])[:, i] for m in maps]  # (T, C, h, w)
+                        self._write(per_image, job, out[k], d_sum)
+                bar.update(1)
+        finally:
+            bar.close()
+
+    def _resize(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[-2:]) == self.input_size_:
+            return x
+        return F.interpolate(x[None], size=self.input_size_, mode="bilinear", align_corners=False, antialias=False)[0]
+
+    def _write(self, maps: list[torch.Tensor], job: _Job, out: np.ndarray, d_sum: int) -> None:
+        """Sample, normalise, cast and store one image's rows in chunks of bounded size."""
+        n_t = len(self.timesteps_)
+        d = n_t * d_sum
+        out_h, out_w = job.grid
+        dest = torch.from_numpy(out[job.row : job.row + job.n_rows])
+        if job.pixels is None:
+            rows_per_chunk = max(1, _CHUNK_ELEMENTS // (out_w * d))
+            for ya in range(0, out_h, rows_per_chunk):
+                yb = min(out_h, ya + rows_per_chunk)
+                buf = torch.empty(((yb - ya) * out_w, n_t, d_sum), device=maps[0].device)
+                _sample_rows(maps, ya, yb, job.grid, buf)
+                dest[ya * out_w : yb * out_w] = _normalise_rows(buf.view(-1, d)).to("cpu", dest.dtype)
+        else:
+            pix = job.pixels.to(maps[0].device)
+            step = max(1, _CHUNK_ELEMENTS // d)
+            for a in range(0, len(pix), step):
+                p = pix[a : a + step]
+                buf = torch.empty((len(p), n_t, d_sum), device=maps[0].device)
+                _sample_pixels(maps, p // out_w, p % out_w, job.grid, buf)
+                dest[a : a + len(p)] = _normalise_rows(buf.view(-1, d)).to("cpu", dest.dtype)
+
+    def _jobs(self, imgs, pixels) -> tuple[list[_Job], int]:
+        grids = self._grids(imgs)
+        if pixels is not None:
+            pixels = _check_pixels(pixels, grids)
+        jobs, row = [], 0
+        for i, grid in enumerate(grids):
+            pix = None if pixels is None else torch.from_numpy(pixels[i])
+            jobs.append(_Job(i, row, pix, grid))
+            row += jobs[-1].n_rows
+        return jobs, row
+
+    # ------------------------------------------------------------------ public API
+
+    def transform(self, images, pixels=None) -> np.ndarray:
+        """Per-pixel features of ``images`` (or of selected pixels only).
+
+        Parameters
+        ----------
+        images : ndarray of shape (n_images, H, W, 3) or list of (H_i, W_i, 3) arrays
+            RGB, channels last: uint8 / integer in [0, 255] or float in [0, 1].
+            List entries may differ in size.
+        pixels : sequence of 1-D int arrays or None, default=None
+            One array per image of flat indices ``y * W + x`` into that
+            image's output grid (any order, repeats allowed). None = all pixels.
+
+        Returns
+        -------
+        ndarray of shape (n_rows, D), ``output_dtype``
+            ``n_rows = sum_i H_i * W_i`` (image-major, row-major over pixels),
+            or ``sum_i len(pixels[i])`` in the given order. Every row has unit
+            L2 norm (up to ``output_dtype`` rounding). Rows of a pixel subset
+            equal the matching rows of the full transform; only the requested
+            pixels are computed and stored.
+
+        Raises
+        ------
+        ValueError
+            Bad images (ndim, channel count, NaN/inf, out-of-range values,
+            empty) or bad ``pixels`` (wrong count, not 1-D integer, out of range).
+        sklearn.exceptions.NotFittedError
+            Before :meth:`fit`.
+        """
+        check_is_fitted(self, "unet_")
+        imgs = _check_images(images)
+        jobs, n_rows = self._jobs(imgs, pixels)
+        out = np.empty((1, n_rows, self.n_features_out_), dtype=_OUTPUT_DTYPES[self.output_dtype])
+        self._run(imgs, jobs, self.noise_[None], out, "diffusion features")
+        return out[0]
+
+    def noisy_views(self, images, n_draws: int = 5, pixels=None, random_state=None) -> np.ndarray:
+        """The features recomputed under ``n_draws`` fresh noise draws (stochastic views for eDALD).
+
+        Parameters
+        ----------
+        images, pixels
+            As in :meth:`transform`.
+        n_draws : int, default=5
+            Number K of noise draws. Draw k replaces the fixed noise by one
+            new (3, S, S) tensor shared by all images.
+        random_state : None, int or numpy Generator, default=None
+            Source of the draws; they do not depend on ``images`` or ``pixels``.
+
+        Returns
+        -------
+        ndarray of shape (n_draws, n_rows, D), ``output_dtype``
+            ``[k]`` is laid out like ``transform(images, pixels)``.
+
+        Raises
+        ------
+        ValueError
+            As in :meth:`transform`, or ``n_draws`` not a positive integer.
+        """
+        check_is_fitted(self, "unet_")
+        noises = self._noises(n_draws, random_state)
+        imgs = _check_images(images)
+        jobs, n_rows = self._jobs(imgs, pixels)
+        out = np.empty((len(noises), n_rows, self.n_features_out_), dtype=_OUTPUT_DTYPES[self.output_dtype])
+        self._run(imgs, jobs, noises, out, "noisy views")
+        return out
+
+    def _noises(self, n_draws, random_state) -> torch.Tensor:
+        if not _is_int(n_draws) or n_draws < 1:
+            raise ValueError(f"n_draws must be a positive integer, got {n_draws!r}")
+        return _draw_noise(random_state, int(n_draws), (3, *self.input_size_))
+
+    def noisy_view_fn(self, images, pixels=None, n_draws: int = 5, random_state=None) -> "NoisyViewFunction":
+        """A callable ``indices -> (n_draws, len(indices), D)`` over the rows of ``transform(images, pixels)``.
+
+        Hand it to a sampler as its ``X_noisy``: a call computes only the
+        images holding requested rows, and only the requested pixels. The
+        ``n_draws`` noise tensors are drawn once, here, so a row gets the same
+        value in every call whatever else is requested with it (up to float
+        rounding from the UNet batch composition).
+
+        Parameters
+        ----------
+        images, pixels
+            As in :meth:`transform` (validated here; the pool rows are
+            ``transform(images, pixels=pixels)``'s rows).
+        n_draws : int, default=5
+        random_state : None, int or numpy Generator, default=None
+
+        Returns
+        -------
+        NoisyViewFunction
+        """
+        check_is_fitted(self, "unet_")
+        noises = self._noises(n_draws, random_state)
+        imgs = _check_images(images)
+        grids = self._grids(imgs)
+        if pixels is None:
+            pixels = [np.arange(h * w, dtype=np.int64) for h, w in grids]
+        else:
+            pixels = _check_pixels(pixels, grids)
+        return NoisyViewFunction(self, imgs, pixels, noises)
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Names ``"t{timestep}_up{block}_c{channel:03d}"`` of the D columns, in column order."""
+        check_is_fitted(self, "unet_")
+        names = [
+            f"t{t}_up{b}_c{c:03d}"
+            for t in self.timesteps_
+            for b, n_c in zip(self.blocks_, self.block_channels_)
+            for c in range(n_c)
+        ]
+        return np.asarray(names, dtype=object)
+
+
+class NoisyViewFunction:
+    """Noisy features of pool rows, computed on demand (see :meth:`DiffusionFeaturizer.noisy_view_fn`).
+
+    Attributes
+    ----------
+    n_rows : int
+        Number of pool rows (``sum(len(p) for p in pixels)``).
+    n_draws : int
+    noises : torch.Tensor of shape (n_draws, 3, S_h, S_w)
+        The fixed noise draws.
+    """
+
+    def __init__(self, featurizer: DiffusionFeaturizer, images: list[np.ndarray], pixels: list[np.ndarray], noises):
+        self.featurizer = featurizer
+        self.images = images
+        self.pixels = pixels
+        self.noises = noises
+        self.n_draws = len(noises)
+        self._offsets = np.concatenate([[0], np.cumsum([len(p) for p in pixels])]).astype(np.int64)
+        self.n_rows = int(self._offsets[-1])
+
+    def __call__(self, indices) -> np.ndarray:
+        """Features of pool rows ``indices`` under each draw.
+
+        Parameters
+        ----------
+        indices : 1-D int array-like
+            Rows of ``transform(images, pixels)``, in ``[0, n_rows)``; repeats allowed.
+
+        Returns
+        -------
+        ndarray of shape (n_draws, len(indices), D), the featurizer's ``output_dtype``
+
+        Raises
+        ------
+        ValueError
+            Non-integer, not 1-D, or out-of-range indices.
+        """
+        idx = np.asarray(indices)
+        if idx.size == 0:
+            idx = idx.reshape(0).astype(np.int64)
+        if idx.ndim != 1 or idx.dtype.kind not in "iu":
+            raise ValueError(f"indices must be a 1-D integer array, got shape {idx.shape} dtype {idx.dtype}")
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n_rows):
+            raise ValueError(f"indices must lie in [0, {self.n_rows})")
+        feat = self.featurizer
+        uniq, inverse = np.unique(idx, return_inverse=True)  # sorted: grouped by image
+        image_of = np.searchsorted(self._offsets, uniq, side="right") - 1
+        images, jobs, row = [], [], 0
+        grids = feat._grids(self.images)
+        for img in np.unique(image_of):
+            rows = uniq[image_of == img] - self._offsets[img]
+            pix = torch.from_numpy(self.pixels[img][rows])
+            jobs.append(_Job(len(images), row, pix, grids[img]))
+            images.append(self.images[img])
+            row += len(pix)
+        out = np.empty((self.n_draws, len(uniq), feat.n_features_out_), dtype=_OUTPUT_DTYPES[feat.output_dtype])
+        feat._run(images, jobs, self.noises, out, "noisy views")
+        return out[:, inverse.reshape(-1)]
