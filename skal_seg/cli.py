@@ -1,0 +1,118 @@
+"""Command line: ``skal-seg run`` (active-learning runs) and ``skal-seg plot``.
+
+Examples
+--------
+The offline quickstart (shipped CamVid sample, embedded diffusion model)::
+
+    skal-seg run --data sample --rounds 4 --budget-per-image 2 --out results/quickstart
+
+The benchmark on full CamVid, every strategy, three seeds::
+
+    skal-seg run --data ../shared/data/camvid --strategies all --seeds 0 1 2 \\
+        --full-supervision --cache feature-cache --out results/camvid
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from skal_seg.data import load_split, sample_dataset_dir, split_validation
+from skal_seg.experiment import STRATEGIES, ExperimentConfig, fitted_featurizer, run_experiment, run_full_supervision
+from skal_seg.plotting import plot_learning_curves, plot_queried_pixels
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="skal-seg", description="Pixel-level active learning for semantic segmentation.")
+    sub = p.add_subparsers(dest="command", required=True)
+    d = ExperimentConfig()
+    r = sub.add_parser("run", help="run active learning for one or more strategies and seeds")
+    r.add_argument("--data", default="sample",
+                   help="dataset folder (NAME.png + NAME_label.png in train/ and test/), or 'sample' for the shipped CamVid sample")
+    r.add_argument("--strategies", nargs="+", default=["two_stage"],
+                   help=f"any of {', '.join(STRATEGIES)}, or 'all'")
+    r.add_argument("--seeds", nargs="+", type=int, default=[0])
+    r.add_argument("--rounds", type=int, default=d.rounds)
+    r.add_argument("--size", type=int, default=128, help="working size: images and labels resized to size x size")
+    r.add_argument("--candidates-per-image", type=int, default=d.candidates_per_image)
+    r.add_argument("--budget-per-image", type=float, default=d.budget_per_image,
+                   help="pixels labeled per round per pool image")
+    r.add_argument("--local-budget", type=int, default=d.local_budget)
+    r.add_argument("--keep-global", type=float, default=d.keep_global)
+    r.add_argument("--n-draws", type=int, default=d.n_draws, help="noisy diffusion draws for BALD/eDALD")
+    r.add_argument("--entropy-weight", type=float, default=d.entropy_weight)
+    r.add_argument("--model", default="embedded", help="'embedded', a save_pretrained folder or a hub id")
+    r.add_argument("--timesteps", nargs="+", type=int, default=[50, 150, 250])
+    r.add_argument("--val-fraction", type=float, default=0.1,
+                   help="fraction of train images kept out of the pool as a validation split")
+    r.add_argument("--eval-split", choices=["test", "val"], default="test",
+                   help="'val' to choose hyper-parameters without touching test")
+    r.add_argument("--pool-limit", type=int, default=None, help="use only the first N train images")
+    r.add_argument("--test-limit", type=int, default=None, help="use only the first N test images")
+    r.add_argument("--full-supervision", action="store_true", help="also train on every candidate pixel (the ceiling)")
+    r.add_argument("--cache", default=None, help="folder to keep fixed-noise features in between runs")
+    r.add_argument("--out", default="results", help="results folder")
+    r.add_argument("--resume", action="store_true", help="continue interrupted runs from their last completed round")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    pl = sub.add_parser("plot", help="(re)draw the learning-curve plot of a results folder")
+    pl.add_argument("results")
+    return p
+
+
+def _run(args: argparse.Namespace) -> int:
+    strategies = list(STRATEGIES) if args.strategies == ["all"] else args.strategies
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        raise SystemExit(f"skal-seg: unknown strategies {unknown}; choose from {', '.join(STRATEGIES)} or 'all'")
+    root = sample_dataset_dir() if args.data == "sample" else Path(args.data)
+    try:
+        train = load_split(root, "train", size=args.size, limit=args.pool_limit)
+        test = load_split(root, "test", size=args.size, limit=args.test_limit)
+        pool, val = split_validation(train, args.val_fraction)
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"skal-seg: {err}") from None
+    evaluation = val if args.eval_split == "val" else test
+    if len(evaluation) == 0:
+        raise SystemExit("skal-seg: the evaluation split is empty (raise --val-fraction for --eval-split val)")
+    print(f"pool {len(pool)} images, {args.eval_split} {len(evaluation)} images at {args.size}x{args.size}")
+    out = Path(args.out)
+    featurizer = None
+    for seed in args.seeds:
+        for strategy in strategies:
+            config = ExperimentConfig(
+                strategy=strategy, seed=seed, rounds=args.rounds, candidates_per_image=args.candidates_per_image,
+                budget_per_image=args.budget_per_image, local_budget=args.local_budget, keep_global=args.keep_global,
+                n_draws=args.n_draws, entropy_weight=args.entropy_weight,
+                featurizer={"model": args.model, "timesteps": args.timesteps},
+            )
+            try:
+                featurizer = fitted_featurizer(config, featurizer, progress=not args.quiet)
+                run_dir = out / strategy / f"seed{seed}"
+                print(f"== {strategy}, seed {seed} -> {run_dir}")
+                t = time.perf_counter()
+                run_experiment(config, pool, evaluation, run_dir, featurizer=featurizer, cache_dir=args.cache,
+                               resume=args.resume, progress=not args.quiet)
+                print(f"   done in {time.perf_counter() - t:.0f} s")
+                plot_queried_pixels(pool, run_dir)
+            except ValueError as err:
+                raise SystemExit(f"skal-seg: {err}") from None
+        if args.full_supervision:
+            res = run_full_supervision(config, pool, evaluation, out / "full_supervision" / f"seed{seed}.json",
+                                       featurizer=featurizer, cache_dir=args.cache, progress=not args.quiet)
+            print(f"== full supervision, seed {seed}: mIoU {res['miou']:.4f} on {res['taught_pixels']} pixels")
+    print(f"plot: {plot_learning_curves(out)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "plot":
+        print(plot_learning_curves(args.results))
+        return 0
+    return _run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,506 @@
+"""The active-learning loop on a segmentation dataset: query, reveal, train, evaluate, repeat.
+
+One run = one strategy and one seed. All strategies share the same candidate
+pixels (drawn from the seed), the same fixed-noise diffusion features
+(computed once and cached on disk), the same classifier and the same test
+evaluation, so only the choice of pixels differs.
+
+Round ``r`` (0-based) queries ``budget`` pixels, the oracle reveals their
+labels (a pixel labeled ``ignore`` costs budget but teaches nothing), the
+classifier is trained from scratch on every labeled pixel so far and
+evaluated (mIoU on the test split at the working size). Round 0 has no
+classifier: ``maxherding``/``two_stage`` use stage 1 (MaxHerding), the other
+strategies pick at random. The run's state is written atomically after each
+round, so ``resume=True`` continues an interrupted run with exactly the same
+labeled pixels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from modAL.uncertainty import entropy_sampling, margin_sampling
+from tqdm.auto import tqdm
+
+from skal_seg.classifier import TorchMLPClassifier
+from skal_seg.data import CAMVID_CLASSES, IGNORE_INDEX, SegmentationSplit
+from skal_seg.featurizer import DiffusionFeaturizer
+from skal_seg.herding import MaxHerdingSampler
+from skal_seg.metrics import confusion_matrix, iou_per_class, mean_iou
+from skal_seg.query import TwoStageQuery
+from skal_seg.uncertainty import EDALDSampler
+
+#: Query strategies, each with what it does per round (round 0 in brackets).
+STRATEGIES: dict[str, str] = {
+    "random": "uniformly random candidate pixels",
+    "entropy": "highest predictive entropy, modAL entropy_sampling [round 0: random]",
+    "margin": "smallest top-2 probability margin, modAL margin_sampling [round 0: random]",
+    "bald": "highest BALD mutual information over noisy diffusion draws [round 0: random]",
+    "maxherding": "stage 1 only: local + global MaxHerding conditioned on labeled pixels",
+    "edald": "highest eDALD over all candidate pixels, no stage 1 [round 0: random]",
+    "two_stage": "the method: MaxHerding (local, global) then eDALD [round 0: stage 1]",
+}
+NEEDS_NOISY = ("bald", "edald", "two_stage")
+
+
+@dataclass
+class ExperimentConfig:
+    """Settings of one run (defaults: the paper's protocol scaled to a 2-core CPU).
+
+    Parameters
+    ----------
+    strategy : str
+        One of :data:`STRATEGIES`.
+    seed : int
+        Seeds candidate pixels, queries, noise draws and classifier training.
+    rounds : int
+        Query rounds (paper: 10).
+    candidates_per_image : int
+        Random candidate pixels per pool image (paper: 10,000 of 65,536 at
+        256 x 256; 2,500 of 16,384 keeps that fraction at 128 x 128).
+    budget_per_image : float
+        Labeled pixels per round per pool image (paper: 0.1, i.e. 37 per
+        round for 367 images).
+    local_budget, keep_global : int, float
+        :class:`~skal_seg.query.TwoStageQuery` settings (paper: 50, 0.5).
+    n_draws : int
+        Noisy diffusion draws K for BALD / eDALD (paper: 5).
+    entropy_weight : float
+        eDALD entropy weight.
+    bandwidth : "auto" or float
+        MaxHerding RBF bandwidth.
+    featurizer : dict
+        :class:`~skal_seg.featurizer.DiffusionFeaturizer` parameters.
+    classifier : dict
+        :class:`~skal_seg.classifier.TorchMLPClassifier` parameters
+        (``random_state`` is set per round from ``seed``).
+    """
+
+    strategy: str = "two_stage"
+    seed: int = 0
+    rounds: int = 10
+    candidates_per_image: int = 2500
+    budget_per_image: float = 0.1
+    local_budget: int = 50
+    keep_global: float = 0.5
+    n_draws: int = 5
+    entropy_weight: float = 1.0
+    bandwidth: Any = "auto"
+    featurizer: dict = field(default_factory=lambda: {"model": "embedded", "timesteps": [50, 150, 250]})
+    classifier: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise ValueError for unknown strategies or out-of-range settings."""
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; choose from {sorted(STRATEGIES)}")
+        for name in ("rounds", "candidates_per_image", "local_budget", "n_draws"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if not (0 < self.budget_per_image):
+            raise ValueError(f"budget_per_image must be positive, got {self.budget_per_image!r}")
+        if not (0 < self.keep_global <= 1):
+            raise ValueError(f"keep_global must be in (0, 1], got {self.keep_global!r}")
+
+    def budget(self, n_pool_images: int) -> int:
+        """Pixels queried per round: ``max(1, round(budget_per_image * n_pool_images))``."""
+        return max(1, int(round(self.budget_per_image * n_pool_images)))
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+# --------------------------------------------------------------------------- features
+
+
+def _digest(*parts: Any) -> str:
+    h = hashlib.sha1()
+    for p in parts:
+        if isinstance(p, np.ndarray):
+            h.update(np.ascontiguousarray(p).tobytes())
+        else:
+            h.update(json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def featurizer_key(featurizer: DiffusionFeaturizer) -> dict:
+    """What identifies a featurizer's output (for caching)."""
+    params = {k: v for k, v in featurizer.get_params().items() if k not in ("progress", "batch_size", "device")}
+    if not isinstance(params["model"], (str, os.PathLike)):
+        params["model"] = f"{type(params['model']).__name__}@{id(params['model'])}"
+    return params
+
+
+class FeatureCache:
+    """Feature matrices computed once and kept as ``.npy`` files (memory-mapped on reuse).
+
+    Parameters
+    ----------
+    directory : path or None
+        Where to keep them; None keeps them in memory for this process only.
+    """
+
+    def __init__(self, directory: str | Path | None):
+        self.directory = None if directory is None else Path(directory)
+        self._memory: dict[str, np.ndarray] = {}
+
+    def get(self, key: str, compute: Callable[[], np.ndarray], in_memory: bool = True) -> np.ndarray:
+        """The array stored under ``key``, computed by ``compute()`` the first time.
+
+        With no directory and ``in_memory=False`` nothing is kept (for arrays
+        too large to hold, such as dense test features).
+        """
+        if key in self._memory:
+            return self._memory[key]
+        if self.directory is None and not in_memory:
+            return compute()
+        if self.directory is not None:
+            path = self.directory / f"{key}.npy"
+            if path.exists():
+                arr = np.load(path, mmap_mode="r")
+            else:
+                arr = compute()
+                self.directory.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp.npy")
+                np.save(tmp, arr)
+                os.replace(tmp, path)
+                arr = np.load(path, mmap_mode="r")
+        else:
+            arr = compute()
+        self._memory[key] = arr
+        return arr
+
+
+class CachedNoisyViews:
+    """``X_noisy`` callable over pool rows that computes each image's candidate pixels once.
+
+    The diffusion forward pass costs the same for one pixel as for all of an
+    image's candidates, so a request computes every candidate pixel of the
+    images involved and keeps them for later rounds.
+    """
+
+    def __init__(self, view_fn, offsets: np.ndarray, n_features: int, dtype=np.float16):
+        self.view_fn = view_fn
+        self.offsets = offsets
+        self.values = np.zeros((view_fn.n_draws, int(offsets[-1]), n_features), dtype=dtype)
+        self.done = np.zeros(len(offsets) - 1, dtype=bool)
+        self.seconds = 0.0
+
+    def __call__(self, indices) -> np.ndarray:
+        indices = np.asarray(indices, dtype=np.int64)
+        images = np.unique(np.searchsorted(self.offsets, indices, side="right") - 1)
+        missing = images[~self.done[images]]
+        if len(missing):
+            t0 = time.perf_counter()
+            rows = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in missing])
+            self.values[:, rows] = self.view_fn(rows)
+            self.done[missing] = True
+            self.seconds += time.perf_counter() - t0
+        return self.values[:, indices]
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def candidate_pixels(split: SegmentationSplit, n_per_image: int, seed: int) -> list[np.ndarray]:
+    """Fixed random candidate pixels (flat indices, sorted) per image, from ``seed`` only."""
+    h, w = split.labels.shape[1:]
+    if n_per_image > h * w:
+        raise ValueError(f"candidates_per_image={n_per_image} exceeds the {h * w} pixels of an image")
+    rng = np.random.default_rng([seed, 7])
+    return [np.sort(rng.choice(h * w, size=n_per_image, replace=False)) for _ in range(len(split))]
+
+
+@dataclass
+class PoolFeatures:
+    """The candidate pixels of a pool and their fixed-noise features.
+
+    Attributes
+    ----------
+    X : ndarray of shape (n_rows, D), float16
+        Features of every candidate pixel, image-major (possibly memory-mapped).
+    y : ndarray of shape (n_rows,), uint8
+        Their labels (revealed only when queried).
+    groups : ndarray of shape (n_rows,), int
+        Pool image of each row.
+    pixels : list of ndarray
+        Candidate pixels (flat ``y * W + x``) of each image.
+    offsets : ndarray of shape (n_images + 1,)
+        First row of each image.
+    seconds : float
+        Time to compute (or load) ``X``.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    groups: np.ndarray
+    pixels: list
+    offsets: np.ndarray
+    seconds: float
+
+
+def pool_features(
+    featurizer: DiffusionFeaturizer, pool: SegmentationSplit, n_per_image: int, seed: int, cache: FeatureCache
+) -> PoolFeatures:
+    """Draw the candidate pixels of ``pool`` and featurize them once (cached)."""
+    t0 = time.perf_counter()
+    pixels = candidate_pixels(pool, n_per_image, seed)
+    key = "pool-" + _digest(featurizer_key(featurizer), pool.names, np.concatenate(pixels))
+    X = cache.get(key, lambda: featurizer.transform(pool.images, pixels=pixels).astype(np.float16))
+    sizes = [len(p) for p in pixels]
+    return PoolFeatures(
+        X=X,
+        y=np.concatenate([pool.labels[i].reshape(-1)[p] for i, p in enumerate(pixels)]),
+        groups=np.repeat(np.arange(len(pool)), sizes),
+        pixels=pixels,
+        offsets=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def fitted_featurizer(config: "ExperimentConfig", featurizer, progress: bool) -> DiffusionFeaturizer:
+    """``featurizer`` (default: built from ``config.featurizer``), fitted."""
+    if featurizer is None:
+        featurizer = DiffusionFeaturizer(**config.featurizer, progress=progress)
+    if not hasattr(featurizer, "unet_"):
+        featurizer.fit()
+    return featurizer
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def evaluate(
+    classifier, featurizer: DiffusionFeaturizer, split: SegmentationSplit, cache: FeatureCache, n_classes: int,
+    batch_images: int = 16,
+) -> np.ndarray:
+    """Confusion matrix of ``classifier`` on every pixel of ``split`` (one matrix over the split)."""
+    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
+    for start in range(0, len(split), batch_images):
+        part = split.subset(np.arange(start, min(start + batch_images, len(split))))
+        key = "dense-" + _digest(featurizer_key(featurizer), part.names, part.images.shape)
+        X = cache.get(key, lambda: featurizer.transform(part.images).astype(np.float16), in_memory=False)
+        pred = classifier.predict(X) if classifier is not None else np.zeros(len(X), dtype=np.int64)
+        cm += confusion_matrix(part.labels.reshape(-1), pred, n_classes)
+    return cm
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    pool: SegmentationSplit,
+    test: SegmentationSplit,
+    out_dir: str | Path,
+    *,
+    featurizer: DiffusionFeaturizer | None = None,
+    cache_dir: str | Path | None = None,
+    resume: bool = False,
+    n_classes: int = len(CAMVID_CLASSES),
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> list[dict]:
+    """Run (or resume) one active-learning run and write its results folder.
+
+    Parameters
+    ----------
+    config : ExperimentConfig
+    pool, test : SegmentationSplit
+        Images the learner queries from / is evaluated on, at the working size.
+    out_dir : path
+        Results of this run: ``rounds.csv``, ``rounds.json``, ``state.json``.
+    featurizer : DiffusionFeaturizer, optional
+        Defaults to ``DiffusionFeaturizer(**config.featurizer)``; fitted here if needed.
+    cache_dir : path, optional
+        Where fixed-noise features are kept between runs (default: in memory).
+    resume : bool, default=False
+        Continue from ``out_dir/state.json`` (same config required).
+    n_classes : int, default=11
+    progress : bool, default=True
+    log : callable
+        Receives one line per round.
+
+    Returns
+    -------
+    list of dict
+        One record per round (see ``rounds.json``).
+
+    Raises
+    ------
+    ValueError
+        Bad config, a per-round budget larger than the candidate pool, or a
+        resume whose saved config differs.
+    """
+    config.validate()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state_path = out_dir / "state.json"
+    settings = config.to_dict()
+    budget = config.budget(len(pool))
+    n_candidates = config.candidates_per_image * len(pool)
+    if budget * config.rounds > n_candidates:
+        raise ValueError(
+            f"{config.rounds} rounds x {budget} pixels exceed the {n_candidates} candidate pixels of the pool"
+        )
+
+    records: list[dict] = []
+    labeled: list[int] = []
+    if resume and state_path.exists():
+        state = json.loads(state_path.read_text())
+        if state["config"] != settings:
+            raise ValueError(f"cannot resume {out_dir}: its saved config differs from this one")
+        records, labeled = state["records"], state["labeled"]
+        log(f"resuming {out_dir} after round {len(records) - 1}")
+    if len(records) >= config.rounds:
+        return records
+
+    featurizer = fitted_featurizer(config, featurizer, progress)
+    cache = FeatureCache(cache_dir)
+    feats = pool_features(featurizer, pool, config.candidates_per_image, config.seed, cache)
+    X, y, groups, pixels, offsets = feats.X, feats.y, feats.groups, feats.pixels, feats.offsets
+    noisy = None
+    if config.strategy in NEEDS_NOISY:
+        view_fn = featurizer.noisy_view_fn(pool.images, pixels, n_draws=config.n_draws, random_state=config.seed)
+        noisy = CachedNoisyViews(view_fn, offsets, X.shape[1])
+
+    # The classifier trained at the end of round r-1 (same seed: identical after a resume).
+    classifier = _train(config, X, y, labeled, len(records) - 1, {}) if labeled else None
+    for r in range(len(records), config.rounds):
+        times = {"featurize": feats.seconds if r == len(records) else 0.0}
+        rng = np.random.default_rng([config.seed, r])
+        picked = _query(config, classifier, X, groups, labeled, budget, noisy, rng, times)
+        if len(set(picked.tolist()) & set(labeled)) or len(picked) != budget:
+            raise RuntimeError(f"strategy {config.strategy} returned an invalid query in round {r}")
+        labeled.extend(int(i) for i in picked)
+        classifier = _train(config, X, y, labeled, r, times)
+        t = time.perf_counter()
+        cm = evaluate(classifier, featurizer, test, cache, n_classes)
+        times["evaluate"] = time.perf_counter() - t
+        iou = iou_per_class(cm)
+        taught = int(np.sum(y[labeled] != IGNORE_INDEX))
+        record = {
+            "round": r, "labeled_pixels": len(labeled), "taught_pixels": taught,
+            "miou": mean_iou(cm), "iou": [None if np.isnan(v) else float(v) for v in iou],
+            "seconds": times, "strategy": config.strategy, "seed": config.seed, "settings": settings,
+        }
+        records.append(record)
+        state = {"config": settings, "budget": budget, "records": records, "labeled": labeled,
+                 "labeled_pixels": _row_to_pixel(labeled, groups, pixels, offsets, pool.names)}
+        _atomic_write(state_path, json.dumps(state))
+        write_round_tables(records, out_dir, n_classes)
+        log(f"round {r:2d}  labeled {len(labeled):5d}  mIoU {record['miou']:.4f}  {sum(times.values()):6.1f} s")
+    return records
+
+
+def _row_to_pixel(rows, groups, pixels, offsets, names) -> list[list]:
+    """[image name, y*W+x] of labeled rows, so a results folder says which pixels were labeled."""
+    return [[names[groups[i]], int(pixels[groups[i]][i - offsets[groups[i]]])] for i in rows]
+
+
+def _train(config, X, y, labeled, r, times) -> TorchMLPClassifier | None:
+    t = time.perf_counter()
+    rows = np.asarray(labeled, dtype=np.int64)
+    rows = rows[y[rows] != IGNORE_INDEX]  # an ignore pixel teaches nothing
+    if len(rows) == 0:
+        return None
+    params = {**config.classifier, "random_state": config.seed * 1000 + r}
+    clf = TorchMLPClassifier(**params).fit(np.asarray(X[rows], dtype=np.float32), y[rows])
+    times["train"] = times.get("train", 0.0) + time.perf_counter() - t
+    return clf
+
+
+def _query(config, classifier, X, groups, labeled, budget, noisy, rng, times) -> np.ndarray:
+    """Rows of X to label this round (never already-labeled ones)."""
+    unl = np.setdiff1d(np.arange(len(X)), np.asarray(labeled, dtype=np.int64))
+    s = config.strategy
+    t = time.perf_counter()
+    noisy_before = noisy.seconds if noisy is not None else 0.0
+    herding = MaxHerdingSampler(bandwidth=config.bandwidth)
+    X_lab = np.asarray(X[np.asarray(labeled, dtype=np.int64)], dtype=np.float32) if labeled else None
+    seed = int(rng.integers(2**31 - 1))
+    if s in ("maxherding", "two_stage") and (classifier is None or s == "maxherding"):
+        q = TwoStageQuery(config.local_budget, config.keep_global, herding=herding, random_state=seed)
+        picked = unl[q.query(None, np.asarray(X[unl], dtype=np.float32), budget, groups=groups[unl], X_labeled=X_lab)]
+        times.update(q.timings_)
+    elif classifier is None or s == "random":
+        picked = rng.choice(unl, size=budget, replace=False)
+        times["select"] = time.perf_counter() - t
+    elif s in ("entropy", "margin"):
+        fn = entropy_sampling if s == "entropy" else margin_sampling
+        idx, _ = fn(classifier, np.asarray(X[unl], dtype=np.float32), n_instances=budget)
+        picked = unl[np.asarray(idx)]
+        times["select"] = time.perf_counter() - t
+    elif s in ("bald", "edald"):
+        sampler = EDALDSampler(entropy_weight=0.0 if s == "bald" else config.entropy_weight)
+        picked = unl[sampler.query(classifier, np.asarray(X[unl], dtype=np.float32), budget,
+                                   X_noisy=lambda i: noisy(unl[i]))]
+        times["stage2"] = time.perf_counter() - t
+    else:  # two_stage with a classifier
+        q = TwoStageQuery(config.local_budget, config.keep_global, herding=herding,
+                          uncertainty=EDALDSampler(entropy_weight=config.entropy_weight), random_state=seed)
+        picked = unl[q.query(classifier, np.asarray(X[unl], dtype=np.float32), budget, groups=groups[unl],
+                             X_noisy=lambda i: noisy(unl[i]), X_labeled=X_lab)]
+        times.update(q.timings_)
+    if noisy is not None:
+        times["noisy_features"] = noisy.seconds - noisy_before
+    return np.asarray(picked, dtype=np.int64)
+
+
+def write_round_tables(records: list[dict], out_dir: Path, n_classes: int) -> None:
+    """``rounds.json`` (everything) and ``rounds.csv`` (one flat row per round)."""
+    _atomic_write(out_dir / "rounds.json", json.dumps(records, indent=1))
+    names = list(CAMVID_CLASSES) if n_classes == len(CAMVID_CLASSES) else [f"class{i}" for i in range(n_classes)]
+    phases = sorted({k for rec in records for k in rec["seconds"]})
+    header = ["strategy", "seed", "round", "labeled_pixels", "taught_pixels", "miou"]
+    header += [f"iou_{n}" for n in names] + [f"seconds_{p}" for p in phases]
+    lines = [",".join(header)]
+    for rec in records:
+        row = [rec["strategy"], rec["seed"], rec["round"], rec["labeled_pixels"], rec["taught_pixels"], f"{rec['miou']:.6f}"]
+        row += ["" if v is None else f"{v:.6f}" for v in rec["iou"]]
+        row += [f"{rec['seconds'].get(p, 0.0):.3f}" for p in phases]
+        lines.append(",".join(str(v) for v in row))
+    _atomic_write(out_dir / "rounds.csv", "\n".join(lines) + "\n")
+
+
+def run_full_supervision(
+    config: ExperimentConfig,
+    pool: SegmentationSplit,
+    test: SegmentationSplit,
+    out_json: str | Path,
+    *,
+    featurizer: DiffusionFeaturizer | None = None,
+    cache_dir: str | Path | None = None,
+    n_classes: int = len(CAMVID_CLASSES),
+    progress: bool = True,
+) -> dict:
+    """The ceiling: the same classifier trained on every candidate pixel of the pool.
+
+    Writes and returns ``{"miou", "iou", "taught_pixels", "seconds", "settings"}``.
+    """
+    config.validate()
+    featurizer = fitted_featurizer(config, featurizer, progress)
+    cache = FeatureCache(cache_dir)
+    feats = pool_features(featurizer, pool, config.candidates_per_image, config.seed, cache)
+    X, y = feats.X, feats.y
+    t = time.perf_counter()
+    clf = _train(config, X, y, np.arange(len(X)), 0, {})
+    cm = evaluate(clf, featurizer, test, cache, n_classes)
+    iou = iou_per_class(cm)
+    result = {
+        "miou": mean_iou(cm), "iou": [None if np.isnan(v) else float(v) for v in iou],
+        "taught_pixels": int(np.sum(y != IGNORE_INDEX)), "seconds": time.perf_counter() - t,
+        "seed": config.seed, "settings": config.to_dict(),
+    }
+    out_json = Path(out_json)
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out_json, json.dumps(result, indent=1))
+    return result

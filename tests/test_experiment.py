@@ -1,0 +1,189 @@
+"""The active-learning loop end to end on a tiny synthetic dataset with a tiny UNet."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from diffusers import UNet2DModel
+from PIL import Image
+
+from skal_seg import experiment as exp
+from skal_seg.cli import main as cli_main
+from skal_seg.data import SegmentationSplit
+from skal_seg.experiment import STRATEGIES, ExperimentConfig, run_experiment, run_full_supervision
+from skal_seg.featurizer import DiffusionFeaturizer
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_unet():
+    torch.manual_seed(0)
+    return UNet2DModel(
+        sample_size=16, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+    )
+
+
+def synthetic_split(n, seed):
+    """16x16 images: 3 classes as coloured regions plus noise; a few ignore pixels."""
+    rng = np.random.default_rng(seed)
+    colours = np.array([[200, 30, 30], [30, 200, 30], [30, 30, 200]])
+    images, labels = [], []
+    for _ in range(n):
+        lab = np.zeros((16, 16), dtype=np.uint8)
+        lab[:, 8:] = 1
+        y0, x0 = rng.integers(0, 10, size=2)
+        lab[y0 : y0 + 6, x0 : x0 + 6] = 2
+        img = colours[lab] + rng.normal(scale=20, size=(16, 16, 3))
+        lab[0, :3] = 255
+        images.append(np.clip(img, 0, 255).astype(np.uint8))
+        labels.append(lab)
+    return SegmentationSplit(np.stack(images), np.stack(labels), tuple(f"img{seed}_{i}" for i in range(n)))
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic_split(6, 0), synthetic_split(2, 1)
+
+
+@pytest.fixture(scope="module")
+def featurizer():
+    return DiffusionFeaturizer(model=tiny_unet(), timesteps=(10, 50), progress=False).fit()
+
+
+def config(strategy="two_stage", rounds=3, **kw):
+    params = dict(strategy=strategy, seed=0, rounds=rounds, candidates_per_image=40, budget_per_image=1.0,
+                  local_budget=6, n_draws=3, classifier={"min_steps": 50, "max_epochs": 2})
+    return ExperimentConfig(**{**params, **kw})
+
+
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
+def test_every_strategy_respects_budgets_and_never_requeries(strategy, data, featurizer, tmp_path):
+    pool, test = data
+    records = run_experiment(config(strategy), pool, test, tmp_path, featurizer=featurizer, progress=False, log=lambda s: None)
+    assert [r["labeled_pixels"] for r in records] == [6, 12, 18]
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert len(set(state["labeled"])) == 18
+    assert len({tuple(p) for p in state["labeled_pixels"]}) == 18
+    assert all(0.0 <= r["miou"] <= 1.0 for r in records)
+    assert (tmp_path / "rounds.csv").read_text().count("\n") == 4
+
+
+def test_ignore_pixels_cost_budget_but_teach_nothing(data, featurizer, tmp_path):
+    pool, test = data
+    pool = SegmentationSplit(pool.images, np.full_like(pool.labels, 255), pool.names)
+    pool.labels[:, 8, 8] = 0  # one labeled pixel per image; candidates are mostly ignore
+    records = run_experiment(config("random", rounds=2), pool, test, tmp_path, featurizer=featurizer,
+                             progress=False, log=lambda s: None)
+    assert records[-1]["labeled_pixels"] == 12
+    assert records[-1]["taught_pixels"] < 12
+
+
+def test_resume_gives_the_identical_result(data, featurizer, tmp_path, monkeypatch):
+    pool, test = data
+    full = run_experiment(config(), pool, test, tmp_path / "a", featurizer=featurizer, progress=False, log=lambda s: None)
+
+    real_evaluate = exp.evaluate
+    calls = {"n": 0}
+
+    def crash_in_round_2(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("killed")
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(exp, "evaluate", crash_in_round_2)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(config(), pool, test, tmp_path / "b", featurizer=featurizer, progress=False, log=lambda s: None)
+    monkeypatch.setattr(exp, "evaluate", real_evaluate)
+    assert len(json.loads((tmp_path / "b" / "state.json").read_text())["records"]) == 2
+    resumed = run_experiment(config(), pool, test, tmp_path / "b", featurizer=featurizer, resume=True,
+                             progress=False, log=lambda s: None)
+    a = json.loads((tmp_path / "a" / "state.json").read_text())
+    b = json.loads((tmp_path / "b" / "state.json").read_text())
+    assert a["labeled"] == b["labeled"]
+    assert [r["miou"] for r in full] == [r["miou"] for r in resumed]
+
+
+def test_resume_refuses_a_different_config(data, featurizer, tmp_path):
+    pool, test = data
+    run_experiment(config(rounds=1), pool, test, tmp_path, featurizer=featurizer, progress=False, log=lambda s: None)
+    with pytest.raises(ValueError, match="config differs"):
+        run_experiment(config(rounds=1, local_budget=3), pool, test, tmp_path, featurizer=featurizer,
+                       resume=True, progress=False, log=lambda s: None)
+
+
+def test_miou_matches_hand_computed_confusion(data, featurizer, tmp_path):
+    pool, test = data
+
+    class Constant:
+        def predict(self, X):
+            return np.ones(len(X), dtype=np.int64)  # predicts class 1 everywhere
+
+    cm = exp.evaluate(Constant(), featurizer, test, exp.FeatureCache(None), 3)
+    t = test.labels.reshape(-1)
+    t = t[t != 255]
+    expected = np.zeros((3, 3), dtype=np.int64)
+    for c in range(3):
+        expected[c, 1] = np.sum(t == c)
+    np.testing.assert_array_equal(cm, expected)
+
+
+def test_full_supervision_reference(data, featurizer, tmp_path):
+    pool, test = data
+    res = run_full_supervision(config(), pool, test, tmp_path / "fs.json", featurizer=featurizer, progress=False)
+    assert res["taught_pixels"] > 200 and 0 < res["miou"] <= 1
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"strategy": "coreset"}, "unknown strategy"),
+    ({"budget_per_image": 100.0}, "exceed"),
+    ({"candidates_per_image": 1000}, "exceeds"),
+    ({"keep_global": 0.0}, "keep_global"),
+])
+def test_bad_settings_raise(kw, match, data, featurizer, tmp_path):
+    pool, test = data
+    with pytest.raises(ValueError, match=match):
+        run_experiment(config(**kw), pool, test, tmp_path, featurizer=featurizer, progress=False, log=lambda s: None)
+
+
+def _write_dataset(root, pool, test):
+    for name, split in (("train", pool), ("test", test)):
+        (root / name).mkdir(parents=True)
+        for img, lab, n in zip(split.images, split.labels, split.names):
+            Image.fromarray(img).save(root / name / f"{n}.png")
+            Image.fromarray(lab).save(root / name / f"{n}_label.png")
+
+
+def test_cli_runs_writes_results_and_resumes(data, tmp_path, capsys):
+    pool, test = data
+    _write_dataset(tmp_path / "ds", pool, test)
+    tiny_unet().save_pretrained(tmp_path / "unet")
+    args = ["run", "--data", str(tmp_path / "ds"), "--model", str(tmp_path / "unet"), "--size", "16",
+            "--strategies", "two_stage", "random", "--rounds", "2", "--candidates-per-image", "30",
+            "--budget-per-image", "1", "--local-budget", "5", "--n-draws", "2", "--timesteps", "10", "50",
+            "--val-fraction", "0", "--full-supervision", "--out", str(tmp_path / "res"), "--quiet"]
+    assert cli_main(args) == 0
+    out = capsys.readouterr().out
+    assert "round  1" in out and "mIoU" in out
+    res = tmp_path / "res"
+    for f in ("miou.png", "two_stage/seed0/rounds.csv", "two_stage/seed0/rounds.json",
+              "two_stage/seed0/queried_pixels.png", "random/seed0/rounds.csv", "full_supervision/seed0.json"):
+        assert (res / f).exists(), f
+    assert cli_main(args + ["--resume"]) == 0
+    assert "resuming" in capsys.readouterr().out
+
+
+def test_cli_errors_are_clear(tmp_path):
+    with pytest.raises(SystemExit, match="not found"):
+        cli_main(["run", "--data", str(tmp_path / "nope"), "--quiet"])
+    with pytest.raises(SystemExit, match="unknown strategies"):
+        cli_main(["run", "--strategies", "coreset", "--quiet"])
