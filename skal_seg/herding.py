@@ -86,7 +86,8 @@ class MaxHerdingSampler(BaseEstimator):
         Memory for kernel blocks. The full ``N x N`` kernel is cached when it
         fits; otherwise columns are recomputed in blocks that fit.
     lazy_batch : int, default=32
-        How many stale candidates are re-scored together in one lazy step.
+        How many stale candidates are re-scored together first in a lazy
+        step; doubles each time the bounds say more must be re-scored.
     device : str, default="cpu"
         Torch device for the kernel computations.
     random_state : int, RandomState or None, default=None
@@ -249,13 +250,14 @@ def _lazy_greedy(Xt, kernel, coverage, n_pick, block, cache_full, lazy_batch):
     """Exact lazy greedy for the facility-location gain; returns (indices, gains)."""
     n = len(Xt)
     tol = (1e-12 if Xt.dtype == torch.float64 else 1e-6)
-    cached = torch.empty((n, n), dtype=Xt.dtype, device=Xt.device) if cache_full else None
+    # Cached transposed (row j = kernel column j): gathering rows is ~10x faster than columns.
+    cached_t = torch.empty((n, n), dtype=Xt.dtype, device=Xt.device) if cache_full else None
     # Exact gains of every candidate for the starting coverage (upper bounds from then on).
     upper = torch.empty(n, dtype=torch.float64, device=Xt.device)
     for start in range(0, n, block):
         cols = kernel(Xt, Xt[start : start + block])
-        if cached is not None:
-            cached[:, start : start + block] = cols
+        if cached_t is not None:
+            cached_t[start : start + block] = cols.T
         upper[start : start + block] = coverage_gains(cols, coverage).double()
     available = torch.ones(n, dtype=torch.bool, device=Xt.device)
     fresh_step = torch.full((n,), 0, dtype=torch.long, device=Xt.device)  # step at which upper is exact
@@ -263,9 +265,10 @@ def _lazy_greedy(Xt, kernel, coverage, n_pick, block, cache_full, lazy_batch):
     neg_inf = torch.tensor(-np.inf, dtype=torch.float64, device=Xt.device)
 
     def columns(idx: torch.Tensor) -> torch.Tensor:
-        return cached[:, idx] if cached is not None else kernel(Xt, Xt[idx])
+        return cached_t[idx].T if cached_t is not None else kernel(Xt, Xt[idx])
 
     for step in range(1, n_pick + 1):
+        batch = lazy_batch
         while True:
             is_fresh = available & (fresh_step == step)
             stale = available & (fresh_step != step)
@@ -283,11 +286,12 @@ def _lazy_greedy(Xt, kernel, coverage, n_pick, block, cache_full, lazy_batch):
             # Re-score the stale candidates whose bound could still win.
             stale_idx = torch.nonzero(stale).squeeze(1)
             order = torch.argsort(upper[stale_idx], descending=True, stable=True)
-            idx = stale_idx[order[:lazy_batch]]
+            idx = stale_idx[order[:batch]]
             for s in range(0, len(idx), block):
                 sub = idx[s : s + block]
                 upper[sub] = coverage_gains(columns(sub), coverage).double()
             fresh_step[idx] = step
+            batch *= 2  # when bounds are flat (near-equal gains) few rounds still cover them
         picks.append(j)
         gains.append(float(upper[j]))
         available[j] = False

@@ -11,7 +11,9 @@ standard epsilon-prediction DDPM loss on random crops of the *train* images
 weights, and writes a resumable checkpoint to ``--workdir`` atomically every
 ``--save-every`` steps: running the same command again continues where it
 stopped. ``--export`` writes the EMA weights (float16 safetensors) and the
-scheduler config in the ``save_pretrained`` layout.
+scheduler config in the ``save_pretrained`` layout. Without a checkpoint,
+``--init-from skal_seg/assets/embedded_ddpm`` continues from the shipped
+weights (optimizer state starts afresh), so anyone can train it further.
 """
 
 from __future__ import annotations
@@ -114,6 +116,16 @@ def train(args: argparse.Namespace) -> None:
         torch.set_rng_state(state["torch_rng"])
         step, wall, running = state["step"], state["wall_seconds"], state.get("running_loss")
         print(f"resumed from {ckpt_path} at step {step} ({wall / 60:.1f} min trained)")
+    elif args.init_from:
+        # Warm start from exported weights (e.g. the shipped model): the optimizer starts afresh.
+        init = UNet2DModel.from_pretrained(Path(args.init_from) / "unet").to(torch.float32)
+        unet.load_state_dict(init.state_dict())
+        ema.load_state_dict(init.state_dict())
+        card_path = Path(args.init_from) / "training.json"
+        if card_path.exists():
+            card = json.loads(card_path.read_text())
+            step, wall = int(card["steps"]), float(card["wall_minutes"]) * 60
+        print(f"initialised from {args.init_from} (step {step})")
 
     images = to_model_range(load_unlabeled_images(args.data, "train", args.size))
     print(f"{len(images)} train images at {args.size}x{args.size}, crops {args.crop}, batch {args.batch}")
@@ -134,7 +146,7 @@ def train(args: argparse.Namespace) -> None:
             ckpt_path,
         )
 
-    session_start = time.time()
+    session_start, start_step = time.time(), step
     unet.train()
     while step < args.max_steps and (time.time() - session_start) < args.max_minutes * 60:
         t0 = time.time()
@@ -162,7 +174,8 @@ def train(args: argparse.Namespace) -> None:
             print(f"step {step} loss(ema-smoothed) {running:.4f} {wall / 60:.1f} min", flush=True)
         if step % args.save_every == 0:
             save()
-    save()
+    if step > start_step:  # an export-only call (--max-steps <= step) must not touch the checkpoint
+        save()
     log.close()
     print(f"stopped at step {step}, {wall / 60:.1f} min of training")
     if args.export:
@@ -181,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="dataset folder with a train/ split (CamVid layout)")
     p.add_argument("--workdir", default="checkpoints/ddpm", help="checkpoint + log folder (resumes from it)")
     p.add_argument("--export", default=None, help="write the EMA model here when training stops")
+    p.add_argument("--init-from", default=None,
+                   help="with no checkpoint in --workdir: start from an exported model (e.g. skal_seg/assets/embedded_ddpm)")
     p.add_argument("--size", type=int, default=128, help="images are resized to size x size")
     p.add_argument("--crop", type=int, default=64, help="random crop side used for training")
     p.add_argument("--batch", type=int, default=16)
