@@ -380,15 +380,15 @@ def run_experiment(
         noisy = CachedNoisyViews(view_fn, offsets, X.shape[1])
 
     # The classifier trained at the end of round r-1 (same seed: identical after a resume).
-    classifier = _train(config, X, y, labeled, len(records) - 1, {}) if labeled else None
+    classifier = _train(config, X, y, labeled, len(records) - 1, {}, progress) if labeled else None
     for r in range(len(records), config.rounds):
         times = {"featurize": feats.seconds if r == len(records) else 0.0}
         rng = np.random.default_rng([config.seed, r])
-        picked = _query(config, classifier, X, groups, labeled, budget, noisy, rng, times)
+        picked = _query(config, classifier, X, groups, labeled, budget, noisy, rng, times, progress)
         if len(set(picked.tolist()) & set(labeled)) or len(picked) != budget:
             raise RuntimeError(f"strategy {config.strategy} returned an invalid query in round {r}")
         labeled.extend(int(i) for i in picked)
-        classifier = _train(config, X, y, labeled, r, times)
+        classifier = _train(config, X, y, labeled, r, times, progress)
         t = time.perf_counter()
         cm = evaluate(classifier, featurizer, test, cache, n_classes)
         times["evaluate"] = time.perf_counter() - t
@@ -413,19 +413,19 @@ def _row_to_pixel(rows, groups, pixels, offsets, names) -> list[list]:
     return [[names[groups[i]], int(pixels[groups[i]][i - offsets[groups[i]]])] for i in rows]
 
 
-def _train(config, X, y, labeled, r, times) -> TorchMLPClassifier | None:
+def _train(config, X, y, labeled, r, times, progress=False) -> TorchMLPClassifier | None:
     t = time.perf_counter()
     rows = np.asarray(labeled, dtype=np.int64)
     rows = rows[y[rows] != IGNORE_INDEX]  # an ignore pixel teaches nothing
     if len(rows) == 0:
         return None
-    params = {**config.classifier, "random_state": config.seed * 1000 + r}
+    params = {"progress": progress, **config.classifier, "random_state": config.seed * 1000 + r}
     clf = TorchMLPClassifier(**params).fit(np.asarray(X[rows], dtype=np.float32), y[rows])
     times["train"] = times.get("train", 0.0) + time.perf_counter() - t
     return clf
 
 
-def _query(config, classifier, X, groups, labeled, budget, noisy, rng, times) -> np.ndarray:
+def _query(config, classifier, X, groups, labeled, budget, noisy, rng, times, progress=False) -> np.ndarray:
     """Rows of X to label this round (never already-labeled ones)."""
     unl = np.setdiff1d(np.arange(len(X)), np.asarray(labeled, dtype=np.int64))
     s = config.strategy
@@ -435,7 +435,7 @@ def _query(config, classifier, X, groups, labeled, budget, noisy, rng, times) ->
     X_lab = np.asarray(X[np.asarray(labeled, dtype=np.int64)], dtype=np.float32) if labeled else None
     seed = int(rng.integers(2**31 - 1))
     if s in ("maxherding", "two_stage") and (classifier is None or s == "maxherding"):
-        q = TwoStageQuery(config.local_budget, config.keep_global, herding=herding, random_state=seed)
+        q = TwoStageQuery(config.local_budget, config.keep_global, herding=herding, random_state=seed, progress=progress)
         picked = unl[q.query(None, np.asarray(X[unl], dtype=np.float32), budget, groups=groups[unl], X_labeled=X_lab)]
         times.update(q.timings_)
     elif classifier is None or s == "random":
@@ -453,7 +453,8 @@ def _query(config, classifier, X, groups, labeled, budget, noisy, rng, times) ->
         times["stage2"] = time.perf_counter() - t
     else:  # two_stage with a classifier
         q = TwoStageQuery(config.local_budget, config.keep_global, herding=herding,
-                          uncertainty=EDALDSampler(entropy_weight=config.entropy_weight), random_state=seed)
+                          uncertainty=EDALDSampler(entropy_weight=config.entropy_weight), random_state=seed,
+                          progress=progress)
         picked = unl[q.query(classifier, np.asarray(X[unl], dtype=np.float32), budget, groups=groups[unl],
                              X_noisy=lambda i: noisy(unl[i]), X_labeled=X_lab)]
         times.update(q.timings_)
@@ -501,7 +502,7 @@ def run_full_supervision(
     feats = pool_features(featurizer, pool, config.candidates_per_image, config.seed, cache)
     X, y = feats.X, feats.y
     t = time.perf_counter()
-    clf = _train(config, X, y, np.arange(len(X)), 0, {})
+    clf = _train(config, X, y, np.arange(len(X)), 0, {}, progress)
     cm = evaluate(clf, featurizer, test, cache, n_classes)
     iou = iou_per_class(cm)
     result = {
