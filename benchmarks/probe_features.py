@@ -44,6 +44,13 @@ def rgb_position(images: np.ndarray, pixels=None) -> np.ndarray:
     return np.concatenate([feats[i, p] for i, p in enumerate(pixels)])
 
 
+def evenly_spaced(split, n):
+    """``n`` images spread evenly over the sorted split (all when n is None)."""
+    if n is None or n >= len(split):
+        return split
+    return split.subset(np.linspace(0, len(split) - 1, n).round().astype(int))
+
+
 def probe(featurize, train, test, pixels_per_image: int, seed: int, n_classes: int = 11) -> dict:
     rng = np.random.default_rng(seed)
     hw = train.labels.shape[1] * train.labels.shape[2]
@@ -68,12 +75,17 @@ def main() -> None:
     p.add_argument("--pixels-per-image", type=int, default=200)
     p.add_argument("--loss-images", type=int, default=48, help="test images for the denoising loss")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-images", type=int, default=None, help="evenly spaced subset of train (default: all)")
+    p.add_argument("--test-images", type=int, default=None, help="evenly spaced subset of test (default: all)")
+    p.add_argument("--variants", nargs="+", default=["embedded", "untrained", "rgb_position"],
+                   choices=["embedded", "untrained", "rgb_position"])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args()
-    limit = 8 if args.quick else None
-    train = load_split(args.data, "train", size=128, limit=limit)
-    test = load_split(args.data, "test", size=128, limit=4 if args.quick else None)
+    if args.quick:
+        args.train_images, args.test_images = 8, 4
+    train = evenly_spaced(load_split(args.data, "train", size=128), args.train_images)
+    test = evenly_spaced(load_split(args.data, "test", size=128), args.test_images)
     print(f"train {len(train)} images, test {len(test)} images, 128x128, torch threads {torch.get_num_threads()}")
 
     trained, scheduler = load_diffusion_model(args.model, device="cpu", dtype=torch.float32)
@@ -82,15 +94,18 @@ def main() -> None:
     x0 = to_model_range(test.images[: args.loss_images])
     results = {}
     for name, unet in (("embedded", trained), ("untrained", untrained)):
+        if name not in args.variants:
+            continue
         loss = denoising_loss(unet, scheduler, x0, seed=args.seed)
         feat = DiffusionFeaturizer(model=(unet, scheduler), progress=False).fit()
         res = probe(lambda im, px: feat.transform(im, pixels=px), train, test, args.pixels_per_image, args.seed)
         results[name] = {"heldout_denoising_loss": loss, **res}
         print(f"{name:10s} held-out denoising loss {loss:.4f}  probe mIoU {res['miou']:.4f}  "
               f"({res['train_rows']} train pixels, D={feat.n_features_out_}, {res['seconds']} s)", flush=True)
-    res = probe(rgb_position, train, test, args.pixels_per_image, args.seed)
-    results["rgb_position"] = res
-    print(f"{'rgb+pos':10s} probe mIoU {res['miou']:.4f}  ({res['train_rows']} train pixels, D=5)")
+    if "rgb_position" in args.variants:
+        res = probe(rgb_position, train, test, args.pixels_per_image, args.seed)
+        results["rgb_position"] = res
+        print(f"{'rgb+pos':10s} probe mIoU {res['miou']:.4f}  ({res['train_rows']} train pixels, D=5)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

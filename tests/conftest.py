@@ -1,6 +1,16 @@
 import numpy as np
 import pytest
+import torch
 
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tests run torch single-threaded: multi-threaded torch on 2 shared cores is many times slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def brute_force_herding(X, n, bandwidth, X_labeled=None):

@@ -32,14 +32,6 @@ EXPECTED_FAILED_CHECKS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Keep torch single-threaded in tests (the test machine has 2 busy cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _blobs(n_classes: int, n: int = 240, n_features: int = 6, seed: int = 0):
     X, y = make_blobs(

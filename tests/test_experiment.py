@@ -15,13 +15,6 @@ from skal_seg.experiment import STRATEGIES, ExperimentConfig, run_experiment, ru
 from skal_seg.featurizer import DiffusionFeaturizer
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def tiny_unet():
     torch.manual_seed(0)

@@ -30,14 +30,6 @@ TINY = dict(
 TINY_D = 3 * (16 + 8)  # 3 timesteps x (up0: 16 ch at 16 px, up1: 8 ch at 32 px)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # The machine's cores are shared with other jobs; one thread is faster under contention.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def tiny_unet():

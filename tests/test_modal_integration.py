@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 from modAL.models import ActiveLearner
 from sklearn.base import clone
 from sklearn.pipeline import make_pipeline
@@ -11,13 +10,6 @@ from sklearn.preprocessing import StandardScaler
 from skal_seg import EDALDSampler, MaxHerdingSampler, TwoStageQuery
 from skal_seg.classifier import TorchMLPClassifier
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def toy_pixels(seed=0, n_images=12, per_image=60, n_classes=5, dim=8):

@@ -1,0 +1,49 @@
+"""Shared by the benchmark scripts: peak-memory measurement and paths."""
+
+from __future__ import annotations
+
+import resource
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = (REPO / ".." / "shared" / "data" / "camvid").resolve()
+RESULT_PREFIX = "@@RESULT@@ "
+
+
+def _status_kb(key: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _maxrss_kb() -> int:
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r // 1024 if sys.platform == "darwin" else r  # bytes on macOS, kB on Linux
+
+
+class PeakRSS:
+    """Peak resident memory (MB) of the ``with`` body above the RSS at its start."""
+
+    def __enter__(self):
+        self.base_kb = _status_kb("VmRSS") or _maxrss_kb()
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # reset VmHWM to the current RSS
+            self.hwm = True
+        except OSError:
+            self.hwm = False
+        return self
+
+    def __exit__(self, *exc):
+        peak_kb = (_status_kb("VmHWM") if self.hwm else None) or _maxrss_kb()
+        self.mb = max(0, peak_kb - self.base_kb) / 1024
+        return False
+
+
+# ----------------------------------------------------------------------------- data
