@@ -298,8 +298,7 @@ def evaluate(
         part = split.subset(np.arange(start, min(start + batch_images, len(split))))
         key = "dense-" + _digest(featurizer_key(featurizer), part.names, part.images.shape)
         X = cache.get(key, lambda: featurizer.transform(part.images).astype(np.float16), in_memory=False)
-        pred = classifier.predict(X) if classifier is not None else np.zeros(len(X), dtype=np.int64)
-        cm += confusion_matrix(part.labels.reshape(-1), pred, n_classes)
+        cm += confusion_matrix(part.labels.reshape(-1), classifier.predict(X), n_classes)
     return cm
 
 
@@ -361,10 +360,13 @@ def run_experiment(
 
     records: list[dict] = []
     labeled: list[int] = []
+    data_id = _digest(pool.names, test.names, pool.images.shape, test.images.shape)
     if resume and state_path.exists():
         state = json.loads(state_path.read_text())
         if state["config"] != settings:
             raise ValueError(f"cannot resume {out_dir}: its saved config differs from this one")
+        if state["data"] != data_id:
+            raise ValueError(f"cannot resume {out_dir}: it was run on other pool/test images")
         records, labeled = state["records"], state["labeled"]
         log(f"resuming {out_dir} after round {len(records) - 1}")
     if len(records) >= config.rounds:
@@ -390,17 +392,21 @@ def run_experiment(
         labeled.extend(int(i) for i in picked)
         classifier = _train(config, X, y, labeled, r, times, progress)
         t = time.perf_counter()
-        cm = evaluate(classifier, featurizer, test, cache, n_classes)
+        if classifier is None:  # every labeled pixel was 'ignore': nothing to predict with
+            log(f"round {r}: no labeled pixel carries a class yet; mIoU is undefined (NaN)")
+            miou, iou = float("nan"), np.full(n_classes, np.nan)
+        else:
+            cm = evaluate(classifier, featurizer, test, cache, n_classes)
+            miou, iou = mean_iou(cm), iou_per_class(cm)
         times["evaluate"] = time.perf_counter() - t
-        iou = iou_per_class(cm)
         taught = int(np.sum(y[labeled] != IGNORE_INDEX))
         record = {
             "round": r, "labeled_pixels": len(labeled), "taught_pixels": taught,
-            "miou": mean_iou(cm), "iou": [None if np.isnan(v) else float(v) for v in iou],
+            "miou": miou, "iou": [None if np.isnan(v) else float(v) for v in iou],
             "seconds": times, "strategy": config.strategy, "seed": config.seed, "settings": settings,
         }
         records.append(record)
-        state = {"config": settings, "budget": budget, "records": records, "labeled": labeled,
+        state = {"config": settings, "data": data_id, "budget": budget, "records": records, "labeled": labeled,
                  "labeled_pixels": _row_to_pixel(labeled, groups, pixels, offsets, pool.names)}
         _atomic_write(state_path, json.dumps(state))
         write_round_tables(records, out_dir, n_classes)

@@ -180,3 +180,21 @@ def test_cli_errors_are_clear(tmp_path):
         cli_main(["run", "--data", str(tmp_path / "nope"), "--quiet"])
     with pytest.raises(SystemExit, match="unknown strategies"):
         cli_main(["run", "--strategies", "coreset", "--quiet"])
+
+
+def test_all_ignore_labels_give_nan_not_a_fake_score(data, featurizer, tmp_path):
+    pool, test = data
+    pool = SegmentationSplit(pool.images, np.full_like(pool.labels, 255), pool.names)
+    lines = []
+    records = run_experiment(config("random", rounds=1), pool, test, tmp_path, featurizer=featurizer,
+                             progress=False, log=lines.append)
+    assert np.isnan(records[0]["miou"]) and records[0]["taught_pixels"] == 0
+    assert any("undefined" in line for line in lines)
+
+
+def test_resume_refuses_other_images(data, featurizer, tmp_path):
+    pool, test = data
+    run_experiment(config(rounds=1), pool, test, tmp_path, featurizer=featurizer, progress=False, log=lambda s: None)
+    with pytest.raises(ValueError, match="other pool/test images"):
+        run_experiment(config(rounds=1), pool.subset([0, 1, 2, 3, 4]), test, tmp_path, featurizer=featurizer,
+                       resume=True, progress=False, log=lambda s: None)
