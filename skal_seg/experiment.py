@@ -261,7 +261,7 @@ def pool_features(
     t0 = time.perf_counter()
     pixels = candidate_pixels(pool, n_per_image, seed)
     key = "pool-" + _digest(featurizer_key(featurizer), pool.names, np.concatenate(pixels))
-    X = cache.get(key, lambda: featurizer.transform(pool.images, pixels=pixels).astype(np.float16))
+    X = cache.get(key, lambda: featurizer.transform(pool.images, pixels=pixels).astype(np.float16, copy=False))
     sizes = [len(p) for p in pixels]
     return PoolFeatures(
         X=X,
@@ -276,7 +276,8 @@ def pool_features(
 def fitted_featurizer(config: "ExperimentConfig", featurizer, progress: bool) -> DiffusionFeaturizer:
     """``featurizer`` (default: built from ``config.featurizer``), fitted."""
     if featurizer is None:
-        featurizer = DiffusionFeaturizer(**config.featurizer, progress=progress)
+        # float16 rows: half the memory of the (n_candidates x D) pool matrix.
+        featurizer = DiffusionFeaturizer(**{"output_dtype": "float16", **config.featurizer}, progress=progress)
     if not hasattr(featurizer, "unet_"):
         featurizer.fit()
     return featurizer
@@ -297,7 +298,7 @@ def evaluate(
     for start in range(0, len(split), batch_images):
         part = split.subset(np.arange(start, min(start + batch_images, len(split))))
         key = "dense-" + _digest(featurizer_key(featurizer), part.names, part.images.shape)
-        X = cache.get(key, lambda: featurizer.transform(part.images).astype(np.float16), in_memory=False)
+        X = cache.get(key, lambda: featurizer.transform(part.images).astype(np.float16, copy=False), in_memory=False)
         cm += confusion_matrix(part.labels.reshape(-1), classifier.predict(X), n_classes)
     return cm
 
@@ -383,10 +384,11 @@ def run_experiment(
 
     # The classifier trained at the end of round r-1 (same seed: identical after a resume).
     classifier = _train(config, X, y, labeled, len(records) - 1, {}, progress) if labeled else None
+    query = two_stage_query(config, progress)
     for r in range(len(records), config.rounds):
         times = {"featurize": feats.seconds if r == len(records) else 0.0}
         rng = np.random.default_rng([config.seed, r])
-        picked = _query(config, classifier, X, groups, labeled, budget, noisy, rng, times, progress)
+        picked = _query(config, query, classifier, X, groups, labeled, budget, noisy, rng, times)
         if len(set(picked.tolist()) & set(labeled)) or len(picked) != budget:
             raise RuntimeError(f"strategy {config.strategy} returned an invalid query in round {r}")
         labeled.extend(int(i) for i in picked)
@@ -431,19 +433,25 @@ def _train(config, X, y, labeled, r, times, progress=False) -> TorchMLPClassifie
     return clf
 
 
-def _query(config, classifier, X, groups, labeled, budget, noisy, rng, times, progress=False) -> np.ndarray:
+def two_stage_query(config: ExperimentConfig, progress: bool = False) -> TwoStageQuery:
+    """The run's :class:`TwoStageQuery`, one per run: its per-image local picks are memoised, so
+    a round re-runs local MaxHerding only on images whose candidates changed (those just labeled)."""
+    return TwoStageQuery(
+        config.local_budget, config.keep_global, herding=MaxHerdingSampler(bandwidth=config.bandwidth),
+        uncertainty=EDALDSampler(entropy_weight=config.entropy_weight), random_state=config.seed, progress=progress,
+    )
+
+
+def _query(config, query, classifier, X, groups, labeled, budget, noisy, rng, times) -> np.ndarray:
     """Rows of X to label this round (never already-labeled ones)."""
     unl = np.setdiff1d(np.arange(len(X)), np.asarray(labeled, dtype=np.int64))
     s = config.strategy
     t = time.perf_counter()
     noisy_before = noisy.seconds if noisy is not None else 0.0
-    herding = MaxHerdingSampler(bandwidth=config.bandwidth)
     X_lab = np.asarray(X[np.asarray(labeled, dtype=np.int64)], dtype=np.float32) if labeled else None
-    seed = int(rng.integers(2**31 - 1))
     if s in ("maxherding", "two_stage") and (classifier is None or s == "maxherding"):
-        q = TwoStageQuery(config.local_budget, config.keep_global, herding=herding, random_state=seed, progress=progress)
-        picked = unl[q.query(None, np.asarray(X[unl], dtype=np.float32), budget, groups=groups[unl], X_labeled=X_lab)]
-        times.update(q.timings_)
+        picked = unl[query.query(None, np.asarray(X[unl], dtype=np.float32), budget, groups=groups[unl], X_labeled=X_lab)]
+        times.update(query.timings_)
     elif classifier is None or s == "random":
         picked = rng.choice(unl, size=budget, replace=False)
         times["select"] = time.perf_counter() - t
@@ -458,12 +466,9 @@ def _query(config, classifier, X, groups, labeled, budget, noisy, rng, times, pr
                                    X_noisy=lambda i: noisy(unl[i]))]
         times["stage2"] = time.perf_counter() - t
     else:  # two_stage with a classifier
-        q = TwoStageQuery(config.local_budget, config.keep_global, herding=herding,
-                          uncertainty=EDALDSampler(entropy_weight=config.entropy_weight), random_state=seed,
-                          progress=progress)
-        picked = unl[q.query(classifier, np.asarray(X[unl], dtype=np.float32), budget, groups=groups[unl],
-                             X_noisy=lambda i: noisy(unl[i]), X_labeled=X_lab)]
-        times.update(q.timings_)
+        picked = unl[query.query(classifier, np.asarray(X[unl], dtype=np.float32), budget, groups=groups[unl],
+                                 X_noisy=lambda i: noisy(unl[i]), X_labeled=X_lab)]
+        times.update(query.timings_)
     if noisy is not None:  # report on-demand featurizing apart from the eDALD scoring around it
         times["noisy_features"] = noisy.seconds - noisy_before
         if "stage2" in times:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 import warnings
 
@@ -54,7 +55,10 @@ class TwoStageQuery(BaseEstimator):
     uncertainty : EDALDSampler, optional
         Stage-2 sampler; default ``EDALDSampler()``.
     random_state : int, RandomState or None, default=None
-        Seeds the herding bandwidth subsamples.
+        Seeds the herding bandwidth subsamples. With an int, an image whose
+        candidate rows are unchanged since an earlier call gets the same local
+        picks, which are then reused instead of recomputed (across
+        active-learning rounds only the images just labeled change).
     progress : bool, default=False
         Show a progress bar over images in the local stage.
 
@@ -99,10 +103,20 @@ class TwoStageQuery(BaseEstimator):
         seeds = rng.randint(0, 2**31 - 1, size=len(names))
         order = np.argsort(inverse, kind="stable")
         bounds = np.searchsorted(inverse[order], np.arange(len(names) + 1))
+        if not hasattr(self, "_local_cache"):
+            self._local_cache: dict[tuple, np.ndarray] = {}
+        herding_params = repr(sorted((MaxHerdingSampler() if self.herding is None else self.herding).get_params().items()))
         for g in tqdm(range(len(names)), desc="stage 1 local", disable=not self.progress, leave=False):
             rows = order[bounds[g] : bounds[g + 1]]
             k = min(budget, len(rows))
-            picks.append(rows[self._herding(int(seeds[g])).select(X[rows], k)])
+            X_g = np.ascontiguousarray(X[rows])
+            # An image whose candidates, seed and settings are unchanged gets the same picks:
+            # across active-learning rounds only the images that were just labeled need herding again.
+            key = (int(seeds[g]), k, herding_params, X_g.dtype.str, X_g.shape, hashlib.sha1(X_g).hexdigest())
+            local = self._local_cache.get(key)
+            if local is None:
+                local = self._local_cache[key] = self._herding(int(seeds[g])).select(X_g, k)
+            picks.append(rows[local])
         return np.sort(np.concatenate(picks)) if picks else np.empty(0, dtype=np.int64)
 
     def query(

@@ -138,3 +138,24 @@ def test_nan_features_raise(pool):
     X[3, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         TwoStageQuery().query(None, X, 3, groups=groups)
+
+
+def test_local_picks_are_reused_only_for_unchanged_images(pool, monkeypatch):
+    X, groups, _, _ = pool
+    calls = []
+    real_select = MaxHerdingSampler.select
+
+    def counting_select(self, X_, n, X_labeled=None):
+        calls.append(len(X_))
+        return real_select(self, X_, n, X_labeled=X_labeled)
+
+    monkeypatch.setattr(MaxHerdingSampler, "select", counting_select)
+    q = TwoStageQuery(local_budget=8, random_state=0)
+    first = q.query(None, X, 6, groups=groups)
+    assert len(calls) == 11  # 10 images + the global stage
+    keep = np.setdiff1d(np.arange(len(X)), first[:2])  # two pixels labeled: their images changed
+    calls.clear()
+    second = q.query(None, X[keep], 6, groups=groups[keep])
+    assert len(calls) == len(set(groups[first[:2]])) + 1
+    fresh = TwoStageQuery(local_budget=8, random_state=0).query(None, X[keep], 6, groups=groups[keep])
+    assert second.tolist() == fresh.tolist()
