@@ -107,6 +107,24 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``skal-seg`` command.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Command-line arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status, 0 on success.
+
+    Raises
+    ------
+    SystemExit
+        Bad arguments, unknown strategies, an unreadable dataset folder or
+        invalid settings (with a message naming the problem).
+    """
     args = _parser().parse_args(argv)
     if args.command == "plot":
         print(plot_learning_curves(args.results))

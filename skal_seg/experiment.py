@@ -115,6 +115,7 @@ class ExperimentConfig:
         return max(1, int(round(self.budget_per_image * n_pool_images)))
 
     def to_dict(self) -> dict:
+        """The settings as a JSON-compatible dict (tuples become lists); what results files record."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
 

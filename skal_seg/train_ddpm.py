@@ -95,6 +95,18 @@ def export_model(unet: UNet2DModel, scheduler: DDPMScheduler, out_dir: str | Pat
 
 
 def train(args: argparse.Namespace) -> None:
+    """Train (or resume) the embedded DDPM as the parsed command line says; see the module docstring.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed :func:`build_parser` arguments.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        The dataset folder or its ``train/`` split is missing or malformed.
+    """
     torch.set_num_threads(args.threads)
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -190,6 +202,7 @@ def train(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser of ``python -m skal_seg.train_ddpm``."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="dataset folder with a train/ split (CamVid layout)")
     p.add_argument("--workdir", default="checkpoints/ddpm", help="checkpoint + log folder (resumes from it)")
@@ -211,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m skal_seg.train_ddpm``; ``argv`` defaults to ``sys.argv[1:]``."""
     train(build_parser().parse_args(argv))
 
 
