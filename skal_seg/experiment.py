@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,26 +194,55 @@ class CachedNoisyViews:
     The diffusion forward pass costs the same for one pixel as for all of an
     image's candidates, so a request computes every candidate pixel of the
     images involved and keeps them for later rounds.
+
+    Parameters
+    ----------
+    view_fn : NoisyViewFunction
+        From :meth:`DiffusionFeaturizer.noisy_view_fn` over the pool's candidate pixels.
+    offsets : ndarray of shape (n_images + 1,)
+        First pool row of each image.
+    n_features : int
+    dtype : numpy dtype, default=float16
+    memory_limit_mb : float, default=1024
+        Above this size the values live in a memory-mapped file (evictable
+        page cache rather than pinned memory): K x n_rows x D can be many GB.
+    directory : path, optional
+        Where that file goes (a temporary folder, removed with this object;
+        default: the system's temporary folder).
+    images_per_call : int, default=8
+        Images featurized together, bounding the transient memory.
     """
 
-    def __init__(self, view_fn, offsets: np.ndarray, n_features: int, dtype=np.float16):
+    def __init__(self, view_fn, offsets: np.ndarray, n_features: int, dtype=np.float16,
+                 memory_limit_mb: float = 1024, directory: str | Path | None = None, images_per_call: int = 8):
         self.view_fn = view_fn
         self.offsets = offsets
-        self.values = np.zeros((view_fn.n_draws, int(offsets[-1]), n_features), dtype=dtype)
+        self.images_per_call = images_per_call
+        shape = (view_fn.n_draws, int(offsets[-1]), n_features)
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        if nbytes > memory_limit_mb * 2**20:
+            if directory is not None:
+                Path(directory).mkdir(parents=True, exist_ok=True)
+            self._tmp = tempfile.TemporaryDirectory(prefix="skal_seg_noisy_", dir=directory)
+            self.values = np.lib.format.open_memmap(Path(self._tmp.name) / "noisy.npy", mode="w+", dtype=dtype, shape=shape)
+        else:
+            self.values = np.zeros(shape, dtype=dtype)
         self.done = np.zeros(len(offsets) - 1, dtype=bool)
         self.seconds = 0.0
 
     def __call__(self, indices) -> np.ndarray:
+        """Noisy features (K, len(indices), D) of pool rows ``indices``."""
         indices = np.asarray(indices, dtype=np.int64)
         images = np.unique(np.searchsorted(self.offsets, indices, side="right") - 1)
         missing = images[~self.done[images]]
-        if len(missing):
-            t0 = time.perf_counter()
-            rows = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in missing])
+        t0 = time.perf_counter()
+        for start in range(0, len(missing), self.images_per_call):
+            part = missing[start : start + self.images_per_call]
+            rows = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in part])
             self.values[:, rows] = self.view_fn(rows)
-            self.done[missing] = True
-            self.seconds += time.perf_counter() - t0
-        return self.values[:, indices]
+            self.done[part] = True
+        self.seconds += time.perf_counter() - t0
+        return np.asarray(self.values[:, indices])
 
 
 # --------------------------------------------------------------------------- the run
@@ -381,7 +411,7 @@ def run_experiment(
     noisy = None
     if config.strategy in NEEDS_NOISY:
         view_fn = featurizer.noisy_view_fn(pool.images, pixels, n_draws=config.n_draws, random_state=config.seed)
-        noisy = CachedNoisyViews(view_fn, offsets, X.shape[1])
+        noisy = CachedNoisyViews(view_fn, offsets, X.shape[1], directory=cache_dir)
 
     # The classifier trained at the end of round r-1 (same seed: identical after a resume).
     classifier = _train(config, X, y, labeled, len(records) - 1, {}, progress) if labeled else None

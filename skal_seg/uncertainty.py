@@ -103,7 +103,8 @@ class EDALDSampler(BaseEstimator):
     entropy_weight : float, default=1.0
         Weight of the entropy term; 0 gives pure BALD over diffusion noise.
     batch_size : int, default=65536
-        Rows per ``predict_proba`` call (bounds memory on large pools).
+        Pool rows scored at a time: their noisy draws are fetched (or
+        computed) and predicted together, which bounds memory on large pools.
 
     Examples
     --------
@@ -143,13 +144,19 @@ class EDALDSampler(BaseEstimator):
         indices = np.arange(len(X)) if indices is None else np.asarray(indices, dtype=np.int64)
         if indices.size and (indices.min() < 0 or indices.max() >= len(X)):
             raise ValueError("indices outside X_pool")
-        noisy = noisy_rows(X_noisy, indices, n_pool=len(X), n_features=X.shape[1])
         if indices.size == 0:
+            noisy_rows(X_noisy, indices, n_pool=len(X), n_features=X.shape[1])  # still validate
             return np.empty(0)
-        K = noisy.shape[0]
-        proba = self._predict(classifier, X[indices])
-        proba_draws = self._predict(classifier, noisy.reshape(K * len(indices), -1)).reshape(K, len(indices), -1)
-        return edald_score(proba, proba_draws, self.entropy_weight)
+        # Chunks of rows bound memory: K noisy copies of a large pool would not fit at once.
+        scores = []
+        for start in range(0, len(indices), self.batch_size):
+            chunk = indices[start : start + self.batch_size]
+            noisy = noisy_rows(X_noisy, chunk, n_pool=len(X), n_features=X.shape[1])
+            K = noisy.shape[0]
+            proba = self._predict(classifier, X[chunk])
+            proba_draws = self._predict(classifier, noisy.reshape(K * len(chunk), -1)).reshape(K, len(chunk), -1)
+            scores.append(edald_score(proba, proba_draws, self.entropy_weight))
+        return np.concatenate(scores)
 
     def query(self, classifier, X_pool, n_instances: int = 1, X_noisy: NoisyViews = None) -> np.ndarray:
         """Indices of the ``n_instances`` highest-eDALD rows of ``X_pool``, highest first."""

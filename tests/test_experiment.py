@@ -198,3 +198,18 @@ def test_resume_refuses_other_images(data, featurizer, tmp_path):
     with pytest.raises(ValueError, match="other pool/test images"):
         run_experiment(config(rounds=1), pool.subset([0, 1, 2, 3, 4]), test, tmp_path, featurizer=featurizer,
                        resume=True, progress=False, log=lambda s: None)
+
+
+def test_cached_noisy_views_memory_mapped_equal_in_memory(data, featurizer, tmp_path):
+    pool, _ = data
+    pixels = exp.candidate_pixels(pool, 20, seed=0)
+    offsets = np.concatenate([[0], np.cumsum([len(p) for p in pixels])])
+    view_fn = featurizer.noisy_view_fn(pool.images, pixels, n_draws=2, random_state=0)
+    in_memory = exp.CachedNoisyViews(view_fn, offsets, featurizer.n_features_out_)
+    mapped = exp.CachedNoisyViews(view_fn, offsets, featurizer.n_features_out_, memory_limit_mb=0,
+                                  directory=tmp_path, images_per_call=2)
+    assert isinstance(mapped.values, np.memmap)
+    rows = np.array([3, 45, 46, 119, 0])
+    np.testing.assert_array_equal(mapped(rows), in_memory(rows))
+    assert mapped.done.tolist() == [True, False, True, False, False, True]
+    np.testing.assert_allclose(mapped(rows), view_fn(rows).astype(np.float16), atol=1e-3)

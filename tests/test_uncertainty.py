@@ -114,3 +114,19 @@ def test_sampler_rejects_negative_budget_and_weight():
         EDALDSampler().query(FixedProba(), X, -1, X_noisy=np.stack([X]))
     with pytest.raises(ValueError, match="entropy_weight"):
         EDALDSampler(entropy_weight=-1).query(FixedProba(), X, 1, X_noisy=np.stack([X]))
+
+
+def test_scores_in_chunks_equal_one_batch():
+    rng = np.random.default_rng(1)
+    X = rng.uniform(size=(50, 2))
+    X_noisy = np.clip(X + 0.3 * rng.normal(size=(4, 50, 2)), 0, 1)
+    asked = []
+
+    def views(indices):
+        asked.append(len(indices))
+        return X_noisy[:, indices]
+
+    whole = EDALDSampler().scores(FixedProba(), X, X_noisy)
+    chunked = EDALDSampler(batch_size=7).scores(FixedProba(), X, views)
+    np.testing.assert_allclose(chunked, whole)
+    assert max(asked) == 7 and sum(asked) == 50
