@@ -179,6 +179,10 @@ class MaxHerdingSampler(BaseEstimator):
         """
         X = check_features(X, "X")
         n_instances = check_budget(n_instances)
+        if isinstance(self.lazy_batch, bool) or not isinstance(self.lazy_batch, numbers.Integral) or self.lazy_batch < 1:
+            raise ValueError(f"lazy_batch must be a positive integer, got {self.lazy_batch!r}")
+        if not isinstance(self.max_memory_mb, numbers.Real) or not self.max_memory_mb > 0:
+            raise ValueError(f"max_memory_mb must be positive, got {self.max_memory_mb!r}")
         kernel = self._kernel_fn(X)
         if n_instances > len(X):
             warnings.warn(

@@ -98,6 +98,8 @@ class TwoStageQuery(BaseEstimator):
     def local_stage(self, X: np.ndarray, groups: np.ndarray, rng) -> np.ndarray:
         """Per-image MaxHerding; returns sorted rows of ``X`` (int64)."""
         budget = check_budget(self.local_budget, "local_budget")
+        if budget == 0:
+            raise ValueError("local_budget must be a positive integer, got 0")
         picks = []
         names, inverse = np.unique(groups, return_inverse=True)
         seeds = rng.randint(0, 2**31 - 1, size=len(names))

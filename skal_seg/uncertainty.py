@@ -140,6 +140,8 @@ class EDALDSampler(BaseEstimator):
         """
         if not isinstance(self.entropy_weight, (int, float)) or not np.isfinite(self.entropy_weight) or self.entropy_weight < 0:
             raise ValueError(f"entropy_weight must be a non-negative float, got {self.entropy_weight!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         X = check_features(X, "X_pool")
         indices = np.arange(len(X)) if indices is None else np.asarray(indices, dtype=np.int64)
         if indices.size and (indices.min() < 0 or indices.max() >= len(X)):

@@ -142,6 +142,8 @@ def test_bad_input_raises(X, kwargs, match):
     ({"kernel": "cosine"}, "unknown kernel"),
     ({"bandwidth": "median"}, "bandwidth"),
     ({"bandwidth": -1.0}, "bandwidth"),
+    ({"lazy_batch": 0}, "lazy_batch"),
+    ({"max_memory_mb": 0}, "max_memory_mb"),
 ])
 def test_bad_params_raise(params, match):
     with pytest.raises(ValueError, match=match):

@@ -120,6 +120,7 @@ def test_budget_edge_cases(pool):
     ({"groups": np.zeros(599)}, {}, "groups"),
     ({"n_instances": -2}, {}, "non-negative"),
     ({}, {"local_budget": -1}, "local_budget"),
+    ({}, {"local_budget": 0}, "local_budget"),
     ({}, {"keep_global": 0.0}, "keep_global"),
     ({}, {"keep_global": 1.5}, "keep_global"),
     ({"X_noisy": None}, {}, "X_noisy is required"),
