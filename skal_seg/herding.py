@@ -64,7 +64,19 @@ def auto_bandwidth(X: np.ndarray, random_state=None, factor: float = 2.0) -> flo
 
 
 def rbf_kernel(A: torch.Tensor, B: torch.Tensor, bandwidth: float) -> torch.Tensor:
-    """``exp(-(||a - b|| / bandwidth)^2)`` for every pair of rows, shape (len(A), len(B))."""
+    """RBF kernel matrix ``exp(-(||a - b|| / bandwidth)^2)`` between rows.
+
+    Parameters
+    ----------
+    A : Tensor of shape (n, D)
+    B : Tensor of shape (m, D), same dtype and device as ``A``
+    bandwidth : float
+        Positive, in the units of the Euclidean distance between rows.
+
+    Returns
+    -------
+    Tensor of shape (n, m), dtype of ``A``, values in (0, 1]
+    """
     sq = (A * A).sum(1, keepdim=True) + (B * B).sum(1) - 2.0 * (A @ B.T)
     return torch.exp(sq.clamp_(min=0.0).div_(-(bandwidth**2)))
 
@@ -237,7 +249,14 @@ class MaxHerdingSampler(BaseEstimator):
 
 
 def training_rows(classifier) -> np.ndarray | None:
-    """Labeled rows a modAL learner holds (``X_training``), or None."""
+    """Labeled rows a modAL learner holds.
+
+    Returns
+    -------
+    ndarray of shape (n_labeled, D) or None
+        ``classifier.X_training`` when it is a non-empty 2-D array; None for
+        anything else (a plain estimator, an untaught learner).
+    """
     X = getattr(classifier, "X_training", None)
     if X is None:
         return None
@@ -246,7 +265,19 @@ def training_rows(classifier) -> np.ndarray | None:
 
 
 def coverage_gains(K_cols: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
-    """Gain of adding each column's row: ``mean_i max(0, K[i, j] - coverage[i])``."""
+    """Coverage gain of adding each candidate: ``mean_i max(0, K[i, j] - coverage[i])``.
+
+    Parameters
+    ----------
+    K_cols : Tensor of shape (n_rows, n_candidates)
+        Kernel columns of the candidates against every row.
+    coverage : Tensor of shape (n_rows,)
+        Current coverage ``max_{j in S} k(x_i, x_j)`` of each row.
+
+    Returns
+    -------
+    Tensor of shape (n_candidates,)
+    """
     return (K_cols - coverage[:, None]).clamp_(min=0.0).mean(0)
 
 

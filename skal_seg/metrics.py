@@ -37,7 +37,18 @@ def confusion_matrix(y_true, y_pred, n_classes: int, ignore_index: int = IGNORE_
 
 
 def iou_per_class(cm: np.ndarray) -> np.ndarray:
-    """IoU of each class, ``TP / (TP + FP + FN)``; NaN for a class absent from truth and prediction."""
+    """IoU of each class, ``TP / (TP + FP + FN)``.
+
+    Parameters
+    ----------
+    cm : ndarray of shape (n_classes, n_classes)
+        Confusion matrix, rows = truth (see :func:`confusion_matrix`).
+
+    Returns
+    -------
+    ndarray of shape (n_classes,), float64
+        NaN for a class absent from both truth and prediction.
+    """
     cm = np.asarray(cm, dtype=np.float64)
     tp = np.diag(cm)
     union = cm.sum(0) + cm.sum(1) - tp
@@ -46,6 +57,16 @@ def iou_per_class(cm: np.ndarray) -> np.ndarray:
 
 
 def mean_iou(cm: np.ndarray) -> float:
-    """Mean IoU over the classes that occur (in truth or prediction)."""
+    """Mean IoU over the classes that occur (in truth or prediction).
+
+    Parameters
+    ----------
+    cm : ndarray of shape (n_classes, n_classes)
+
+    Returns
+    -------
+    float
+        NaN when the matrix is empty.
+    """
     iou = iou_per_class(cm)
     return float(np.nanmean(iou)) if np.any(~np.isnan(iou)) else float("nan")

@@ -19,7 +19,15 @@ from skal_seg.uncertainty import EDALDSampler, NoisyViews, check_noisy_views, to
 
 
 def is_fitted(classifier) -> bool:
-    """Whether ``classifier`` (an estimator or a modAL learner) can predict yet."""
+    """Whether ``classifier`` (an estimator or a modAL learner) can predict yet.
+
+    Returns
+    -------
+    bool
+        False for None, a modAL learner never taught, or an unfitted
+        scikit-learn estimator; True otherwise (objects that are not
+        scikit-learn estimators are trusted).
+    """
     if classifier is None:
         return False
     estimator = getattr(classifier, "estimator", classifier)
@@ -96,7 +104,21 @@ class TwoStageQuery(BaseEstimator):
         return clone(base).set_params(random_state=seed)
 
     def local_stage(self, X: np.ndarray, groups: np.ndarray, rng) -> np.ndarray:
-        """Per-image MaxHerding; returns sorted rows of ``X`` (int64)."""
+        """Stage 1 local: MaxHerding inside each image.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_rows, D)
+        groups : ndarray of shape (n_rows,)
+            Image of each row.
+        rng : RandomState
+            Draws one herding seed per image (in sorted image order).
+
+        Returns
+        -------
+        ndarray of int64
+            Sorted rows of ``X``: ``min(local_budget, rows of the image)`` per image.
+        """
         budget = check_budget(self.local_budget, "local_budget")
         if budget == 0:
             raise ValueError("local_budget must be a positive integer, got 0")
@@ -147,6 +169,13 @@ class TwoStageQuery(BaseEstimator):
             once the classifier is fitted.
         X_labeled : array-like of shape (n_labeled, D), optional
             Labeled rows the global stage is conditioned on.
+
+        Returns
+        -------
+        ndarray of int64, at most ``n_instances`` unique rows of ``X_pool``
+            In stage-2 order (highest eDALD first), or in MaxHerding order
+            in round 0. Fewer than ``n_instances`` (with a warning) when the
+            candidate pool is smaller.
 
         Raises
         ------

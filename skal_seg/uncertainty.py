@@ -91,7 +91,18 @@ def edald_score(proba, proba_draws, entropy_weight: float = 1.0) -> np.ndarray:
 
 
 def top_k(scores: np.ndarray, n: int) -> np.ndarray:
-    """Indices of the ``n`` highest scores, highest first; ties to the lowest index."""
+    """Indices of the ``n`` highest scores, highest first; ties to the lowest index.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (n_rows,)
+    n : int
+        At most ``len(scores)`` indices are returned.
+
+    Returns
+    -------
+    ndarray of shape (min(n, n_rows),), int64
+    """
     return np.argsort(-scores, kind="stable")[: min(n, len(scores))].astype(np.int64)
 
 
@@ -161,7 +172,26 @@ class EDALDSampler(BaseEstimator):
         return np.concatenate(scores)
 
     def query(self, classifier, X_pool, n_instances: int = 1, X_noisy: NoisyViews = None) -> np.ndarray:
-        """Indices of the ``n_instances`` highest-eDALD rows of ``X_pool``, highest first."""
+        """Indices of the ``n_instances`` highest-eDALD rows of ``X_pool``, highest first.
+
+        Parameters
+        ----------
+        classifier : fitted classifier with ``predict_proba``
+        X_pool : array-like of shape (n_pool, D)
+        n_instances : int, default=1
+        X_noisy : ndarray of shape (K, n_pool, D) or callable
+            See :meth:`scores`.
+
+        Returns
+        -------
+        ndarray of shape (min(n_instances, n_pool),), int64
+            Ties go to the lowest index. All scores are kept in ``scores_``.
+
+        Raises
+        ------
+        ValueError
+            A negative budget, bad features, missing or misaligned ``X_noisy``.
+        """
         n_instances = check_budget(n_instances)
         scores = self.scores(classifier, X_pool, X_noisy)
         self.scores_ = scores
