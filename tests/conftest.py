@@ -4,9 +4,13 @@ import torch
 
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():
-    """Tests run torch single-threaded: multi-threaded torch on 2 shared cores is many times slower."""
+    """Tests run torch single-threaded: multi-threaded torch on 2 shared cores is many times slower.
+
+    Session scope, so it is in force before any module-scoped fixture computes
+    features: bit-exact comparisons need the same thread count throughout.
+    """
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
