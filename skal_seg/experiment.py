@@ -416,8 +416,9 @@ def run_experiment(
     # The classifier trained at the end of round r-1 (same seed: identical after a resume).
     classifier = _train(config, X, y, labeled, len(records) - 1, {}, progress) if labeled else None
     query = two_stage_query(config, progress)
-    for r in range(len(records), config.rounds):
-        times = {"featurize": feats.seconds if r == len(records) else 0.0}
+    first_round = len(records)
+    for r in range(first_round, config.rounds):
+        times = {"featurize": feats.seconds if r == first_round else 0.0}  # paid once per run
         rng = np.random.default_rng([config.seed, r])
         picked = _query(config, query, classifier, X, groups, labeled, budget, noisy, rng, times)
         if len(set(picked.tolist()) & set(labeled)) or len(picked) != budget:

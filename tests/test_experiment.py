@@ -67,6 +67,7 @@ def test_every_strategy_respects_budgets_and_never_requeries(strategy, data, fea
     assert len(set(state["labeled"])) == 18
     assert len({tuple(p) for p in state["labeled_pixels"]}) == 18
     assert all(0.0 <= r["miou"] <= 1.0 for r in records)
+    assert [r["seconds"]["featurize"] > 0 for r in records] == [True, False, False]  # features computed once
     assert (tmp_path / "rounds.csv").read_text().count("\n") == 4
 
 
