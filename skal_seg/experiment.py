@@ -29,7 +29,6 @@ from typing import Any, Callable
 
 import numpy as np
 from modAL.uncertainty import entropy_sampling, margin_sampling
-from tqdm.auto import tqdm
 
 from skal_seg.classifier import TorchMLPClassifier
 from skal_seg.data import CAMVID_CLASSES, IGNORE_INDEX, SegmentationSplit
@@ -481,24 +480,27 @@ def _query(config, query, classifier, X, groups, labeled, budget, noisy, rng, ti
     t = time.perf_counter()
     noisy_before = noisy.seconds if noisy is not None else 0.0
     X_lab = np.asarray(X[np.asarray(labeled, dtype=np.int64)], dtype=np.float32) if labeled else None
+    # One float32 copy of the unlabeled rows, made only for the strategies that read features.
+    random_pick = s == "random" or (classifier is None and s not in ("maxherding", "two_stage"))
+    X_unl = None if random_pick else np.asarray(X[unl], dtype=np.float32)
     if s in ("maxherding", "two_stage") and (classifier is None or s == "maxherding"):
-        picked = unl[query.query(None, np.asarray(X[unl], dtype=np.float32), budget, groups=groups[unl], X_labeled=X_lab)]
+        picked = unl[query.query(None, X_unl, budget, groups=groups[unl], X_labeled=X_lab)]
         times.update(query.timings_)
-    elif classifier is None or s == "random":
+    elif random_pick:
         picked = rng.choice(unl, size=budget, replace=False)
         times["select"] = time.perf_counter() - t
     elif s in ("entropy", "margin"):
         fn = entropy_sampling if s == "entropy" else margin_sampling
-        idx, _ = fn(classifier, np.asarray(X[unl], dtype=np.float32), n_instances=budget)
+        idx, _ = fn(classifier, X_unl, n_instances=budget)
         picked = unl[np.asarray(idx)]
         times["select"] = time.perf_counter() - t
     elif s in ("bald", "edald"):
         sampler = EDALDSampler(entropy_weight=0.0 if s == "bald" else config.entropy_weight)
-        picked = unl[sampler.query(classifier, np.asarray(X[unl], dtype=np.float32), budget,
+        picked = unl[sampler.query(classifier, X_unl, budget,
                                    X_noisy=lambda i: noisy(unl[i]))]
         times["stage2"] = time.perf_counter() - t
     else:  # two_stage with a classifier
-        picked = unl[query.query(classifier, np.asarray(X[unl], dtype=np.float32), budget, groups=groups[unl],
+        picked = unl[query.query(classifier, X_unl, budget, groups=groups[unl],
                                  X_noisy=lambda i: noisy(unl[i]), X_labeled=X_lab)]
         times.update(query.timings_)
     if noisy is not None:  # report on-demand featurizing apart from the eDALD scoring around it
