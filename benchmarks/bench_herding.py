@@ -262,7 +262,7 @@ def main(argv=None) -> None:
     p.add_argument("--global-n", type=int, default=20000, help="candidates in the global-stage run (0 = skip)")
     p.add_argument("--global-labeled", type=int, default=5000, help="labeled rows in the global-stage run")
     p.add_argument("--max-reference-gb", type=float, default=4.0, help="skip the reference above this N x N size")
-    p.add_argument("--max-memory-mb", type=float, default=1024, help="MaxHerdingSampler(max_memory_mb=)")
+    p.add_argument("--max-memory-mb", type=float, default=2048, help="MaxHerdingSampler(max_memory_mb=), its default")
     p.add_argument("--device", default="cpu", help="torch device of the sampler (and featurizer with --real)")
     p.add_argument("--repeat", type=int, default=1, help="timed runs per measurement (min is reported)")
     p.add_argument("--seed", type=int, default=0)

@@ -6,13 +6,18 @@ a selection ``S`` (together with already-labeled rows ``L``) is::
     C(S) = mean_i max_{j in S or L} k(x_i, x_j)
 
 a facility-location function, monotone and submodular. MaxHerding adds one
-row at a time, the one with the largest gain ``C(S + j) - C(S)``. Because
-gains can only shrink as ``S`` grows, stale gains are upper bounds: the
-greedy is evaluated lazily (only candidates whose bound could still win are
-re-scored), which gives exactly the plain greedy's picks at a fraction of the
-cost. Kernel columns are computed in blocks, so memory stays bounded for tens
-of thousands of rows; when the whole ``N x N`` kernel fits in
-``max_memory_mb`` it is cached instead of recomputed.
+row at a time, the one with the largest gain ``C(S + j) - C(S)``; the picks
+are exactly the plain greedy's, computed two ways:
+
+* When the ``N x N`` kernel fits in ``max_memory_mb`` it is computed once
+  (one triangle of tiles, the kernel being symmetric) and kept, and every
+  gain is kept exact by updating it only on the rows whose coverage the last
+  pick raised: many rows at first, few once the data are covered, where the
+  plain greedy re-reads the whole kernel at every step.
+* Otherwise gains are evaluated lazily: they can only shrink as ``S`` grows,
+  so stale gains are upper bounds, and only the candidates whose bound could
+  still win have their kernel columns recomputed, in blocks within the
+  memory budget.
 """
 
 from __future__ import annotations
@@ -77,8 +82,10 @@ def rbf_kernel(A: torch.Tensor, B: torch.Tensor, bandwidth: float) -> torch.Tens
     -------
     Tensor of shape (n, m), dtype of ``A``, values in (0, 1]
     """
-    sq = (A * A).sum(1, keepdim=True) + (B * B).sum(1) - 2.0 * (A @ B.T)
-    return torch.exp(sq.clamp_(min=0.0).div_(-(bandwidth**2)))
+    # One (n, m) allocation, every later step in place: this is the hot loop of MaxHerding.
+    K = torch.addmm((B * B).sum(1)[None, :], A, B.T, alpha=-2.0)
+    K.add_((A * A).sum(1)[:, None]).clamp_(min=0.0)
+    return K.mul_(-1.0 / bandwidth**2).exp_()
 
 
 class MaxHerdingSampler(BaseEstimator):
@@ -94,9 +101,12 @@ class MaxHerdingSampler(BaseEstimator):
         RBF bandwidth. ``"auto"``: 2 x the median non-zero pairwise distance of
         a random subsample of ``max(10, 1%)`` of the rows (see
         :func:`auto_bandwidth`), recomputed on each call's ``X``.
-    max_memory_mb : float, default=1024
-        Memory for kernel blocks. The full ``N x N`` kernel is cached when it
-        fits; otherwise columns are recomputed in blocks that fit.
+    max_memory_mb : float, default=2048
+        Memory for kernel computations. The whole ``N x N`` kernel is cached
+        when it fits and the selection will read it often (``n_instances x
+        (lazy_batch + 1) >= N / 4``); otherwise kernel tiles and columns are
+        recomputed within this budget (a warning says when that makes a long
+        selection slow).
     lazy_batch : int, default=32
         How many stale candidates are re-scored together first in a lazy
         step; doubles each time the bounds say more must be re-scored.
@@ -123,7 +133,7 @@ class MaxHerdingSampler(BaseEstimator):
         self,
         kernel: KernelLike = "rbf",
         bandwidth: Union[str, float] = "auto",
-        max_memory_mb: float = 1024,
+        max_memory_mb: float = 2048,
         lazy_batch: int = 32,
         device: str = "cpu",
         random_state=None,
@@ -214,15 +224,39 @@ class MaxHerdingSampler(BaseEstimator):
             return np.empty(0, dtype=np.int64)
         dtype = torch.float64 if X.dtype == np.float64 else torch.float32
         Xt = torch.as_tensor(X, dtype=dtype, device=self.device)
-        coverage = torch.zeros(len(X), dtype=dtype, device=self.device)
-        block = self._block_columns(len(X), Xt.element_size())
+        itemsize = Xt.element_size()
+        n = len(X)
+        coverage = torch.zeros(n, dtype=dtype, device=self.device)
         if X_labeled is not None and len(X_labeled):
             Lt = torch.as_tensor(X_labeled, dtype=dtype, device=self.device)
+            block = self._block_rows(n, itemsize)
             for start in range(0, len(Lt), block):
                 coverage = torch.maximum(coverage, kernel(Xt, Lt[start : start + block]).max(1).values)
-        # Cache the whole kernel only when it and a working block fit the budget together.
-        cache_full = len(X) ** 2 * Xt.element_size() * 2 <= self.max_memory_mb * 2**20
-        picks, gains = _lazy_greedy(Xt, kernel, coverage, n_instances, block, cache_full, self.lazy_batch)
+        budget = self.max_memory_mb * 2**20
+        # Cache the whole kernel when it fits beside a working tile: without it every lazy
+        # step recomputes at least lazy_batch + 1 kernel columns (many more when gains are flat).
+        cache_bytes = n * n * itemsize
+        tile = self._tile(n, itemsize, budget - cache_bytes if cache_bytes < budget else budget)
+        cache_full = n_instances > 1 and cache_bytes + 3 * tile * tile * itemsize <= budget
+        reads = n_instances * (self.lazy_batch + 1)
+        if not cache_full and reads >= 4 * n:
+            warnings.warn(
+                f"MaxHerding: picking {n_instances} of {n} rows without caching the {cache_bytes / 2**30:.2f} GiB "
+                f"kernel (max_memory_mb={self.max_memory_mb:g}) recomputes kernel columns at every step, which is "
+                "slow; raise max_memory_mb to cache it",
+                UserWarning,
+                stacklevel=2,
+            )
+        symmetric = not callable(self.kernel)
+        block = self._block_rows(n, itemsize)
+        if cache_full:
+            K = torch.empty((n, n), dtype=dtype, device=self.device)
+            gains0 = _first_pass(Xt, kernel, coverage, tile, K, symmetric)
+            picks, gains = _cached_greedy(K, coverage, gains0, n_instances, min(block, 128), symmetric)
+            del K
+        else:
+            gains0 = _first_pass(Xt, kernel, coverage, tile, None, symmetric)
+            picks, gains = _lazy_greedy(Xt, kernel, coverage, gains0, n_instances, block, self.lazy_batch, symmetric)
         self.gains_ = gains
         return picks
 
@@ -242,10 +276,16 @@ class MaxHerdingSampler(BaseEstimator):
         idx = self.select(X_pool, n_instances, X_labeled=X_labeled)
         return idx, self.gains_
 
-    def _block_columns(self, n_rows: int, itemsize: int) -> int:
-        # A block holds an (n_rows x b) kernel slice plus one temporary of that size.
-        b = int(self.max_memory_mb * 2**20 // (2 * itemsize * max(n_rows, 1)))
-        return max(1, min(n_rows, b))
+    def _block_rows(self, n_cols: int, itemsize: int) -> int:
+        # Kernel rows computed together against all n_cols rows, with one temporary of that size.
+        b = int(self.max_memory_mb * 2**20 // (2 * itemsize * max(n_cols, 1)))
+        return max(1, min(n_cols, b))
+
+    @staticmethod
+    def _tile(n: int, itemsize: int, budget_bytes: float) -> int:
+        # Square kernel tiles of the first exact pass: a tile and two temporaries within budget.
+        t = int(np.sqrt(max(budget_bytes, 0) / (3 * itemsize)))
+        return max(1, min(n, t, 4096))
 
 
 def training_rows(classifier) -> np.ndarray | None:
@@ -281,55 +321,131 @@ def coverage_gains(K_cols: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor
     return (K_cols - coverage[:, None]).clamp_(min=0.0).mean(0)
 
 
-def _lazy_greedy(Xt, kernel, coverage, n_pick, block, cache_full, lazy_batch):
-    """Exact lazy greedy for the facility-location gain; returns (indices, gains)."""
+def _tolerance(dtype: torch.dtype) -> float:
+    # Gains that agree to this relative precision are ties (lowest index wins), as in exact arithmetic.
+    return 1e-12 if dtype == torch.float64 else 1e-6
+
+
+def _lowest_best(values: torch.Tensor, rows: torch.Tensor, tol: float) -> int:
+    """Row of the largest value; among values within ``tol`` (relative) of it, the lowest row."""
+    best = float(values.max())
+    return int(rows[values >= best - tol * max(abs(best), 1e-30)].min())
+
+
+def _first_pass(Xt, kernel, coverage, tile, cached, symmetric) -> torch.Tensor:
+    """Exact gains (float64) of every candidate for the starting coverage, filling ``cached``
+    with the kernel matrix when given. A symmetric kernel is computed on the tiles of one
+    triangle only, each tile serving both its rows and its columns."""
     n = len(Xt)
-    tol = (1e-12 if Xt.dtype == torch.float64 else 1e-6)
-    # Cached transposed (row j = kernel column j): gathering rows is ~10x faster than columns.
-    cached_t = torch.empty((n, n), dtype=Xt.dtype, device=Xt.device) if cache_full else None
-    # Exact gains of every candidate for the starting coverage (upper bounds from then on).
-    upper = torch.empty(n, dtype=torch.float64, device=Xt.device)
-    for start in range(0, n, block):
-        cols = kernel(Xt, Xt[start : start + block])
-        if cached_t is not None:
-            cached_t[start : start + block] = cols.T
-        upper[start : start + block] = coverage_gains(cols, coverage).double()
-    available = torch.ones(n, dtype=torch.bool, device=Xt.device)
-    fresh_step = torch.full((n,), 0, dtype=torch.long, device=Xt.device)  # step at which upper is exact
-    picks, gains = [], []
-    neg_inf = torch.tensor(-np.inf, dtype=torch.float64, device=Xt.device)
+    sums = torch.zeros(n, dtype=torch.float64, device=Xt.device)
+    covered = bool((coverage > 0).any())
+    for a in range(0, n, tile):
+        A, ca, ra = Xt[a : a + tile], coverage[a : a + tile], slice(a, min(a + tile, n))
+        for b in range(a if symmetric else 0, n, tile):
+            K = kernel(A, Xt[b : b + tile])  # rows ra, columns rb
+            rb = slice(b, min(b + tile, n))
+            mirror = symmetric and b != a
+            if cached is not None:
+                cached[ra, rb] = K
+                if mirror:
+                    cached[rb, ra] = K.T
+            # Float32 sums per tile, float64 across tiles: float64 reductions cost ~10x more here.
+            if covered:
+                cb = coverage[b : b + tile]
+                if mirror:  # candidates ra gain over rows rb (before K is modified in place)
+                    sums[ra] += (K - cb[None, :]).clamp_(min=0.0).sum(1).double()
+                sums[rb] += K.sub_(ca[:, None]).clamp_(min=0.0).sum(0).double()
+            else:  # zero coverage: the gain is the plain kernel mean
+                if mirror:
+                    sums[ra] += K.sum(1).double()
+                sums[rb] += K.sum(0).double()
+    return sums / n
+
+
+def _cached_greedy(K, coverage, gains, n_pick, chunk, symmetric):
+    """Greedy with the kernel ``K`` in memory and every gain kept exact.
+
+    A pick raises the coverage of the rows it covers better; only those rows' terms of
+    the gains change, so gains are updated from those rows alone (most rows, early on;
+    few, once the data are covered) instead of being recomputed.
+    """
+    n = len(K)
+    tol = _tolerance(K.dtype)
+    gains = gains.clone()
+    everyone = torch.arange(n, device=K.device)
+    picks, picked_gains = [], []
+    for _ in range(n_pick):
+        j = _lowest_best(gains, everyone, tol)
+        picks.append(j)
+        picked_gains.append(float(gains[j]))
+        column = K[j] if symmetric else K[:, j]
+        changed = torch.nonzero(column > coverage).squeeze(1)
+        if len(changed):
+            old = coverage[changed, None]
+            rise = column[changed, None] - old
+            floor = torch.zeros_like(rise)
+            drop = torch.zeros(n, dtype=torch.float64, device=K.device)
+            # Chunks of rows small enough to stay in the CPU cache between the passes over them.
+            for s in range(0, len(changed), chunk):
+                # Changed row i takes clamp(K_ic - old_i, 0, new_i - old_i) off candidate c's gain.
+                T = K[changed[s : s + chunk]].sub_(old[s : s + chunk])
+                drop += T.clamp_(min=floor[s : s + chunk], max=rise[s : s + chunk]).sum(0).double()
+            gains -= drop / n
+            coverage = coverage.clone()
+            coverage[changed] = column[changed]
+        gains[j] = float("-inf")
+    return np.asarray(picks, dtype=np.int64), np.asarray(picked_gains)
+
+
+def _lazy_greedy(Xt, kernel, coverage, upper, n_pick, block, lazy_batch, symmetric):
+    """Greedy without the kernel in memory: lazy evaluation of gains.
+
+    Gains only shrink as the selection grows (submodularity), so a gain computed at an
+    earlier step is an upper bound. Each step re-scores the candidates with the largest
+    bounds (``lazy_batch`` of them, doubling while needed) until the best exact gain
+    beats every remaining bound, computing only their kernel columns.
+    """
+    n = len(Xt)
+    tol = _tolerance(Xt.dtype)
+    upper = upper.clone()
+    neg_inf = float("-inf")
 
     def columns(idx: torch.Tensor) -> torch.Tensor:
-        return cached_t[idx].T if cached_t is not None else kernel(Xt, Xt[idx])
+        """Kernel columns idx as rows: (len(idx), n)."""
+        return kernel(Xt[idx], Xt) if symmetric else kernel(Xt, Xt[idx]).T
 
-    for step in range(1, n_pick + 1):
-        batch = lazy_batch
-        while True:
-            is_fresh = available & (fresh_step == step)
-            stale = available & (fresh_step != step)
-            best_fresh = torch.where(is_fresh, upper, neg_inf).max()
-            best_stale = torch.where(stale, upper, neg_inf).max()
-            threshold = best_fresh - tol * max(abs(best_fresh.item()), 1e-30)
-            if step == 1 or best_stale < threshold:
-                # Among exact gains within rounding of the best, the lowest index wins.
-                exact = is_fresh if step > 1 else available
-                top = torch.where(exact, upper, neg_inf)
-                best = top.max()
-                ties = exact & (upper >= best - tol * max(abs(best.item()), 1e-30))
-                j = int(torch.nonzero(ties)[0])
-                break
-            # Re-score the stale candidates whose bound could still win.
-            stale_idx = torch.nonzero(stale).squeeze(1)
-            order = torch.argsort(upper[stale_idx], descending=True, stable=True)
-            idx = stale_idx[order[:batch]]
-            for s in range(0, len(idx), block):
-                sub = idx[s : s + block]
-                upper[sub] = coverage_gains(columns(sub), coverage).double()
-            fresh_step[idx] = step
-            batch *= 2  # when bounds are flat (near-equal gains) few rounds still cover them
+    def rescore(idx: torch.Tensor) -> torch.Tensor:
+        return torch.cat([
+            (columns(idx[s : s + block]) - coverage[None, :]).clamp_(min=0.0).mean(1).double()
+            for s in range(0, len(idx), block)
+        ])
+
+    picks, gains = [], []
+    for step in range(n_pick):
+        n_stale = n - step  # every available candidate's gain is a bound, except at step 0
+        if step == 0:
+            j = _lowest_best(upper, torch.arange(n, device=Xt.device), tol)
+        else:
+            fresh_idx = torch.empty(0, dtype=torch.long, device=Xt.device)
+            stale_upper = upper.clone()
+            batch = lazy_batch
+            while True:
+                k = min(batch, n_stale)
+                top = torch.topk(stale_upper, min(k + 1, n))
+                idx = top.indices[:k]
+                # Bound on every candidate not re-scored yet (the k+1-th largest stale bound).
+                rest = float(top.values[k]) if k < n_stale else neg_inf
+                upper[idx] = rescore(idx)
+                stale_upper[idx] = neg_inf
+                fresh_idx = torch.cat([fresh_idx, idx])
+                n_stale -= k
+                best = float(upper[fresh_idx].max())
+                if rest < best - tol * max(abs(best), 1e-30):
+                    j = _lowest_best(upper[fresh_idx], fresh_idx, tol)
+                    break
+                batch *= 2  # flat bounds (near-equal gains): fewer rounds still cover them
         picks.append(j)
         gains.append(float(upper[j]))
-        available[j] = False
-        coverage = torch.maximum(coverage, columns(torch.tensor([j], device=Xt.device))[:, 0])
-        fresh_step[available] = 0  # every remaining gain is only an upper bound now
+        upper[j] = neg_inf
+        coverage = torch.maximum(coverage, columns(torch.tensor([j], device=Xt.device))[0])
     return np.asarray(picks, dtype=np.int64), np.asarray(gains)

@@ -4,6 +4,7 @@ from conftest import brute_force_herding
 from sklearn.base import clone
 
 from skal_seg import MaxHerdingSampler
+from skal_seg import herding
 from skal_seg.herding import auto_bandwidth
 
 
@@ -22,14 +23,29 @@ def test_matches_brute_force_with_labeled_rows(seed):
     assert picks.tolist() == brute_force_herding(X, 25, 2.0, X_labeled=L)
 
 
-def test_blocked_computation_equals_cached():
-    # A tiny memory budget forces column blocks and recomputation instead of a cached N x N kernel.
+@pytest.mark.parametrize(("max_memory_mb", "n_pick", "cached"), [
+    (0.05, 30, False), (0.5, 30, False), (2.0, 30, True), (2.0, 1, False), (1024, 30, True),
+])
+def test_tiled_and_uncached_computation_match_brute_force(max_memory_mb, n_pick, cached, monkeypatch):
+    # Small budgets force several kernel tiles, small row blocks and no cached N x N kernel
+    # (400 x 400 float64 = 1.28 MB); a single pick is not worth caching it.
     X = np.random.default_rng(3).normal(size=(400, 8))
     L = np.random.default_rng(4).normal(size=(30, 8))
-    cached = MaxHerdingSampler(bandwidth=2.5).select(X, 30, X_labeled=L)
-    blocked_sampler = MaxHerdingSampler(bandwidth=2.5, max_memory_mb=0.05)
-    assert blocked_sampler._block_columns(400, 8) < 400
-    assert blocked_sampler.select(X, 30, X_labeled=L).tolist() == cached.tolist()
+    seen = []
+    real = herding._first_pass
+    monkeypatch.setattr(herding, "_first_pass", lambda *a: seen.append((a[3], a[4] is not None)) or real(*a))
+    sampler = MaxHerdingSampler(bandwidth=2.5, max_memory_mb=max_memory_mb)
+    assert sampler.select(X, n_pick, X_labeled=L).tolist() == brute_force_herding(X, n_pick, 2.5, X_labeled=L)
+    assert sampler.select(X, n_pick).tolist() == brute_force_herding(X, n_pick, 2.5)
+    tile, was_cached = seen[0]
+    assert was_cached == cached
+    assert (tile < 400) == (max_memory_mb < 1024)
+
+
+def test_long_selection_without_room_for_the_kernel_warns():
+    X = np.random.default_rng(3).normal(size=(400, 8))
+    with pytest.warns(UserWarning, match="max_memory_mb"):
+        MaxHerdingSampler(bandwidth=2.5, max_memory_mb=0.05).select(X, 60)
 
 
 def test_float32_input_matches_float64_picks():
@@ -102,6 +118,9 @@ def test_callable_kernel():
         return np.exp(-((A[:, None] - B[None]) ** 2).sum(-1) / 2.0**2)
 
     assert MaxHerdingSampler(kernel=kernel).select(X, 10).tolist() == brute_force_herding(X, 10, 2.0)
+    L = np.random.default_rng(12).normal(size=(20, 3))
+    tiled = MaxHerdingSampler(kernel=kernel, max_memory_mb=0.02).select(X, 10, X_labeled=L)
+    assert tiled.tolist() == brute_force_herding(X, 10, 2.0, X_labeled=L)
 
 
 def test_modal_strategy_conditions_on_training_data(blobs):
