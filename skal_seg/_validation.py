@@ -9,7 +9,10 @@ from sklearn.utils.validation import check_array
 
 
 def check_features(X, name: str = "X", allow_empty: bool = False) -> np.ndarray:
-    """Validate a feature matrix: 2-D, numeric, finite; float32/float64 kept, else float64.
+    """Validate a feature matrix: 2-D, numeric, finite.
+
+    float16, float32 and float64 are kept (float16 pools halve memory; the
+    computations widen them a block at a time); other dtypes become float32.
 
     Raises
     ------
@@ -18,7 +21,7 @@ def check_features(X, name: str = "X", allow_empty: bool = False) -> np.ndarray:
     """
     X = check_array(
         X,
-        dtype=(np.float32, np.float64),
+        dtype=(np.float32, np.float64, np.float16),
         ensure_all_finite=True,
         ensure_2d=True,
         ensure_min_samples=0 if allow_empty else 1,

@@ -33,7 +33,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="dataset folder (NAME.png + NAME_label.png in train/ and test/), or 'sample' for the shipped CamVid sample")
     r.add_argument("--strategies", nargs="+", default=["two_stage"],
                    help=f"any of {', '.join(STRATEGIES)}, or 'all'")
-    r.add_argument("--seeds", nargs="+", type=int, default=[0])
+    r.add_argument("--seeds", nargs="+", type=int, default=[0],
+                   help="one run per seed per strategy (seeds the queries and the classifier)")
+    r.add_argument("--feature-seed", type=int, default=d.feature_seed,
+                   help="seeds the candidate pixels and the noisy draws, shared by every run")
     r.add_argument("--rounds", type=int, default=d.rounds)
     r.add_argument("--size", type=int, default=128, help="working size: images and labels resized to size x size")
     r.add_argument("--candidates-per-image", type=int, default=d.candidates_per_image)
@@ -52,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--pool-limit", type=int, default=None, help="use only the first N train images")
     r.add_argument("--test-limit", type=int, default=None, help="use only the first N test images")
     r.add_argument("--full-supervision", action="store_true", help="also train on every candidate pixel (the ceiling)")
-    r.add_argument("--cache", default=None, help="folder to keep fixed-noise features in between runs")
+    r.add_argument("--cache", default=None,
+                   help="folder to keep features in between runs (pool, test and noisy draws; several GB for CamVid)")
     r.add_argument("--out", default="results", help="results folder")
     r.add_argument("--resume", action="store_true", help="continue interrupted runs from their last completed round")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -82,8 +86,8 @@ def _run(args: argparse.Namespace) -> int:
     for seed in args.seeds:
         for strategy in strategies:
             config = ExperimentConfig(
-                strategy=strategy, seed=seed, rounds=args.rounds, candidates_per_image=args.candidates_per_image,
-                budget_per_image=args.budget_per_image, local_budget=args.local_budget, keep_global=args.keep_global,
+                strategy=strategy, seed=seed, feature_seed=args.feature_seed, rounds=args.rounds,
+                candidates_per_image=args.candidates_per_image, budget_per_image=args.budget_per_image, local_budget=args.local_budget, keep_global=args.keep_global,
                 n_draws=args.n_draws, entropy_weight=args.entropy_weight,
                 featurizer={"model": args.model, "timesteps": args.timesteps},
             )

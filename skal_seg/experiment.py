@@ -1,9 +1,10 @@
 """The active-learning loop on a segmentation dataset: query, reveal, train, evaluate, repeat.
 
-One run = one strategy and one seed. All strategies share the same candidate
-pixels (drawn from the seed), the same fixed-noise diffusion features
-(computed once and cached on disk), the same classifier and the same test
-evaluation, so only the choice of pixels differs.
+One run = one strategy and one seed. All strategies and seeds share the same
+candidate pixels and noisy diffusion draws (drawn from ``feature_seed``), the
+same fixed-noise diffusion features (computed once and cached on disk), the
+same classifier and the same test evaluation, so only the choice of pixels
+differs; ``seed`` varies the queries and the classifier's training.
 
 Round ``r`` (0-based) queries ``budget`` pixels, the oracle reveals their
 labels (a pixel labeled ``ignore`` costs budget but teaches nothing), the
@@ -60,7 +61,13 @@ class ExperimentConfig:
     strategy : str
         One of :data:`STRATEGIES`.
     seed : int
-        Seeds candidate pixels, queries, noise draws and classifier training.
+        Seeds the queries (random picks, herding subsamples) and classifier
+        training: what varies between the repeats of an experiment.
+    feature_seed : int
+        Seeds the pool's random candidate pixels and the K noisy diffusion
+        draws. Like the featurizer's fixed noise, these define the features
+        of a dataset, so they are shared by every strategy and seed by
+        default: features are computed once per dataset, not once per run.
     rounds : int
         Query rounds (paper: 10).
     candidates_per_image : int
@@ -86,6 +93,7 @@ class ExperimentConfig:
 
     strategy: str = "two_stage"
     seed: int = 0
+    feature_seed: int = 0
     rounds: int = 10
     candidates_per_image: int = 2500
     budget_per_image: float = 0.1
@@ -101,6 +109,10 @@ class ExperimentConfig:
         """Raise ValueError for unknown strategies or out-of-range settings."""
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; choose from {sorted(STRATEGIES)}")
+        for name in ("seed", "feature_seed"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
         for name in ("rounds", "candidates_per_image", "local_budget", "n_draws"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -210,24 +222,56 @@ class CachedNoisyViews:
         default: the system's temporary folder).
     images_per_call : int, default=8
         Images featurized together, bounding the transient memory.
+    path : path, optional
+        Keep the values in this ``.npy`` file, with the list of images already
+        computed beside it (``<path>.done.npy``, written atomically after each
+        group of images): later runs on the same pool and noise draws (other
+        strategies, other seeds, a resumed run) reuse them, and an
+        interrupted run loses at most the images in progress. The caller
+        names the file after everything the values depend on (see
+        :func:`run_experiment`); one process should fill a file at a time.
     """
 
     def __init__(self, view_fn, offsets: np.ndarray, n_features: int, dtype=np.float16,
-                 memory_limit_mb: float = 1024, directory: str | Path | None = None, images_per_call: int = 8):
+                 memory_limit_mb: float = 1024, directory: str | Path | None = None, images_per_call: int = 8,
+                 path: str | Path | None = None):
         self.view_fn = view_fn
         self.offsets = offsets
         self.images_per_call = images_per_call
         shape = (view_fn.n_draws, int(offsets[-1]), n_features)
         nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        if nbytes > memory_limit_mb * 2**20:
+        self.seconds = 0.0
+        self._done_path = None
+        self.done = np.zeros(len(offsets) - 1, dtype=bool)
+        if path is not None:
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._done_path = path.with_name(path.name + ".done.npy")
+            if path.exists() and self._done_path.exists():
+                self.values = np.load(path, mmap_mode="r+")
+                done = np.load(self._done_path)
+                if self.values.shape != shape or self.values.dtype != np.dtype(dtype) or done.shape != self.done.shape:
+                    raise ValueError(f"{path} holds noisy views of another shape or dtype; delete it to recompute")
+                self.done = done
+            else:
+                self.values = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+                self._save_done()
+        elif nbytes > memory_limit_mb * 2**20:
             if directory is not None:
                 Path(directory).mkdir(parents=True, exist_ok=True)
             self._tmp = tempfile.TemporaryDirectory(prefix="skal_seg_noisy_", dir=directory)
             self.values = np.lib.format.open_memmap(Path(self._tmp.name) / "noisy.npy", mode="w+", dtype=dtype, shape=shape)
         else:
             self.values = np.zeros(shape, dtype=dtype)
-        self.done = np.zeros(len(offsets) - 1, dtype=bool)
-        self.seconds = 0.0
+
+    def _save_done(self) -> None:
+        if self._done_path is None:
+            return
+        if isinstance(self.values, np.memmap):
+            self.values.flush()  # values on disk before the images are marked done
+        tmp = self._done_path.with_name(self._done_path.name + ".tmp.npy")
+        np.save(tmp, self.done)
+        os.replace(tmp, self._done_path)
 
     def __call__(self, indices) -> np.ndarray:
         """Noisy features (K, len(indices), D) of pool rows ``indices``."""
@@ -240,6 +284,7 @@ class CachedNoisyViews:
             rows = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in part])
             self.values[:, rows] = self.view_fn(rows)
             self.done[part] = True
+            self._save_done()
         self.seconds += time.perf_counter() - t0
         return np.asarray(self.values[:, indices])
 
@@ -358,7 +403,10 @@ def run_experiment(
     featurizer : DiffusionFeaturizer, optional
         Defaults to ``DiffusionFeaturizer(**config.featurizer)``; fitted here if needed.
     cache_dir : path, optional
-        Where fixed-noise features are kept between runs (default: in memory).
+        Where features are kept between runs (default: in memory, for this
+        run only): the fixed-noise pool and test features, and the noisy
+        draws of the pool (filled on demand, shared by every strategy and
+        seed with the same ``feature_seed``).
     resume : bool, default=False
         Continue from ``out_dir/state.json`` (same config required).
     n_classes : int, default=11
@@ -405,12 +453,18 @@ def run_experiment(
 
     featurizer = fitted_featurizer(config, featurizer, progress)
     cache = FeatureCache(cache_dir)
-    feats = pool_features(featurizer, pool, config.candidates_per_image, config.seed, cache)
+    feats = pool_features(featurizer, pool, config.candidates_per_image, config.feature_seed, cache)
     X, y, groups, pixels, offsets = feats.X, feats.y, feats.groups, feats.pixels, feats.offsets
     noisy = None
     if config.strategy in NEEDS_NOISY:
-        view_fn = featurizer.noisy_view_fn(pool.images, pixels, n_draws=config.n_draws, random_state=config.seed)
-        noisy = CachedNoisyViews(view_fn, offsets, X.shape[1], directory=cache_dir)
+        view_fn = featurizer.noisy_view_fn(pool.images, pixels, n_draws=config.n_draws,
+                                           random_state=config.feature_seed)
+        path = None
+        if cache_dir is not None:  # shared by every strategy and seed on this pool
+            key = _digest(featurizer_key(featurizer), pool.names, np.concatenate(pixels), config.n_draws,
+                          config.feature_seed)
+            path = Path(cache_dir) / f"noisy-{key}.npy"
+        noisy = CachedNoisyViews(view_fn, offsets, X.shape[1], directory=cache_dir, path=path)
 
     # The classifier trained at the end of round r-1 (same seed: identical after a resume).
     classifier = _train(config, X, y, labeled, len(records) - 1, {}, progress) if labeled else None
@@ -480,9 +534,10 @@ def _query(config, query, classifier, X, groups, labeled, budget, noisy, rng, ti
     t = time.perf_counter()
     noisy_before = noisy.seconds if noisy is not None else 0.0
     X_lab = np.asarray(X[np.asarray(labeled, dtype=np.int64)], dtype=np.float32) if labeled else None
-    # One float32 copy of the unlabeled rows, made only for the strategies that read features.
+    # One copy of the unlabeled rows (float16, like X: half the memory of float32), made only for
+    # the strategies that read features; samplers and classifier widen them a block at a time.
     random_pick = s == "random" or (classifier is None and s not in ("maxherding", "two_stage"))
-    X_unl = None if random_pick else np.asarray(X[unl], dtype=np.float32)
+    X_unl = None if random_pick else np.asarray(X[unl])
     if s in ("maxherding", "two_stage") and (classifier is None or s == "maxherding"):
         picked = unl[query.query(None, X_unl, budget, groups=groups[unl], X_labeled=X_lab)]
         times.update(query.timings_)
@@ -544,7 +599,7 @@ def run_full_supervision(
     config.validate()
     featurizer = fitted_featurizer(config, featurizer, progress)
     cache = FeatureCache(cache_dir)
-    feats = pool_features(featurizer, pool, config.candidates_per_image, config.seed, cache)
+    feats = pool_features(featurizer, pool, config.candidates_per_image, config.feature_seed, cache)
     X, y = feats.X, feats.y
     t = time.perf_counter()
     clf = _train(config, X, y, np.arange(len(X)), 0, {}, progress)

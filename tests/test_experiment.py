@@ -214,3 +214,46 @@ def test_cached_noisy_views_memory_mapped_equal_in_memory(data, featurizer, tmp_
     np.testing.assert_array_equal(mapped(rows), in_memory(rows))
     assert mapped.done.tolist() == [True, False, True, False, False, True]
     np.testing.assert_allclose(mapped(rows), view_fn(rows).astype(np.float16), atol=1e-3)
+
+
+def test_cached_noisy_views_persist_in_a_file(data, featurizer, tmp_path):
+    pool, _ = data
+    pixels = exp.candidate_pixels(pool, 20, seed=0)
+    offsets = np.concatenate([[0], np.cumsum([len(p) for p in pixels])])
+    view_fn = featurizer.noisy_view_fn(pool.images, pixels, n_draws=2, random_state=0)
+    path = tmp_path / "noisy.npy"
+    first = exp.CachedNoisyViews(view_fn, offsets, featurizer.n_features_out_, path=path, images_per_call=1)
+    rows = np.array([3, 45, 46])
+    expected = first(rows)
+    assert np.load(tmp_path / "noisy.npy.done.npy").tolist() == [True, False, True, False, False, False]
+    del first
+
+    class Forbidden:  # a second process must read the file, not featurize again
+        n_draws = 2
+
+        def __call__(self, rows):
+            raise AssertionError("recomputed rows that were on disk")
+
+    again = exp.CachedNoisyViews(Forbidden(), offsets, featurizer.n_features_out_, path=path)
+    np.testing.assert_array_equal(again(rows), expected)
+    with pytest.raises(AssertionError, match="recomputed"):
+        again(np.array([30]))  # image 1 was never computed
+    with pytest.raises(ValueError, match="another shape"):
+        exp.CachedNoisyViews(view_fn, offsets[:-1], featurizer.n_features_out_, path=path)
+
+
+def test_features_are_shared_across_seeds_and_strategies(data, featurizer, tmp_path):
+    pool, test = data
+    cache = tmp_path / "cache"
+    for seed, strategy in [(0, "bald"), (1, "edald")]:
+        run_experiment(config(strategy=strategy, seed=seed, rounds=2), pool, test, tmp_path / f"{strategy}{seed}",
+                       featurizer=featurizer, cache_dir=cache, progress=False, log=lambda s: None)
+    assert len(list(cache.glob("pool-*.npy"))) == 1
+    assert len(list(cache.glob("noisy-*.npy.done.npy"))) == 1
+    first = json.loads((tmp_path / "bald0" / "rounds.json").read_text())[1]["seconds"]["noisy_features"]
+    second = json.loads((tmp_path / "edald1" / "rounds.json").read_text())[1]["seconds"]["noisy_features"]
+    assert second < 0.01 * first  # read back, not featurized again
+    other = config(strategy="bald", seed=0, rounds=1, feature_seed=3)
+    run_experiment(other, pool, test, tmp_path / "fs3", featurizer=featurizer, cache_dir=cache, progress=False,
+                   log=lambda s: None)
+    assert len(list(cache.glob("pool-*.npy"))) == 2
