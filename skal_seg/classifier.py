@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import math
 import numbers
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -465,11 +466,17 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         with torch.inference_mode():
             for start in range(0, X.shape[0], bs):
                 chunk = X[start : start + bs]
-                if chunk.dtype == np.float16:
-                    chunk = chunk.astype(np.float32)
-                    if not np.isfinite(chunk).all():
+                if chunk.dtype == np.float16:  # widened by torch: several times faster than numpy's astype
+                    with warnings.catch_warnings():  # a read-only memmap is fine: it is only read
+                        warnings.simplefilter("ignore", UserWarning)
+                        X_t = torch.from_numpy(np.ascontiguousarray(chunk)).to(dev, torch.float32)
+                    # float16 values are bounded (|x| <= 65504), so the float32 sum is finite
+                    # exactly when every value is: one fast reduction instead of an isfinite pass.
+                    if not torch.isfinite(X_t.sum()):
                         raise ValueError("Input X contains NaN or infinity.")
-                out[start : start + bs] = model(_to_tensor(chunk, dev)).double().cpu().numpy()
+                else:
+                    X_t = _to_tensor(chunk, dev)
+                out[start : start + bs] = model(X_t).double().cpu().numpy()
         return out
 
     def predict_proba(self, X) -> np.ndarray:

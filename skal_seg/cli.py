@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="fraction of train images kept out of the pool as a validation split")
     r.add_argument("--eval-split", choices=["test", "val"], default="test",
                    help="'val' to choose hyper-parameters without touching test")
+    r.add_argument("--eval-stride", type=int, default=d.eval_stride,
+                   help="evaluate every s-th pixel in both directions of every image (1 = every pixel)")
     r.add_argument("--pool-limit", type=int, default=None, help="use only the first N train images")
     r.add_argument("--test-limit", type=int, default=None, help="use only the first N test images")
     r.add_argument("--full-supervision", action="store_true", help="also train on every candidate pixel (the ceiling)")
@@ -88,7 +90,7 @@ def _run(args: argparse.Namespace) -> int:
             config = ExperimentConfig(
                 strategy=strategy, seed=seed, feature_seed=args.feature_seed, rounds=args.rounds,
                 candidates_per_image=args.candidates_per_image, budget_per_image=args.budget_per_image, local_budget=args.local_budget, keep_global=args.keep_global,
-                n_draws=args.n_draws, entropy_weight=args.entropy_weight,
+                n_draws=args.n_draws, entropy_weight=args.entropy_weight, eval_stride=args.eval_stride,
                 featurizer={"model": args.model, "timesteps": args.timesteps},
             )
             try:

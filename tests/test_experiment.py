@@ -131,6 +131,31 @@ def test_miou_matches_hand_computed_confusion(data, featurizer, tmp_path):
     np.testing.assert_array_equal(cm, expected)
 
 
+def test_strided_evaluation_scores_the_pixel_grid(data, featurizer):
+    _, test = data
+    Xs = []
+
+    class ByFeature:  # predicts from the features, and keeps them for the check below
+        def predict(self, X):
+            Xs.append(np.asarray(X, dtype=np.float32))
+            return (np.asarray(X[:, 0], dtype=np.float32) > 0).astype(np.int64)
+
+    cm = exp.evaluate(ByFeature(), featurizer, test, exp.FeatureCache(None), 3, batch_images=2, stride=2)
+    dense = featurizer.transform(test.images).astype(np.float16).astype(np.float32)
+    h, w = test.labels.shape[1:]
+    grid = (np.arange(0, h, 2)[:, None] * w + np.arange(0, w, 2)[None, :]).reshape(-1)
+    n = len(test)
+    expected_X = dense.reshape(n, h * w, -1)[:, grid].reshape(n * len(grid), -1)
+    np.testing.assert_allclose(np.concatenate(Xs), expected_X, atol=2e-3)  # same pixels as dense, up to float16
+    labels = test.labels.reshape(n, -1)[:, grid].reshape(-1)
+    pred = (np.concatenate(Xs)[:, 0] > 0).astype(np.int64)
+    keep = labels != 255
+    expected = np.zeros((3, 3), dtype=np.int64)
+    np.add.at(expected, (labels[keep], pred[keep]), 1)
+    np.testing.assert_array_equal(cm, expected)
+    assert cm.sum() == np.sum(labels != 255) < np.sum(test.labels != 255)
+
+
 def test_full_supervision_reference(data, featurizer, tmp_path):
     pool, test = data
     res = run_full_supervision(config(), pool, test, tmp_path / "fs.json", featurizer=featurizer, progress=False)
