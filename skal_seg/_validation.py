@@ -14,10 +14,27 @@ def check_features(X, name: str = "X", allow_empty: bool = False) -> np.ndarray:
     float16, float32 and float64 are kept (float16 pools halve memory; the
     computations widen them a block at a time); other dtypes become float32.
 
+    Parameters
+    ----------
+    X : array-like of shape (n, D)
+        Feature matrix (dense).
+    name : str, default="X"
+        Name used in error messages.
+    allow_empty : bool, default=False
+        Accept ``n = 0`` rows.
+
+    Returns
+    -------
+    ndarray of shape (n, D), float16, float32 or float64
+        ``X`` as a validated array.
+
     Raises
     ------
     ValueError
-        Wrong ndim, NaN or inf values, or no rows (unless ``allow_empty``).
+        Wrong ndim, non-numeric or complex values, NaN or inf values, or no
+        rows (unless ``allow_empty``).
+    TypeError
+        ``X`` is a scipy sparse matrix.
     """
     X = check_array(
         X,
@@ -31,7 +48,25 @@ def check_features(X, name: str = "X", allow_empty: bool = False) -> np.ndarray:
 
 
 def check_budget(n: int, name: str = "n_instances") -> int:
-    """A non-negative integer budget."""
+    """Validate a non-negative integer budget.
+
+    Parameters
+    ----------
+    n : int
+        The budget; any integral type except ``bool``.
+    name : str, default="n_instances"
+        Name used in error messages.
+
+    Returns
+    -------
+    int
+        ``n`` as a Python int.
+
+    Raises
+    ------
+    ValueError
+        ``n`` is not an integer (``bool`` and floats included) or is negative.
+    """
     if isinstance(n, bool) or not isinstance(n, numbers.Integral):
         raise ValueError(f"{name} must be a non-negative integer, got {n!r}")
     if n < 0:
@@ -40,7 +75,28 @@ def check_budget(n: int, name: str = "n_instances") -> int:
 
 
 def check_probabilities(proba, name: str = "proba", ndim: int = 2) -> np.ndarray:
-    """Class probabilities: ``ndim``-D, finite, in [0, 1], rows summing to 1 (tolerance 1e-3)."""
+    """Validate class probabilities: ``ndim``-D, finite, in [0, 1], rows summing to 1.
+
+    Parameters
+    ----------
+    proba : array-like of shape (..., n, n_classes)
+        Class probabilities; ``ndim`` axes, classes on the last one.
+    name : str, default="proba"
+        Name used in error messages.
+    ndim : int, default=2
+        Required number of axes.
+
+    Returns
+    -------
+    ndarray of shape (..., n, n_classes), float64
+        ``proba`` as float64.
+
+    Raises
+    ------
+    ValueError
+        Wrong ndim, NaN or inf values, values outside [0, 1] (tolerance
+        1e-6), or rows not summing to 1 over the last axis (tolerance 1e-3).
+    """
     proba = np.asarray(proba, dtype=np.float64)
     if proba.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D (..., n, n_classes), got shape {proba.shape}")

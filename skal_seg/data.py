@@ -47,7 +47,23 @@ class SegmentationSplit:
         return len(self.names)
 
     def subset(self, indices) -> "SegmentationSplit":
-        """The split restricted to ``indices`` (in that order)."""
+        """The split restricted to ``indices`` (in that order).
+
+        Parameters
+        ----------
+        indices : 1-D int array-like
+            Positions in this split, in ``[-len(self), len(self))``; repeats allowed.
+
+        Returns
+        -------
+        SegmentationSplit
+            ``len(indices)`` images, labels and names, in the order of ``indices``.
+
+        Raises
+        ------
+        IndexError
+            An index out of range (raised by NumPy indexing).
+        """
         indices = np.asarray(indices, dtype=int)
         return SegmentationSplit(
             self.images[indices], self.labels[indices], tuple(self.names[i] for i in indices)
@@ -55,7 +71,14 @@ class SegmentationSplit:
 
 
 def sample_dataset_dir() -> Path:
-    """Folder of the small CamVid sample shipped with the package (see its README)."""
+    """Folder of the small CamVid sample shipped with the package (see its README).
+
+    Returns
+    -------
+    pathlib.Path
+        The ``skal_seg/assets/camvid_sample`` folder, a dataset root for
+        :func:`load_split`.
+    """
     return Path(str(resources.files("skal_seg") / "assets" / "camvid_sample"))
 
 
@@ -78,7 +101,24 @@ def _split_pairs(split_dir: Path) -> list[tuple[str, Path, Path]]:
 
 
 def read_image(path: Path, size: int | tuple[int, int] | None = None) -> np.ndarray:
-    """Read an RGB image as uint8 (H, W, 3), bilinearly resized to ``size`` (H, W) if given."""
+    """Read an image as RGB, bilinearly resized to ``size`` if given.
+
+    Parameters
+    ----------
+    path : path-like
+        Image file (any mode PIL can convert to RGB).
+    size : int or (int, int) or None, default=None
+        Output size (H, W) in pixels (int = square); None keeps the file's size.
+
+    Returns
+    -------
+    ndarray of shape (H, W, 3), uint8
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist (raised by ``PIL.Image.open``).
+    """
     with Image.open(path) as im:
         im = im.convert("RGB")
         if size is not None:
@@ -89,7 +129,27 @@ def read_image(path: Path, size: int | tuple[int, int] | None = None) -> np.ndar
 
 
 def read_label(path: Path, size: int | tuple[int, int] | None = None) -> np.ndarray:
-    """Read an 8-bit label map (H, W), nearest-neighbour resized to ``size`` if given."""
+    """Read an 8-bit label map, nearest-neighbour resized to ``size`` if given.
+
+    Parameters
+    ----------
+    path : path-like
+        Single-channel 8-bit PNG (mode ``"L"`` or ``"P"``) of class ids.
+    size : int or (int, int) or None, default=None
+        Output size (H, W) in pixels (int = square); None keeps the file's size.
+
+    Returns
+    -------
+    ndarray of shape (H, W), uint8
+        The stored values (palette indices for mode ``"P"``).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist (raised by ``PIL.Image.open``).
+    ValueError
+        The image is not in mode ``"L"`` or ``"P"``.
+    """
     with Image.open(path) as im:
         if im.mode not in ("L", "P"):
             raise ValueError(f"{path}: label maps must be 8-bit single-channel PNGs, got mode {im.mode}")
@@ -126,15 +186,22 @@ def load_split(
         Working size; ``None`` keeps the files' size (which must then agree).
     n_classes : int, default=11
         Label values must be in ``[0, n_classes)`` or 255.
-    limit : int, optional
+    limit : int or None, default=None
         Load only the first ``limit`` images (sorted by name).
+
+    Returns
+    -------
+    SegmentationSplit
+        ``images`` uint8 (n_images, H, W, 3), ``labels`` uint8
+        (n_images, H, W), ``names`` sorted.
 
     Raises
     ------
     FileNotFoundError
         The folder or split does not exist.
     ValueError
-        Unpaired images/labels, an image and its label of different sizes,
+        No image/label pairs, unpaired images/labels, an image and its label
+        of different sizes, a label map that is not 8-bit single-channel,
         label values outside the classes, or differing sizes with ``size=None``.
     """
     pairs = _split_pairs(Path(root) / split)
@@ -170,6 +237,28 @@ def split_validation(train: SegmentationSplit, fraction: float = 0.1, seed: int 
     ``round(fraction * len(train))`` images, drawn with ``seed``, go to
     ``val`` (for choosing hyper-parameters) and are kept out of the pool.
     The draw does not depend on the run's seed, so every run shares it.
+
+    Parameters
+    ----------
+    train : SegmentationSplit
+        The split to divide.
+    fraction : float, default=0.1
+        Share of images that go to ``val``, in ``[0, 1)``.
+    seed : int, default=0
+        Seed of the NumPy generator drawing the permutation.
+
+    Returns
+    -------
+    pool : SegmentationSplit
+        The remaining images, in their original order.
+    val : SegmentationSplit
+        The validation images, in their original order (empty when
+        ``round(fraction * len(train)) == 0``).
+
+    Raises
+    ------
+    ValueError
+        ``fraction`` is not in ``[0, 1)``.
     """
     if not 0 <= fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {fraction!r}")

@@ -38,5 +38,11 @@ EMBEDDED_SCHEDULER_CONFIG: dict[str, Any] = {
 
 
 def embedded_model_dir() -> Path:
-    """Folder of the shipped model (``save_pretrained`` layout: ``unet/``, ``scheduler/``)."""
+    """Folder of the shipped model (``save_pretrained`` layout: ``unet/``, ``scheduler/``).
+
+    Returns
+    -------
+    pathlib.Path
+        The ``skal_seg/assets/embedded_ddpm`` folder.
+    """
     return Path(str(resources.files("skal_seg") / "assets" / "embedded_ddpm"))

@@ -238,6 +238,13 @@ class _Job:
 
     @property
     def n_rows(self) -> int:
+        """Number of output rows of this job.
+
+        Returns
+        -------
+        int
+            ``H * W`` of ``grid`` when ``pixels`` is None, else ``len(pixels)``.
+        """
         return self.grid[0] * self.grid[1] if self.pixels is None else len(self.pixels)
 
 
@@ -639,7 +646,23 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
         return NoisyViewFunction(self, imgs, pixels, noises)
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
-        """Names ``"t{timestep}_up{block}_c{channel:03d}"`` of the D columns, in column order."""
+        """Names ``"t{timestep}_up{block}_c{channel:03d}"`` of the D columns, in column order.
+
+        Parameters
+        ----------
+        input_features : ignored
+            Present for scikit-learn API compatibility; neither used nor validated.
+
+        Returns
+        -------
+        ndarray of shape (n_features_out_,), object
+            One str per feature column.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            The featurizer is not fitted.
+        """
         check_is_fitted(self, "unet_")
         names = [
             f"t{t}_up{b}_c{c:03d}"

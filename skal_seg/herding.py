@@ -291,6 +291,12 @@ class MaxHerdingSampler(BaseEstimator):
 def training_rows(classifier) -> np.ndarray | None:
     """Labeled rows a modAL learner holds.
 
+    Parameters
+    ----------
+    classifier : object
+        A modAL learner (read through its ``X_training`` attribute), a plain
+        estimator, or None.
+
     Returns
     -------
     ndarray of shape (n_labeled, D) or None

@@ -38,7 +38,13 @@ class ModelNotAvailableError(OSError):
 
 
 def default_scheduler() -> DDPMScheduler:
-    """The DDPM schedule used when a model comes without one: 1000 linear steps (diffusers defaults)."""
+    """The DDPM schedule used when a model comes without one: 1000 linear steps (diffusers defaults).
+
+    Returns
+    -------
+    diffusers.DDPMScheduler
+        A new scheduler built from :data:`~skal_seg.embedded.EMBEDDED_SCHEDULER_CONFIG`.
+    """
     return DDPMScheduler(**EMBEDDED_SCHEDULER_CONFIG)
 
 

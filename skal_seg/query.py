@@ -21,6 +21,12 @@ from skal_seg.uncertainty import EDALDSampler, NoisyViews, check_noisy_views, to
 def is_fitted(classifier) -> bool:
     """Whether ``classifier`` (an estimator or a modAL learner) can predict yet.
 
+    Parameters
+    ----------
+    classifier : object or None
+        A scikit-learn estimator, a modAL learner (its ``estimator`` is
+        checked), any other object, or None.
+
     Returns
     -------
     bool

@@ -35,17 +35,71 @@ from skal_seg.embedded import EMBEDDED_SCHEDULER_CONFIG, EMBEDDED_UNET_CONFIG
 
 
 def load_unlabeled_images(root: str | Path, split: str, size: int) -> np.ndarray:
-    """All images of ``root/split`` as uint8 (N, size, size, 3); labels are not read."""
+    """All images of ``root/split``, resized to ``size`` x ``size``; labels are not read.
+
+    Parameters
+    ----------
+    root : str or path-like
+        Dataset folder (CamVid layout, see :mod:`skal_seg.data`).
+    split : str
+        Sub-folder name, e.g. ``"train"``.
+    size : int
+        Side in pixels each image is bilinearly resized to.
+
+    Returns
+    -------
+    ndarray of shape (N, size, size, 3), uint8
+        Images sorted by name.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``root/split`` does not exist.
+    ValueError
+        The split has no image/label pairs or an image without its label
+        (or a label without its image).
+    """
     return np.stack([read_image(p, size) for _, p, _ in _split_pairs(Path(root) / split)])
 
 
 def to_model_range(images_uint8: np.ndarray) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> float32 (N, 3, H, W) in [-1, 1]."""
+    """Scale uint8 images to the model's input range: ``x / 127.5 - 1``.
+
+    Parameters
+    ----------
+    images_uint8 : ndarray of shape (N, H, W, 3), uint8
+        RGB images, channels last, values 0-255.
+
+    Returns
+    -------
+    torch.Tensor of shape (N, 3, H, W), float32
+        Channels first, values in [-1, 1].
+    """
     return torch.from_numpy(images_uint8).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
 def random_crops(images: torch.Tensor, crop: int, batch: int, gen: torch.Generator) -> torch.Tensor:
-    """``batch`` random ``crop`` x ``crop`` crops with random horizontal flips."""
+    """``batch`` random ``crop`` x ``crop`` crops with random horizontal flips.
+
+    Each crop takes a random image (drawn with replacement) and a random
+    position; half of the crops, on average, are flipped left-right.
+
+    Parameters
+    ----------
+    images : torch.Tensor of shape (N, C, H, W)
+        Source images, e.g. from :func:`to_model_range`.
+    crop : int
+        Crop side in pixels, at most ``min(H, W)``.
+    batch : int
+        Number of crops.
+    gen : torch.Generator
+        CPU generator for every random draw (images, positions, flips).
+
+    Returns
+    -------
+    torch.Tensor of shape (batch, C, crop, crop)
+        Same dtype as ``images``.
+    """
     n, _, h, w = images.shape
     idx = torch.randint(0, n, (batch,), generator=gen)
     ys = torch.randint(0, h - crop + 1, (batch,), generator=gen)
@@ -62,8 +116,28 @@ def denoising_loss(
 ) -> float:
     """Mean epsilon-prediction MSE on ``images`` with seeded timesteps and noise.
 
-    Every image is scored at 4 timesteps spread over the schedule, so two
-    models compared with the same ``seed`` see identical noise.
+    Every image is scored at 4 random timesteps drawn over the whole
+    schedule, so two models compared with the same ``seed`` see identical
+    noise. Runs on CPU (timesteps and noise are drawn there); puts ``unet``
+    in eval mode and computes no gradients.
+
+    Parameters
+    ----------
+    unet : diffusers.UNet2DModel
+        The noise-prediction network.
+    scheduler : diffusers.DDPMScheduler
+        Its noise schedule.
+    images : torch.Tensor of shape (N, 3, H, W), float32
+        Clean images in [-1, 1], e.g. from :func:`to_model_range`.
+    seed : int, default=0
+        Seed of the CPU generator drawing timesteps and noise.
+    batch : int, default=16
+        Images per forward pass (each forward holds ``4 * batch`` samples).
+
+    Returns
+    -------
+    float
+        MSE between predicted and true noise, averaged over every element.
     """
     gen = torch.Generator().manual_seed(seed)
     unet.eval()
@@ -86,7 +160,19 @@ def _atomic_torch_save(obj, path: Path) -> None:
 
 
 def export_model(unet: UNet2DModel, scheduler: DDPMScheduler, out_dir: str | Path, card: dict) -> None:
-    """Write ``unet/`` (float16 safetensors), ``scheduler/`` and ``training.json`` to ``out_dir``."""
+    """Write ``unet/`` (float16 safetensors), ``scheduler/`` and ``training.json`` to ``out_dir``.
+
+    Parameters
+    ----------
+    unet : diffusers.UNet2DModel
+        Model to export; a float16 copy is saved, ``unet`` itself is unchanged.
+    scheduler : diffusers.DDPMScheduler
+        Saved with ``save_pretrained`` to ``out_dir/scheduler``.
+    out_dir : str or path-like
+        Output folder (created if missing; existing files are overwritten).
+    card : dict
+        JSON-serialisable training summary, written to ``out_dir/training.json``.
+    """
     out_dir = Path(out_dir)
     half = copy.deepcopy(unet).to(torch.float16)
     half.save_pretrained(out_dir / "unet", safe_serialization=True)
@@ -202,7 +288,13 @@ def train(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command-line parser of ``python -m skal_seg.train_ddpm``."""
+    """The command-line parser of ``python -m skal_seg.train_ddpm``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        ``--data`` is required; every other option has a default.
+    """
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="dataset folder with a train/ split (CamVid layout)")
     p.add_argument("--workdir", default="checkpoints/ddpm", help="checkpoint + log folder (resumes from it)")
@@ -224,7 +316,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of ``python -m skal_seg.train_ddpm``; ``argv`` defaults to ``sys.argv[1:]``."""
+    """Entry point of ``python -m skal_seg.train_ddpm``: parse ``argv`` and :func:`train`.
+
+    Parameters
+    ----------
+    argv : list of str or None, default=None
+        Command-line arguments; None reads ``sys.argv[1:]``.
+
+    Raises
+    ------
+    SystemExit
+        Invalid arguments or ``--help`` (raised by ``argparse``).
+    FileNotFoundError, ValueError
+        The dataset folder or its ``train/`` split is missing or malformed
+        (see :func:`train`).
+    """
     train(build_parser().parse_args(argv))
 
 

@@ -206,6 +206,18 @@ class EDALDSampler(BaseEstimator):
 def check_noisy_views(X_noisy: NoisyViews, n_pool: int, n_features: int) -> None:
     """Check what can be checked of ``X_noisy`` without computing any draw.
 
+    A callable is accepted as is; its output is checked by :func:`noisy_rows`.
+
+    Parameters
+    ----------
+    X_noisy : array-like of shape (K, n_pool, n_features) or callable or None
+        Noisy feature draws of every pool row, or a callable mapping 1-D int
+        row indices to draws of shape (K, len(indices), n_features).
+    n_pool : int
+        Number of pool rows.
+    n_features : int
+        Number of feature columns ``D``.
+
     Raises
     ------
     ValueError
@@ -227,6 +239,24 @@ def check_noisy_views(X_noisy: NoisyViews, n_pool: int, n_features: int) -> None
 
 def noisy_rows(X_noisy: NoisyViews, indices: np.ndarray, n_pool: int, n_features: int) -> np.ndarray:
     """The noisy draws (K, len(indices), D) of pool rows ``indices``, validated.
+
+    Parameters
+    ----------
+    X_noisy : array-like of shape (K, n_pool, n_features) or callable or None
+        Noisy feature draws of every pool row, or a callable mapping
+        ``indices`` to draws of shape (K, len(indices), n_features).
+    indices : ndarray of shape (n,), int
+        Pool rows, in ``[0, n_pool)``.
+    n_pool : int
+        Number of pool rows.
+    n_features : int
+        Number of feature columns ``D``.
+
+    Returns
+    -------
+    ndarray of shape (K, n, n_features)
+        Draws of the requested rows, in the order of ``indices``; dtype as
+        given by ``X_noisy`` (not converted).
 
     Raises
     ------
