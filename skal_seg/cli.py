@@ -1,4 +1,4 @@
-"""Command line: ``skal-seg run`` (active-learning runs) and ``skal-seg plot``.
+"""Command line: ``skal-seg run`` (active-learning runs), ``skal-seg plot`` and ``skal-seg report``.
 
 Examples
 --------
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from skal_seg.data import load_split, sample_dataset_dir, split_validation
 from skal_seg.experiment import STRATEGIES, ExperimentConfig, fitted_featurizer, run_experiment, run_full_supervision
-from skal_seg.plotting import plot_learning_curves, plot_queried_pixels
+from skal_seg.plotting import markdown_summary, plot_learning_curves, plot_queried_pixels
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     pl = sub.add_parser("plot", help="(re)draw the learning-curve plot of a results folder")
     pl.add_argument("results")
+    rp = sub.add_parser("report", help="print markdown tables (mIoU and seconds per round) of a results folder")
+    rp.add_argument("results")
     return p
 
 
@@ -109,6 +111,9 @@ def _run(args: argparse.Namespace) -> int:
                                        featurizer=featurizer, cache_dir=args.cache, progress=not args.quiet)
             print(f"== full supervision, seed {seed}: mIoU {res['miou']:.4f} on {res['taught_pixels']} pixels")
     print(f"plot: {plot_learning_curves(out)}")
+    summary = markdown_summary(out)
+    (out / "summary.md").write_text(summary)
+    print(summary)
     return 0
 
 
@@ -134,6 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "plot":
         print(plot_learning_curves(args.results))
+        return 0
+    if args.command == "report":
+        try:
+            print(markdown_summary(args.results), end="")
+        except FileNotFoundError as err:
+            raise SystemExit(f"skal-seg: {err}") from None
         return 0
     return _run(args)
 

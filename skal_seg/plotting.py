@@ -1,4 +1,4 @@
-"""Figures of a results folder: learning curves and the pixels each round queried."""
+"""Figures and tables of a results folder: learning curves, queried pixels, a markdown summary."""
 
 from __future__ import annotations
 
@@ -45,6 +45,62 @@ def summarize(results_dir: str | Path) -> dict[str, dict[str, np.ndarray]]:
 def full_supervision(results_dir: str | Path) -> list[float]:
     """mIoU of every full-supervision reference run in ``results_dir/full_supervision``."""
     return [json.loads(p.read_text())["miou"] for p in sorted(Path(results_dir).glob("full_supervision/seed*.json"))]
+
+
+def markdown_summary(results_dir: str | Path) -> str:
+    """Markdown tables of a results folder: mIoU per round and seconds per round, per strategy.
+
+    Parameters
+    ----------
+    results_dir : path
+        A folder written by ``skal-seg run`` (``STRATEGY/seedS/rounds.json``,
+        optionally ``full_supervision/seedS.json``).
+
+    Returns
+    -------
+    str
+        Table 1: mean +- standard deviation over seeds of the mIoU after each
+        round (rounds that every seed of a strategy completed), with the
+        labeled pixels; the full-supervision ceiling below it when present.
+        Table 2: wall seconds per round per strategy, mean over seeds and
+        rounds 1.. (round 0 also pays one-off featurizing), and the mean of
+        each phase.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``results_dir`` holds no run.
+    """
+    runs = collect_runs(results_dir)
+    if not runs:
+        raise FileNotFoundError(f"no STRATEGY/seedN/rounds.json below {results_dir}")
+    stats = summarize(results_dir)
+    order = [s for s in ("random", "entropy", "margin", "bald", "maxherding", "edald", "two_stage") if s in stats]
+    order += sorted(set(stats) - set(order))
+    n_rounds = max(len(stats[s]["mean"]) for s in order)
+    labeled = next(stats[s]["labeled"] for s in order if len(stats[s]["mean"]) == n_rounds)
+    lines = ["| strategy (seeds) | " + " | ".join(f"r{r} ({labeled[r]} px)" for r in range(n_rounds)) + " |",
+             "|---" * (n_rounds + 1) + "|"]
+    for s in order:
+        st = stats[s]
+        cells = [f"{m:.4f} ± {d:.4f}" for m, d in zip(st["mean"], st["std"])]
+        cells += [""] * (n_rounds - len(cells))
+        lines.append(f"| {s} ({st['n_seeds']}) | " + " | ".join(cells) + " |")
+    full = full_supervision(results_dir)
+    if full:
+        lines.append("")
+        lines.append(f"Full supervision (every candidate pixel, {len(full)} seeds): mIoU "
+                     f"{np.mean(full):.4f} ± {np.std(full):.4f}")
+    phases = sorted({k for r in runs.values() for rec in r[0] for k in rec["seconds"]} - {"featurize"})
+    lines += ["", "| strategy | s / round | " + " | ".join(phases) + " |", "|---" * (len(phases) + 2) + "|"]
+    for s in order:
+        recs = [rec for r in runs[s] for rec in r[1:]]
+        if not recs:
+            continue
+        total = np.mean([sum(v for k, v in rec["seconds"].items() if k != "featurize") for rec in recs])
+        per = [np.mean([rec["seconds"].get(k, 0.0) for rec in recs]) for k in phases]
+        lines.append(f"| {s} | {total:.1f} | " + " | ".join(f"{v:.1f}" for v in per) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def plot_learning_curves(results_dir: str | Path, out_png: str | Path | None = None) -> Path:

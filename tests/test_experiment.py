@@ -199,6 +199,35 @@ def test_cli_runs_writes_results_and_resumes(data, tmp_path, capsys):
         assert (res / f).exists(), f
     assert cli_main(args + ["--resume"]) == 0
     assert "resuming" in capsys.readouterr().out
+    recs = json.loads((res / "two_stage" / "seed0" / "rounds.json").read_text())
+    assert cli_main(["report", str(res)]) == 0
+    report = capsys.readouterr().out
+    assert report == (res / "summary.md").read_text()
+    assert f"| two_stage (1) | {recs[0]['miou']:.4f} ± 0.0000 | {recs[1]['miou']:.4f} ± 0.0000 |" in report
+
+
+def test_markdown_summary_means_and_spreads_over_seeds(tmp_path):
+    from skal_seg.plotting import markdown_summary
+
+    def write(strategy, seed, mious, secs):
+        recs = [{"round": r, "labeled_pixels": 10 * (r + 1), "miou": m, "strategy": strategy, "seed": seed,
+                 "seconds": {"featurize": 100.0, "train": secs, "evaluate": 1.0}} for r, m in enumerate(mious)]
+        d = tmp_path / strategy / f"seed{seed}"
+        d.mkdir(parents=True)
+        (d / "rounds.json").write_text(json.dumps(recs))
+
+    write("random", 0, [0.1, 0.2, 0.3], 2.0)
+    write("random", 1, [0.3, 0.4, 0.5], 4.0)
+    write("two_stage", 0, [0.2, 0.3], 6.0)  # an unfinished run: two rounds only
+    (tmp_path / "full_supervision").mkdir()
+    (tmp_path / "full_supervision" / "seed0.json").write_text(json.dumps({"miou": 0.6}))
+    text = markdown_summary(tmp_path)
+    assert "| random (2) | 0.2000 ± 0.1000 | 0.3000 ± 0.1000 | 0.4000 ± 0.1000 |" in text
+    assert "| two_stage (1) | 0.2000 ± 0.0000 | 0.3000 ± 0.0000 |  |" in text
+    assert "r2 (30 px)" in text and "mIoU 0.6000" in text
+    assert "| random | 4.0 | 1.0 | 3.0 |" in text  # rounds 1..: train mean 3.0 + evaluate 1.0
+    with pytest.raises(FileNotFoundError):
+        markdown_summary(tmp_path / "empty")
 
 
 def test_cli_errors_are_clear(tmp_path):
