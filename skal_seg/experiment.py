@@ -111,7 +111,15 @@ class ExperimentConfig:
     classifier: dict = field(default_factory=dict)
 
     def validate(self) -> None:
-        """Raise ValueError for unknown strategies or out-of-range settings."""
+        """Check the settings.
+
+        Raises
+        ------
+        ValueError
+            An unknown strategy, a negative or non-integer seed, a count
+            (rounds, candidates, local budget, draws, eval stride) below 1,
+            a non-positive budget or ``keep_global`` outside (0, 1].
+        """
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; choose from {sorted(STRATEGIES)}")
         for name in ("seed", "feature_seed"):
@@ -128,11 +136,27 @@ class ExperimentConfig:
             raise ValueError(f"keep_global must be in (0, 1], got {self.keep_global!r}")
 
     def budget(self, n_pool_images: int) -> int:
-        """Pixels queried per round: ``max(1, round(budget_per_image * n_pool_images))``."""
+        """Pixels queried per round.
+
+        Parameters
+        ----------
+        n_pool_images : int
+
+        Returns
+        -------
+        int
+            ``max(1, round(budget_per_image * n_pool_images))``.
+        """
         return max(1, int(round(self.budget_per_image * n_pool_images)))
 
     def to_dict(self) -> dict:
-        """The settings as a JSON-compatible dict (tuples become lists); what results files record."""
+        """The settings as results files record them.
+
+        Returns
+        -------
+        dict
+            JSON-compatible (tuples become lists).
+        """
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
@@ -150,7 +174,19 @@ def _digest(*parts: Any) -> str:
 
 
 def featurizer_key(featurizer: DiffusionFeaturizer) -> dict:
-    """What identifies a featurizer's output (for caching)."""
+    """What identifies a featurizer's output, for cache keys.
+
+    Parameters
+    ----------
+    featurizer : DiffusionFeaturizer
+
+    Returns
+    -------
+    dict
+        Its parameters except those that do not change the features
+        (``progress``, ``batch_size``, ``device``); a model instance is
+        named by its type and ``id`` (so it is cached per process only).
+    """
     params = {k: v for k, v in featurizer.get_params().items() if k not in ("progress", "batch_size", "device")}
     if not isinstance(params["model"], (str, os.PathLike)):
         params["model"] = f"{type(params['model']).__name__}@{id(params['model'])}"
@@ -178,6 +214,21 @@ class FeatureCache:
         Without a directory, arrays with ``in_memory=False`` (dense test
         features, say) are kept only while the cache holds under
         ``memory_limit_mb`` in all; larger ones are recomputed on each use.
+
+        Parameters
+        ----------
+        key : str
+            File name stem; must change whenever the values would.
+        compute : callable
+            ``() -> ndarray``, called on a miss.
+        in_memory : bool, default=True
+            Without a directory: keep the array whatever its size.
+
+        Returns
+        -------
+        ndarray
+            Memory-mapped read-only from ``<directory>/<key>.npy`` with a
+            directory, in memory otherwise.
         """
         if key in self._memory:
             return self._memory[key]
@@ -298,7 +349,24 @@ class CachedNoisyViews:
 
 
 def candidate_pixels(split: SegmentationSplit, n_per_image: int, seed: int) -> list[np.ndarray]:
-    """Fixed random candidate pixels (flat indices, sorted) per image, from ``seed`` only."""
+    """Fixed random candidate pixels of every image, from ``seed`` only.
+
+    Parameters
+    ----------
+    split : SegmentationSplit
+    n_per_image : int
+    seed : int
+
+    Returns
+    -------
+    list of ndarray of shape (n_per_image,), int64
+        Flat pixel indices ``y * W + x``, sorted, distinct, one array per image.
+
+    Raises
+    ------
+    ValueError
+        More candidates than an image has pixels.
+    """
     h, w = split.labels.shape[1:]
     if n_per_image > h * w:
         raise ValueError(f"candidates_per_image={n_per_image} exceeds the {h * w} pixels of an image")
@@ -337,7 +405,22 @@ class PoolFeatures:
 def pool_features(
     featurizer: DiffusionFeaturizer, pool: SegmentationSplit, n_per_image: int, seed: int, cache: FeatureCache
 ) -> PoolFeatures:
-    """Draw the candidate pixels of ``pool`` and featurize them once (cached)."""
+    """Draw the candidate pixels of ``pool`` and featurize them once (cached).
+
+    Parameters
+    ----------
+    featurizer : DiffusionFeaturizer, fitted
+    pool : SegmentationSplit
+    n_per_image : int
+        Candidate pixels per image.
+    seed : int
+        Seeds the candidates (:func:`candidate_pixels`).
+    cache : FeatureCache
+
+    Returns
+    -------
+    PoolFeatures
+    """
     t0 = time.perf_counter()
     pixels = candidate_pixels(pool, n_per_image, seed)
     key = "pool-" + _digest(featurizer_key(featurizer), pool.names, np.concatenate(pixels))
@@ -354,7 +437,20 @@ def pool_features(
 
 
 def fitted_featurizer(config: "ExperimentConfig", featurizer, progress: bool) -> DiffusionFeaturizer:
-    """``featurizer`` (default: built from ``config.featurizer``), fitted."""
+    """The run's featurizer, fitted.
+
+    Parameters
+    ----------
+    config : ExperimentConfig
+    featurizer : DiffusionFeaturizer or None
+        None builds ``DiffusionFeaturizer(**config.featurizer)`` with float16 output.
+    progress : bool
+
+    Returns
+    -------
+    DiffusionFeaturizer
+        Fitted (``fit`` is called only when it is not).
+    """
     if featurizer is None:
         # float16 rows: half the memory of the (n_candidates x D) pool matrix.
         featurizer = DiffusionFeaturizer(**{"output_dtype": "float16", **config.featurizer}, progress=progress)
@@ -553,8 +649,20 @@ def _train(config, X, y, labeled, r, times, progress=False) -> TorchMLPClassifie
 
 
 def two_stage_query(config: ExperimentConfig, progress: bool = False) -> TwoStageQuery:
-    """The run's :class:`TwoStageQuery`, one per run: its per-image local picks are memoised, so
-    a round re-runs local MaxHerding only on images whose candidates changed (those just labeled)."""
+    """The run's :class:`TwoStageQuery` (also stage 1 of ``maxherding``).
+
+    One per run: its per-image local picks are memoised, so a round re-runs
+    local MaxHerding only on images whose candidates changed (those just labeled).
+
+    Parameters
+    ----------
+    config : ExperimentConfig
+    progress : bool, default=False
+
+    Returns
+    -------
+    TwoStageQuery
+    """
     return TwoStageQuery(
         config.local_budget, config.keep_global, herding=MaxHerdingSampler(bandwidth=config.bandwidth),
         uncertainty=EDALDSampler(entropy_weight=config.entropy_weight), random_state=config.seed, progress=progress,
@@ -600,7 +708,16 @@ def _query(config, query, classifier, X, groups, labeled, budget, noisy, rng, ti
 
 
 def write_round_tables(records: list[dict], out_dir: Path, n_classes: int) -> None:
-    """``rounds.json`` (everything) and ``rounds.csv`` (one flat row per round)."""
+    """Write ``rounds.json`` (everything) and ``rounds.csv`` (one flat row per round), atomically.
+
+    Parameters
+    ----------
+    records : list of dict
+        Round records of :func:`run_experiment`.
+    out_dir : Path
+    n_classes : int
+        Names the per-class IoU columns (CamVid names for 11 classes).
+    """
     _atomic_write(out_dir / "rounds.json", json.dumps(records, indent=1))
     names = list(CAMVID_CLASSES) if n_classes == len(CAMVID_CLASSES) else [f"class{i}" for i in range(n_classes)]
     phases = sorted({k for rec in records for k in rec["seconds"]})
@@ -628,7 +745,25 @@ def run_full_supervision(
 ) -> dict:
     """The ceiling: the same classifier trained on every candidate pixel of the pool.
 
-    Writes and returns ``{"miou", "iou", "taught_pixels", "seconds", "settings"}``.
+    Parameters
+    ----------
+    config : ExperimentConfig
+        Its candidates, features, classifier, seed and ``eval_stride`` are used.
+    pool, test : SegmentationSplit
+    out_json : path
+        Where the result is written (atomically).
+    featurizer, cache_dir, n_classes, progress
+        As in :func:`run_experiment`.
+
+    Returns
+    -------
+    dict
+        ``{"miou", "iou", "taught_pixels", "seconds", "seed", "settings"}``.
+
+    Raises
+    ------
+    ValueError
+        Bad config.
     """
     config.validate()
     featurizer = fitted_featurizer(config, featurizer, progress)

@@ -20,7 +20,18 @@ def _pyplot():
 
 
 def collect_runs(results_dir: str | Path) -> dict[str, list[list[dict]]]:
-    """Round records of every run below ``results_dir``, grouped by strategy."""
+    """Round records of every run below ``results_dir``, grouped by strategy.
+
+    Parameters
+    ----------
+    results_dir : path
+        Holds ``STRATEGY/seedS/rounds.json`` files.
+
+    Returns
+    -------
+    dict
+        ``{strategy: [records of one run, ...]}``, runs in path order; empty runs skipped.
+    """
     runs: dict[str, list[list[dict]]] = {}
     for path in sorted(Path(results_dir).glob("*/seed*/rounds.json")):
         records = json.loads(path.read_text())
@@ -30,7 +41,18 @@ def collect_runs(results_dir: str | Path) -> dict[str, list[list[dict]]]:
 
 
 def summarize(results_dir: str | Path) -> dict[str, dict[str, np.ndarray]]:
-    """Per strategy: labeled pixels, mean and std of mIoU over seeds (rounds all seeds completed)."""
+    """Mean and spread of mIoU over seeds, per strategy.
+
+    Parameters
+    ----------
+    results_dir : path
+
+    Returns
+    -------
+    dict
+        ``{strategy: {"labeled", "mean", "std", "n_seeds"}}``: arrays over the
+        rounds that every seed completed (population std, 0 for one seed).
+    """
     out = {}
     for strategy, runs in collect_runs(results_dir).items():
         n = min(len(r) for r in runs)
@@ -43,7 +65,17 @@ def summarize(results_dir: str | Path) -> dict[str, dict[str, np.ndarray]]:
 
 
 def full_supervision(results_dir: str | Path) -> list[float]:
-    """mIoU of every full-supervision reference run in ``results_dir/full_supervision``."""
+    """mIoU of every full-supervision reference run in ``results_dir/full_supervision``.
+
+    Parameters
+    ----------
+    results_dir : path
+
+    Returns
+    -------
+    list of float
+        One per ``seedS.json``, in path order (empty when there are none).
+    """
     return [json.loads(p.read_text())["miou"] for p in sorted(Path(results_dir).glob("full_supervision/seed*.json"))]
 
 
@@ -104,7 +136,19 @@ def markdown_summary(results_dir: str | Path) -> str:
 
 
 def plot_learning_curves(results_dir: str | Path, out_png: str | Path | None = None) -> Path:
-    """mIoU against labeled pixels, one curve per strategy (mean, band = +-1 std over seeds)."""
+    """mIoU against labeled pixels, one curve per strategy (mean, band = +-1 std over seeds).
+
+    Parameters
+    ----------
+    results_dir : path
+    out_png : path, optional
+        Default ``results_dir/miou.png``.
+
+    Returns
+    -------
+    Path
+        The PNG written; the full-supervision mean is drawn as a dashed line when present.
+    """
     plt = _pyplot()
     results_dir = Path(results_dir)
     out_png = Path(out_png) if out_png else results_dir / "miou.png"
@@ -129,7 +173,28 @@ def plot_learning_curves(results_dir: str | Path, out_png: str | Path | None = N
 def plot_queried_pixels(
     pool: SegmentationSplit, run_dir: str | Path, out_png: str | Path | None = None, n_images: int = 4
 ) -> Path:
-    """The pool images that received the most labels, with each queried pixel coloured by round."""
+    """The pool images that received the most labels, with each queried pixel coloured by round.
+
+    Parameters
+    ----------
+    pool : SegmentationSplit
+        The run's pool (images looked up by name).
+    run_dir : path
+        Holds the run's ``state.json``.
+    out_png : path, optional
+        Default ``run_dir/queried_pixels.png``.
+    n_images : int, default=4
+
+    Returns
+    -------
+    Path
+        The PNG written.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``run_dir`` has no ``state.json``.
+    """
     plt = _pyplot()
     run_dir = Path(run_dir)
     state = json.loads((run_dir / "state.json").read_text())
