@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
+import torch
 from sklearn.utils.validation import check_array
 
 
@@ -39,12 +41,41 @@ def check_features(X, name: str = "X", allow_empty: bool = False) -> np.ndarray:
     X = check_array(
         X,
         dtype=(np.float32, np.float64, np.float16),
-        ensure_all_finite=True,
+        ensure_all_finite=False,
         ensure_2d=True,
         ensure_min_samples=0 if allow_empty else 1,
         input_name=name,
     )
+    if not all_finite(X):
+        kind = "NaN" if np.isnan(X).any() else "infinity"
+        raise ValueError(f"Input {name} contains {kind}.")
     return X
+
+
+def all_finite(X: np.ndarray) -> bool:
+    """Whether every value of a float array is finite, in one fast reduction.
+
+    torch's min/max propagate NaN and keep infinities, so the array is finite
+    exactly when its smallest and largest values are. The pools checked each
+    round hold ~10^9 float16 values, where numpy's element-wise test costs
+    seconds and this about a quarter of a second.
+
+    Parameters
+    ----------
+    X : ndarray of float16, float32 or float64
+
+    Returns
+    -------
+    bool
+    """
+    if X.size == 0:
+        return True
+    if any(st < 0 for st in X.strides):  # torch cannot view negative strides
+        return bool(np.isfinite(X).all())
+    with warnings.catch_warnings():  # a read-only memmap is fine: it is only read
+        warnings.simplefilter("ignore", UserWarning)
+        low, high = torch.aminmax(torch.from_numpy(X))
+    return bool(torch.isfinite(low) and torch.isfinite(high))
 
 
 def check_budget(n: int, name: str = "n_instances") -> int:

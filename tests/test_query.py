@@ -160,3 +160,16 @@ def test_local_picks_are_reused_only_for_unchanged_images(pool, monkeypatch):
     assert len(calls) == len(set(groups[first[:2]])) + 1
     fresh = TwoStageQuery(local_budget=8, random_state=0).query(None, X[keep], 6, groups=groups[keep])
     assert second.tolist() == fresh.tolist()
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_every_non_finite_value_is_caught(dtype, bad):
+    from skal_seg._validation import check_features
+
+    X = np.ones((7, 3), dtype=dtype)
+    X[5, 2] = bad
+    for view in (X, X[::-1], np.asfortranarray(X), X[1:, ::2]):
+        with pytest.raises(ValueError, match="NaN|infinity"):
+            check_features(view)
+    assert check_features(np.full((2, 2), 6e4, dtype=dtype)).dtype == dtype  # large but finite
