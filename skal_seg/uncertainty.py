@@ -16,7 +16,7 @@ from typing import Callable, Union
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from skal_seg._validation import check_budget, check_features, check_probabilities
+from skal_seg._validation import all_finite, check_budget, check_features, check_probabilities
 
 NoisyViews = Union[np.ndarray, Callable[[np.ndarray], np.ndarray]]
 
@@ -270,6 +270,6 @@ def noisy_rows(X_noisy: NoisyViews, indices: np.ndarray, n_pool: int, n_features
         raise ValueError(
             f"X_noisy gave shape {noisy.shape} for {len(indices)} rows; expected (K>=1, {len(indices)}, {n_features})"
         )
-    if not np.all(np.isfinite(noisy)):
+    if not all_finite(noisy):
         raise ValueError("X_noisy contains NaN or inf")
     return noisy
