@@ -4,6 +4,7 @@ Run (from the repository root; one torch/BLAS thread is much faster on a busy CP
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_herding.py
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_herding.py --real      # + real CamVid features
+    .venv/bin/python benchmarks/bench_herding.py --real-features CACHE/pool-XXXX.npy  # the runner's cached pool
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_herding.py --quick     # smoke run, under a minute
 
 What it prints
@@ -267,6 +268,7 @@ def main(argv=None) -> None:
     p.add_argument("--repeat", type=int, default=1, help="timed runs per measurement (min is reported)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--real", action="store_true", help="also benchmark on real CamVid diffusion features")
+    p.add_argument("--real-features", help="real features from a pool matrix (.npy) the runner cached, instead of --real")
     p.add_argument("--real-images", type=int, default=8, help="train images the real candidates come from")
     p.add_argument("--real-size", type=int, default=128, help="working image size for --real")
     p.add_argument("--data", default=str(DEFAULT_DATA), help="CamVid folder (train/, test/)")
@@ -323,8 +325,12 @@ def main(argv=None) -> None:
         )
 
     # 3. real features
-    if args.real:
-        F, label = real_features(args, max(args.sizes))
+    if args.real or args.real_features:
+        if args.real_features:  # a pool matrix cached by skal-seg run --cache (image-major rows)
+            F = np.ascontiguousarray(np.load(args.real_features, mmap_mode="r")[: max(args.sizes)], dtype=np.float32)
+            label = f"first {len(F)} rows of {args.real_features}"
+        else:
+            F, label = real_features(args, max(args.sizes))
         print(f"\nreal features: {label}")
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "features.npy")
