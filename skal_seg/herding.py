@@ -378,19 +378,10 @@ def _cached_greedy(K, coverage, gains, n_pick, chunk, symmetric):
     n = len(K)
     tol = _tolerance(K.dtype)
     gains = gains.clone()
+    everyone = torch.arange(n, device=K.device)
     picks, picked_gains = [], []
     for _ in range(n_pick):
-        # Updated gains drift from exact ones by float32 rounding (~1e-8 here, absolute), which
-        # matters once late gains are ~1e-4 and nearly tied: candidates within a generous slack
-        # of the best are re-scored exactly (usually one or a few) before the pick.
-        best = float(gains.max())
-        near = torch.nonzero(gains >= best - (2e-6 + 1e-5 * abs(best))).squeeze(1)
-        if len(near) > 1:
-            cols = K[near] if symmetric else K[:, near].T
-            gains[near] = (cols - coverage[None, :]).clamp_(min=0.0).double().sum(1) / n
-            j = _lowest_best(gains[near], near, tol)
-        else:
-            j = int(near[0])
+        j = _lowest_best(gains, everyone, tol)
         picks.append(j)
         picked_gains.append(float(gains[j]))
         column = K[j] if symmetric else K[:, j]
