@@ -52,6 +52,22 @@ def check_features(X, name: str = "X", allow_empty: bool = False) -> np.ndarray:
     return X
 
 
+def readonly_tensor(X: np.ndarray) -> torch.Tensor:
+    """A torch view of ``X`` (no copy) for reading, even when ``X`` is a read-only memmap.
+
+    Parameters
+    ----------
+    X : ndarray with non-negative strides
+
+    Returns
+    -------
+    Tensor sharing ``X``'s memory; it must not be written to.
+    """
+    with warnings.catch_warnings():  # torch warns about read-only arrays; the view is only read
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(X)
+
+
 def all_finite(X: np.ndarray) -> bool:
     """Whether every value of a float array is finite, in one fast reduction.
 
@@ -72,9 +88,7 @@ def all_finite(X: np.ndarray) -> bool:
         return True
     if any(st < 0 for st in X.strides):  # torch cannot view negative strides
         return bool(np.isfinite(X).all())
-    with warnings.catch_warnings():  # a read-only memmap is fine: it is only read
-        warnings.simplefilter("ignore", UserWarning)
-        low, high = torch.aminmax(torch.from_numpy(X))
+    low, high = torch.aminmax(readonly_tensor(X))
     return bool(torch.isfinite(low) and torch.isfinite(high))
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import math
 import numbers
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,7 +41,7 @@ from sklearn.utils.validation import (
 from torch import nn
 from tqdm.auto import tqdm
 
-from skal_seg._validation import all_finite, check_features
+from skal_seg._validation import all_finite, check_features, readonly_tensor
 
 __all__ = ["TorchMLPClassifier", "MIN_VALIDATION_SAMPLES"]
 
@@ -469,9 +468,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
                 if chunk.dtype == np.float16:  # widened by torch: several times faster than numpy's astype
                     if not all_finite(chunk):
                         raise ValueError("Input X contains NaN or infinity.")
-                    with warnings.catch_warnings():  # a read-only memmap is fine: it is only read
-                        warnings.simplefilter("ignore", UserWarning)
-                        X_t = torch.from_numpy(np.ascontiguousarray(chunk)).to(dev, torch.float32)
+                    X_t = readonly_tensor(np.ascontiguousarray(chunk)).to(dev, torch.float32)
                 else:
                     X_t = _to_tensor(chunk, dev)
                 out[start : start + bs] = model(X_t).double().cpu().numpy()
