@@ -24,6 +24,18 @@ from skal_seg.experiment import STRATEGIES, ExperimentConfig, fitted_featurizer,
 from skal_seg.plotting import markdown_summary, plot_learning_curves, plot_queried_pixels
 
 
+def _bandwidth(text: str) -> str | float:
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a positive number, got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="skal-seg", description="Pixel-level active learning for semantic segmentation.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -46,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--keep-global", type=float, default=d.keep_global)
     r.add_argument("--n-draws", type=int, default=d.n_draws, help="noisy diffusion draws for BALD/eDALD")
     r.add_argument("--entropy-weight", type=float, default=d.entropy_weight)
+    r.add_argument("--bandwidth", type=_bandwidth, default=d.bandwidth,
+                   help="MaxHerding RBF bandwidth: 'auto' (2 x median pairwise distance, per selection) or a number")
     r.add_argument("--model", default="embedded", help="'embedded', a save_pretrained folder or a hub id")
     r.add_argument("--timesteps", nargs="+", type=int, default=[50, 150, 250])
     r.add_argument("--val-fraction", type=float, default=0.1,
@@ -92,7 +106,7 @@ def _run(args: argparse.Namespace) -> int:
             config = ExperimentConfig(
                 strategy=strategy, seed=seed, feature_seed=args.feature_seed, rounds=args.rounds,
                 candidates_per_image=args.candidates_per_image, budget_per_image=args.budget_per_image, local_budget=args.local_budget, keep_global=args.keep_global,
-                n_draws=args.n_draws, entropy_weight=args.entropy_weight, eval_stride=args.eval_stride,
+                n_draws=args.n_draws, entropy_weight=args.entropy_weight, eval_stride=args.eval_stride, bandwidth=args.bandwidth,
                 featurizer={"model": args.model, "timesteps": args.timesteps},
             )
             try:

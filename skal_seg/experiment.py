@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import numbers
 import os
 import tempfile
 import time
@@ -118,7 +119,9 @@ class ExperimentConfig:
         ValueError
             An unknown strategy, a negative or non-integer seed, a count
             (rounds, candidates, local budget, draws, eval stride) below 1,
-            a non-positive budget or ``keep_global`` outside (0, 1].
+            a non-positive budget, ``keep_global`` outside (0, 1], a negative
+            ``entropy_weight`` or a ``bandwidth`` other than "auto" or a
+            positive number.
         """
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; choose from {sorted(STRATEGIES)}")
@@ -134,6 +137,11 @@ class ExperimentConfig:
             raise ValueError(f"budget_per_image must be positive, got {self.budget_per_image!r}")
         if not (0 < self.keep_global <= 1):
             raise ValueError(f"keep_global must be in (0, 1], got {self.keep_global!r}")
+        if not (isinstance(self.entropy_weight, numbers.Real) and 0 <= self.entropy_weight < np.inf):
+            raise ValueError(f"entropy_weight must be a non-negative number, got {self.entropy_weight!r}")
+        bw = self.bandwidth
+        if bw != "auto" and (isinstance(bw, (bool, str)) or not isinstance(bw, numbers.Real) or not 0 < bw < np.inf):
+            raise ValueError(f"bandwidth must be 'auto' or a positive number, got {bw!r}")
 
     def budget(self, n_pool_images: int) -> int:
         """Pixels queried per round.

@@ -167,6 +167,9 @@ def test_full_supervision_reference(data, featurizer, tmp_path):
     ({"budget_per_image": 100.0}, "exceed"),
     ({"candidates_per_image": 1000}, "exceeds"),
     ({"keep_global": 0.0}, "keep_global"),
+    ({"entropy_weight": -1.0}, "entropy_weight"),
+    ({"bandwidth": "median"}, "bandwidth"),
+    ({"bandwidth": 0.0}, "bandwidth"),
 ])
 def test_bad_settings_raise(kw, match, data, featurizer, tmp_path):
     pool, test = data
@@ -189,7 +192,7 @@ def test_cli_runs_writes_results_and_resumes(data, tmp_path, capsys):
     args = ["run", "--data", str(tmp_path / "ds"), "--model", str(tmp_path / "unet"), "--size", "16",
             "--strategies", "two_stage", "random", "--rounds", "2", "--candidates-per-image", "30",
             "--budget-per-image", "1", "--local-budget", "5", "--n-draws", "2", "--timesteps", "10", "50",
-            "--val-fraction", "0", "--full-supervision", "--out", str(tmp_path / "res"), "--quiet"]
+            "--val-fraction", "0", "--full-supervision", "--bandwidth", "0.8", "--out", str(tmp_path / "res"), "--quiet"]
     assert cli_main(args) == 0
     out = capsys.readouterr().out
     assert "round  1" in out and "mIoU" in out
@@ -200,6 +203,7 @@ def test_cli_runs_writes_results_and_resumes(data, tmp_path, capsys):
     assert cli_main(args + ["--resume"]) == 0
     assert "resuming" in capsys.readouterr().out
     recs = json.loads((res / "two_stage" / "seed0" / "rounds.json").read_text())
+    assert recs[0]["settings"]["bandwidth"] == 0.8
     assert cli_main(["report", str(res)]) == 0
     report = capsys.readouterr().out
     assert report == (res / "summary.md").read_text()
@@ -230,9 +234,13 @@ def test_markdown_summary_means_and_spreads_over_seeds(tmp_path):
         markdown_summary(tmp_path / "empty")
 
 
-def test_cli_errors_are_clear(tmp_path):
+def test_cli_errors_are_clear(tmp_path, capsys):
     with pytest.raises(SystemExit, match="not found"):
         cli_main(["run", "--data", str(tmp_path / "nope"), "--quiet"])
+    for bad in ("-1", "nan", "wide"):
+        with pytest.raises(SystemExit):
+            cli_main(["run", "--bandwidth", bad, "--quiet"])
+        assert "expected 'auto' or a positive number" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="unknown strategies"):
         cli_main(["run", "--strategies", "coreset", "--quiet"])
 
