@@ -97,9 +97,9 @@ def bare_forwards(feat, images: np.ndarray, noises) -> None:
     n_t = len(feat.timesteps_)
     t_all = torch.tensor(feat.timesteps_, dtype=torch.int64, device=device)
     with torch.no_grad():
-        for a in range(0, len(images), feat.batch_size):
+        for a in range(0, len(images), feat.batch_size_):
             xs = []
-            for img in images[a : a + feat.batch_size]:
+            for img in images[a : a + feat.batch_size_]:
                 x = torch.from_numpy(np.ascontiguousarray(img)).float().div(127.5).sub(1.0).permute(2, 0, 1)
                 x = x.to(device)
                 if tuple(x.shape[-2:]) != feat.input_size_:
@@ -171,6 +171,7 @@ def worker(job: dict) -> dict:
         "device": str(feat.device_),
         "timesteps": list(feat.timesteps_),
         "D": feat.n_features_out_,
+        "batch_size": feat.batch_size_,
         "n_images": len(images),
     }
 
@@ -192,7 +193,8 @@ def measure(mode: str, args) -> dict:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n-images", type=int, default=16, help="images per measurement")
-    p.add_argument("--batch-size", type=int, default=8, help="DiffusionFeaturizer(batch_size=) and bare batching")
+    p.add_argument("--batch-size", type=lambda v: v if v == "auto" else int(v), default="auto",
+                   help="DiffusionFeaturizer(batch_size=) and bare batching: 'auto' or images per forward")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads in the workers (default: torch's)")
     p.add_argument("--pixels-per-image", type=int, default=2500, help="candidate pixels per image for the subsets")
     p.add_argument("--n-draws", type=int, default=5, help="K of noisy_views")
@@ -223,8 +225,8 @@ def main(argv=None) -> None:
             print(
                 f"torch threads {r['threads']} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
                 f"--threads {args.threads}), cpu cores {os.cpu_count()}, device {r['device']}, dtype {args.dtype}, "
-                f"timesteps {r['timesteps']}, D={r['D']}, batch_size {args.batch_size} images "
-                f"({args.batch_size * len(r['timesteps'])} samples per forward), "
+                f"timesteps {r['timesteps']}, D={r['D']}, batch_size {r['batch_size']} images "
+                f"({r['batch_size'] * len(r['timesteps'])} samples per forward, --batch-size {args.batch_size}), "
                 f"{args.pixels_per_image} px/image for subsets, K={args.n_draws}"
             )
             print("each mode in a fresh subprocess; MB = peak RSS above the RSS before the call (includes output)")

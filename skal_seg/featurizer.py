@@ -30,6 +30,8 @@ _OUTPUT_DTYPES = {"float32": np.float32, "float16": np.float16}
 # Each output chunk holds at most this many float32 values (pixels x D), so the
 # upsampling never materialises a whole high-resolution feature map at once.
 _CHUNK_ELEMENTS = 1 << 23
+# batch_size="auto" on CPU: forwards of a few samples stay in cache (see the batch_size docs).
+_CPU_SAMPLES_PER_FORWARD = 6
 _EPS = 1e-12
 
 
@@ -283,8 +285,13 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
         own size.
     noise_seed : int, default=0
         Seed of the CPU ``torch.Generator`` drawing the fixed noise.
-    batch_size : int, default=8
-        Images per UNet forward; each forward holds ``batch_size * len(timesteps)`` samples.
+    batch_size : int or "auto", default="auto"
+        Images per UNet forward; each forward holds ``batch_size * len(timesteps)``
+        samples. ``"auto"``: on CPU, enough images for about 6 samples (2 at
+        the 3 default timesteps), on other devices 8. Small batches are
+        faster on CPU: on a 2-core CPU a 128 x 128 sample of the embedded
+        model took 0.16-0.18 s in forwards of 3-6 samples and 0.26-0.27 s in
+        forwards of 24.
     device : str or torch.device, default="auto"
         ``"auto"`` = CUDA when available, else CPU.
     dtype : {"float32", "float16", "bfloat16"}, default="float32"
@@ -310,6 +317,8 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
         Decoder stages used (``blocks`` resolved).
     block_channels_ : tuple of int
         Channels of each stage in ``blocks_``.
+    batch_size_ : int
+        Images per UNet forward (``batch_size`` resolved).
     n_features_out_ : int
         ``D = len(timesteps_) * sum(block_channels_)``.
     feature_dim_ : int
@@ -333,7 +342,7 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
         blocks=None,
         output_size=None,
         noise_seed: int = 0,
-        batch_size: int = 8,
+        batch_size: int | str = "auto",
         device="auto",
         dtype: str = "float32",
         output_dtype: str = "float32",
@@ -357,8 +366,8 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
             raise ValueError(f"dtype must be one of {sorted(_UNET_DTYPES)}, got {self.dtype!r}")
         if not isinstance(self.output_dtype, str) or self.output_dtype not in _OUTPUT_DTYPES:
             raise ValueError(f"output_dtype must be one of {sorted(_OUTPUT_DTYPES)}, got {self.output_dtype!r}")
-        if not _is_int(self.batch_size) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if self.batch_size != "auto" and (not _is_int(self.batch_size) or self.batch_size < 1):
+            raise ValueError(f"batch_size must be 'auto' or a positive integer, got {self.batch_size!r}")
         if not _is_int(self.noise_seed):
             raise ValueError(f"noise_seed must be an integer, got {self.noise_seed!r}")
         size = self.output_size
@@ -431,6 +440,10 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
         self.device_, self.dtype_ = device, _UNET_DTYPES[self.dtype]
         self.input_size_, self.output_size_ = size, out
         self.timesteps_, self.blocks_ = timesteps, blocks
+        if self.batch_size == "auto":
+            self.batch_size_ = max(1, _CPU_SAMPLES_PER_FORWARD // len(timesteps)) if device.type == "cpu" else 8
+        else:
+            self.batch_size_ = int(self.batch_size)
         self.block_channels_ = tuple(self._stage_channels(unet, b) for b in blocks)
         self.n_features_out_ = self.feature_dim_ = len(timesteps) * sum(self.block_channels_)
         gen = torch.Generator(device="cpu").manual_seed(int(self.noise_seed))
@@ -483,7 +496,7 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
         n_t = len(self.timesteps_)
         t_all = torch.tensor(self.timesteps_, dtype=torch.int64, device=device)
         d_sum = sum(self.block_channels_)
-        batches = [jobs[i : i + self.batch_size] for i in range(0, len(jobs), self.batch_size)]
+        batches = [jobs[i : i + self.batch_size_] for i in range(0, len(jobs), self.batch_size_)]
         bar = tqdm(total=len(batches), desc=desc, unit="batch", disable=not self.progress, leave=False)
         try:
             for batch in batches:

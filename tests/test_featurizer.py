@@ -194,6 +194,16 @@ def test_deterministic_and_seed_dependent(tiny_unet, images, full):
     assert np.abs(other.transform(images) - full).max() > 1e-2
 
 
+def test_batch_size_auto_and_batching_do_not_change_features(tiny_unet, images, feat, full):
+    assert feat.batch_size_ == 2  # CPU, 3 timesteps: 6 samples per forward
+    one_t = DiffusionFeaturizer(model=tiny_unet, timesteps=(50,), device="cpu", progress=False).fit()
+    assert one_t.batch_size_ == 6
+    for b in (1, 3):
+        f = DiffusionFeaturizer(model=tiny_unet, batch_size=b, device="cpu", progress=False).fit()
+        assert f.batch_size_ == b
+        np.testing.assert_allclose(f.transform(images), full, atol=1e-6)
+
+
 def test_matches_manual_reference(tiny_unet, images):
     """Row order (pixel (y, x) of image i), column order (t, block), resizing and upsampling."""
     f = DiffusionFeaturizer(
@@ -418,6 +428,7 @@ def test_bad_pixels_raise(feat, images, pixels):
         dict(device="tpu-ish"),
         dict(device="cuda:0") if not torch.cuda.is_available() else dict(device="nonsense"),
         dict(batch_size=0),
+        dict(batch_size="big"),
         dict(output_size=(4, 0)),
         dict(output_size="big"),
         dict(noise_seed=None),
