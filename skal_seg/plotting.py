@@ -121,7 +121,7 @@ def markdown_summary(results_dir: str | Path) -> str:
     full = full_supervision(results_dir)
     if full:
         lines.append("")
-        lines.append(f"Full supervision (every candidate pixel, {len(full)} seeds): mIoU "
+        lines.append(f"Full supervision (every candidate pixel, {len(full)} seed{'s' if len(full) != 1 else ''}): mIoU "
                      f"{np.mean(full):.4f} ± {np.std(full):.4f}")
     phases = sorted({k for r in runs.values() for rec in r[0] for k in rec["seconds"]} - {"featurize"})
     lines += ["", "| strategy | s / round | " + " | ".join(phases) + " |", "|---" * (len(phases) + 2) + "|"]
@@ -154,7 +154,7 @@ def plot_learning_curves(results_dir: str | Path, out_png: str | Path | None = N
     out_png = Path(out_png) if out_png else results_dir / "miou.png"
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for strategy, s in sorted(summarize(results_dir).items()):
-        line, = ax.plot(s["labeled"], s["mean"], marker="o", ms=3, label=f"{strategy} ({s['n_seeds']} seeds)")
+        line, = ax.plot(s["labeled"], s["mean"], marker="o", ms=3, label=f"{strategy} ({s['n_seeds']} seed{'s' if s['n_seeds'] != 1 else ''})")
         if s["n_seeds"] > 1:
             ax.fill_between(s["labeled"], s["mean"] - s["std"], s["mean"] + s["std"], color=line.get_color(), alpha=0.2)
     full = full_supervision(results_dir)
