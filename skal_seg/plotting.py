@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from skal_seg.data import SegmentationSplit
+from skal_seg.experiment import STRATEGIES
 
 
 def _pyplot():
@@ -107,7 +108,7 @@ def markdown_summary(results_dir: str | Path) -> str:
     if not runs:
         raise FileNotFoundError(f"no STRATEGY/seedN/rounds.json below {results_dir}")
     stats = summarize(results_dir)
-    order = [s for s in ("random", "entropy", "margin", "bald", "maxherding", "edald", "two_stage") if s in stats]
+    order = [s for s in STRATEGIES if s in stats]
     order += sorted(set(stats) - set(order))
     n_rounds = max(len(stats[s]["mean"]) for s in order)
     labeled = next(stats[s]["labeled"] for s in order if len(stats[s]["mean"]) == n_rounds)
