@@ -227,8 +227,8 @@ def _sample_rows(maps: list[torch.Tensor], ya: int, yb: int, out_hw, buf: torch.
 
 
 def _normalise_rows(feats: torch.Tensor) -> torch.Tensor:
-    norm = feats.square().sum(dim=1, keepdim=True).sqrt().clamp_min(_EPS)
-    return feats / norm
+    """L2-normalise the rows of ``feats`` in place (a scratch buffer: no copies)."""
+    return feats.div_(torch.linalg.vector_norm(feats, dim=1, keepdim=True).clamp_min_(_EPS))
 
 
 @dataclass
