@@ -52,6 +52,52 @@ def check_features(X, name: str = "X", allow_empty: bool = False) -> np.ndarray:
     return X
 
 
+def check_bandwidth(value) -> str | float:
+    """An RBF bandwidth setting: ``"auto"`` or a positive, finite number.
+
+    Parameters
+    ----------
+    value : object
+
+    Returns
+    -------
+    "auto" or float
+
+    Raises
+    ------
+    ValueError
+        Anything else (other strings, booleans, zero, negative, NaN, inf).
+    """
+    if isinstance(value, str) and value == "auto":
+        return value
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < value < np.inf:
+        return float(value)
+    raise ValueError(f"bandwidth must be 'auto' or a positive number, got {value!r}")
+
+
+def check_non_negative(value, name: str) -> float:
+    """A non-negative, finite number (a weight).
+
+    Parameters
+    ----------
+    value : object
+    name : str
+        Used in the error message.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        Not a real number, negative, NaN or inf.
+    """
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= value < np.inf:
+        return float(value)
+    raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+
+
 def readonly_tensor(X: np.ndarray) -> torch.Tensor:
     """A torch view of ``X`` (no copy) for reading, even when ``X`` is a read-only memmap.
 

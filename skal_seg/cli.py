@@ -20,20 +20,16 @@ import time
 from pathlib import Path
 
 from skal_seg.data import load_split, sample_dataset_dir, split_validation
+from skal_seg._validation import check_bandwidth
 from skal_seg.experiment import STRATEGIES, ExperimentConfig, fitted_featurizer, run_experiment, run_full_supervision
 from skal_seg.plotting import markdown_summary, plot_learning_curves, plot_queried_pixels
 
 
 def _bandwidth(text: str) -> str | float:
-    if text == "auto":
-        return text
     try:
-        value = float(text)
+        return check_bandwidth(text if text == "auto" else float(text))
     except ValueError:
-        value = float("nan")
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a positive number, got {text!r}")
-    return value
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a positive number, got {text!r}") from None
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import numbers
 import os
 import tempfile
 import time
@@ -32,6 +31,7 @@ from typing import Any, Callable
 import numpy as np
 from modAL.uncertainty import entropy_sampling, margin_sampling
 
+from skal_seg._validation import check_bandwidth, check_non_negative
 from skal_seg.classifier import TorchMLPClassifier
 from skal_seg.data import CAMVID_CLASSES, IGNORE_INDEX, SegmentationSplit
 from skal_seg.featurizer import DiffusionFeaturizer
@@ -137,11 +137,8 @@ class ExperimentConfig:
             raise ValueError(f"budget_per_image must be positive, got {self.budget_per_image!r}")
         if not (0 < self.keep_global <= 1):
             raise ValueError(f"keep_global must be in (0, 1], got {self.keep_global!r}")
-        if not (isinstance(self.entropy_weight, numbers.Real) and 0 <= self.entropy_weight < np.inf):
-            raise ValueError(f"entropy_weight must be a non-negative number, got {self.entropy_weight!r}")
-        bw = self.bandwidth
-        if bw != "auto" and (isinstance(bw, (bool, str)) or not isinstance(bw, numbers.Real) or not 0 < bw < np.inf):
-            raise ValueError(f"bandwidth must be 'auto' or a positive number, got {bw!r}")
+        check_non_negative(self.entropy_weight, "entropy_weight")
+        check_bandwidth(self.bandwidth)
 
     def budget(self, n_pool_images: int) -> int:
         """Pixels queried per round.

@@ -32,7 +32,7 @@ from scipy.spatial.distance import pdist
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
-from skal_seg._validation import check_budget, check_features
+from skal_seg._validation import check_bandwidth, check_budget, check_features
 
 KernelLike = Union[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]
 
@@ -164,14 +164,9 @@ class MaxHerdingSampler(BaseEstimator):
             return fn
         if self.kernel not in _KERNELS:
             raise ValueError(f"unknown kernel {self.kernel!r}; use one of {_KERNELS} or a callable")
-        if isinstance(self.bandwidth, str):
-            if self.bandwidth != "auto":
-                raise ValueError(f"bandwidth must be 'auto' or a positive float, got {self.bandwidth!r}")
+        bw = check_bandwidth(self.bandwidth)
+        if bw == "auto":
             bw = auto_bandwidth(X, self.random_state)
-        elif isinstance(self.bandwidth, numbers.Real) and np.isfinite(self.bandwidth) and self.bandwidth > 0:
-            bw = float(self.bandwidth)
-        else:
-            raise ValueError(f"bandwidth must be 'auto' or a positive float, got {self.bandwidth!r}")
         self.bandwidth_ = bw
         return lambda A, B: rbf_kernel(A, B, bw)
 

@@ -16,7 +16,7 @@ from typing import Callable, Union
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from skal_seg._validation import all_finite, check_budget, check_features, check_probabilities
+from skal_seg._validation import all_finite, check_budget, check_features, check_non_negative, check_probabilities
 
 NoisyViews = Union[np.ndarray, Callable[[np.ndarray], np.ndarray]]
 
@@ -149,8 +149,7 @@ class EDALDSampler(BaseEstimator):
         -------
         ndarray of shape (len(indices),), float64
         """
-        if not isinstance(self.entropy_weight, (int, float)) or not np.isfinite(self.entropy_weight) or self.entropy_weight < 0:
-            raise ValueError(f"entropy_weight must be a non-negative float, got {self.entropy_weight!r}")
+        check_non_negative(self.entropy_weight, "entropy_weight")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         X = check_features(X, "X_pool")
