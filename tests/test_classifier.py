@@ -246,6 +246,27 @@ def test_float16_and_chunked_prediction_match():
     assert np.mean(p16.argmax(1) == p.argmax(1)) > 0.97
 
 
+def test_auto_predict_batch_size_follows_the_feature_width(monkeypatch):
+    import skal_seg.classifier as classifier_module
+
+    X, y = _blobs(3, n=150)
+    clf = TorchMLPClassifier(**{**FAST, "device": "cpu"}).fit(X, y)
+    assert clf.predict_batch_size == "auto"
+    cpu = torch.device("cpu")
+    # Tiny widths hit the upper bound; a 1056-wide pool gets ~8 MiB chunks.
+    assert clf._predict_rows(cpu) == 65536
+    clf.n_features_in_ = 1056
+    assert clf._predict_rows(cpu) == 2**23 // (4 * 1056)
+    assert clf._predict_rows(torch.device("cuda")) == 65536
+    clf.n_features_in_ = X.shape[1]
+    # Chunks of the resolved size give the same probabilities as one pass.
+    p = clf.predict_proba(X)
+    monkeypatch.setattr(classifier_module, "_CPU_PREDICT_CHUNK_BYTES", 4 * X.shape[1] * 256)
+    assert clf._predict_rows(cpu) == 256
+    X_big = np.repeat(X, 5, axis=0)  # 750 rows: three chunks
+    np.testing.assert_allclose(clf.predict_proba(X_big)[::5], p, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     "params",
     [
@@ -258,6 +279,8 @@ def test_float16_and_chunked_prediction_match():
         dict(validation_fraction=1.0),
         dict(class_weight="auto"),
         dict(device="not-a-device"),
+        dict(predict_batch_size="big"),
+        dict(predict_batch_size=0),
     ],
 )
 def test_invalid_params_raise_at_fit(params):
