@@ -309,7 +309,7 @@ def training_rows(classifier) -> np.ndarray | None:
     return X if X.ndim == 2 and len(X) else None
 
 
-def coverage_gains(K_cols: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
+def coverage_gains(K_cols: torch.Tensor, coverage: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
     """Coverage gain of adding each candidate: ``mean_i max(0, K[i, j] - coverage[i])``.
 
     Parameters
@@ -317,13 +317,20 @@ def coverage_gains(K_cols: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor
     K_cols : Tensor of shape (n_rows, n_candidates)
         Kernel columns of the candidates against every row.
     coverage : Tensor of shape (n_rows,)
-        Current coverage ``max_{j in S} k(x_i, x_j)`` of each row.
+        Current coverage ``max_{j in S} k(x_i, x_j)`` of each row (dtype of ``K_cols``).
+    chunk : int, default=4096
+        Rows reduced together: sums per chunk in the kernel's dtype,
+        accumulated across chunks in float64.
 
     Returns
     -------
-    Tensor of shape (n_candidates,)
+    Tensor of shape (n_candidates,), float64
     """
-    return (K_cols - coverage[:, None]).clamp_(min=0.0).mean(0)
+    n = len(K_cols)
+    sums = torch.zeros(K_cols.shape[1], dtype=torch.float64, device=K_cols.device)
+    for s in range(0, n, chunk):
+        sums += (K_cols[s : s + chunk] - coverage[s : s + chunk, None]).clamp_(min=0.0).sum(0).double()
+    return sums / n
 
 
 def _tolerance(dtype: torch.dtype) -> float:
@@ -367,15 +374,6 @@ def _first_pass(Xt, kernel, coverage, tile, cached, symmetric) -> torch.Tensor:
     return sums / n
 
 
-def _exact_gains(K, coverage, chunk) -> torch.Tensor:
-    """Gains (float64) of every candidate from scratch: ``mean_i max(0, K[i, c] - coverage[i])``."""
-    n = len(K)
-    sums = torch.zeros(K.shape[1], dtype=torch.float64, device=K.device)
-    for s in range(0, n, chunk):
-        sums += (K[s : s + chunk] - coverage[s : s + chunk, None]).clamp_(min=0.0).sum(0).double()
-    return sums / n
-
-
 def _cached_greedy(K, coverage, gains, n_pick, chunk, symmetric, refresh_ratio=1 / 16):
     """Greedy with the kernel ``K`` (rows: covered rows, columns: candidates) in memory.
 
@@ -411,7 +409,7 @@ def _cached_greedy(K, coverage, gains, n_pick, chunk, symmetric, refresh_ratio=1
         coverage = torch.maximum(coverage, column)
         fresh = 2 * len(changed) >= n
         if fresh:
-            gains = _exact_gains(K, coverage, chunk)
+            gains = coverage_gains(K, coverage, chunk)
         elif len(changed):
             drop = torch.zeros(K.shape[1], dtype=torch.float64, device=K.device)
             # Chunks of rows small enough to stay in the CPU cache between the passes over them.
@@ -424,7 +422,7 @@ def _cached_greedy(K, coverage, gains, n_pick, chunk, symmetric, refresh_ratio=1
                 drop += T.sum(0).double()
             gains -= drop / n
         if not fresh and float(gains.max()) < refresh_ratio * base:
-            gains = _exact_gains(K, coverage, chunk)
+            gains = coverage_gains(K, coverage, chunk)
             fresh = True
         gains[picked] = float("-inf")
         if fresh:

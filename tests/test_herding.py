@@ -181,3 +181,21 @@ def test_bad_input_raises(X, kwargs, match):
 def test_bad_params_raise(params, match):
     with pytest.raises(ValueError, match=match):
         MaxHerdingSampler(**params).select(np.random.default_rng(0).normal(size=(5, 2)), 2)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 4096])
+def test_coverage_gains_match_the_definition(chunk):
+    import torch
+
+    from skal_seg.herding import coverage_gains
+
+    rng = np.random.default_rng(3)
+    K = rng.uniform(size=(50, 20)).astype(np.float32)
+    coverage = rng.uniform(size=50).astype(np.float32)
+    expected = np.maximum(K.astype(np.float64) - coverage[:, None], 0.0).mean(0)
+    before = K.copy()
+    got = coverage_gains(torch.from_numpy(K), torch.from_numpy(coverage), chunk=chunk)
+    assert got.dtype == torch.float64
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-6, atol=1e-9)
+    # The kernel itself is left unchanged.
+    np.testing.assert_array_equal(K, before)
