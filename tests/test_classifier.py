@@ -280,6 +280,7 @@ def test_auto_predict_batch_size_follows_the_feature_width(monkeypatch):
         dict(class_weight="auto"),
         dict(device="not-a-device"),
         dict(predict_batch_size="big"),
+        dict(predict_batch_size=2.5),
         dict(predict_batch_size=0),
     ],
 )
