@@ -5,17 +5,41 @@ as scikit-learn estimators and modAL query strategies, after "Diffusion-Driven
 Two-Stage Active Learning for Low-Budget Semantic Segmentation" (NeurIPS 2025).
 """
 
+from importlib import import_module
+from typing import Any
+
 from skal_seg.herding import MaxHerdingSampler
 from skal_seg.query import TwoStageQuery
 from skal_seg.uncertainty import EDALDSampler, bald_score, edald_score, entropy_score
 
 __version__ = "0.1.0"
 
+# Imported on first use (PEP 562): the featurizer pulls in diffusers, a few
+# seconds of import that a session using only the samplers should not pay.
+_LAZY = {
+    "DiffusionFeaturizer": "skal_seg.featurizer",
+    "TorchMLPClassifier": "skal_seg.classifier",
+}
+
 __all__ = [
+    "DiffusionFeaturizer",
     "MaxHerdingSampler",
     "EDALDSampler",
     "TwoStageQuery",
+    "TorchMLPClassifier",
     "entropy_score",
     "bald_score",
     "edald_score",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'skal_seg' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -74,3 +74,25 @@ def test_clone_and_pipeline_with_classifier():
     assert not hasattr(cloned[-1], "classes_")
     q = clone(TwoStageQuery(local_budget=3, herding=MaxHerdingSampler(bandwidth=1.0)))
     assert q.get_params()["herding__bandwidth"] == 1.0
+
+
+def test_every_public_estimator_is_exported_at_the_top_level():
+    import subprocess
+    import sys
+
+    import skal_seg
+    from skal_seg.classifier import TorchMLPClassifier as Direct
+    from skal_seg.featurizer import DiffusionFeaturizer as DirectFeaturizer
+
+    assert skal_seg.TorchMLPClassifier is Direct
+    assert skal_seg.DiffusionFeaturizer is DirectFeaturizer
+    for name in skal_seg.__all__:
+        assert getattr(skal_seg, name) is not None
+    assert {"DiffusionFeaturizer", "TorchMLPClassifier"} <= set(dir(skal_seg))
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        skal_seg.Nope  # noqa: B018
+    # A fresh `import skal_seg` leaves diffusers unimported until the featurizer is asked for.
+    code = ("import sys, skal_seg; a = 'diffusers' in sys.modules; skal_seg.DiffusionFeaturizer; "
+            "print(a, 'diffusers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True"]
