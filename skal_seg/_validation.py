@@ -75,6 +75,31 @@ def check_bandwidth(value) -> str | float:
     raise ValueError(f"bandwidth must be 'auto' or a positive number, got {value!r}")
 
 
+def check_auto_or_positive_int(value, name: str) -> str | int:
+    """A size setting: ``"auto"`` or an integer >= 1 (booleans excluded).
+
+    Parameters
+    ----------
+    value : object
+    name : str
+        Used in the error message.
+
+    Returns
+    -------
+    "auto" or int
+
+    Raises
+    ------
+    ValueError
+        Anything else.
+    """
+    if isinstance(value, str) and value == "auto":
+        return value
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1:
+        return int(value)
+    raise ValueError(f"{name} must be 'auto' or a positive integer, got {value!r}")
+
+
 def check_non_negative(value, name: str) -> float:
     """A non-negative, finite number (a weight).
 

@@ -41,7 +41,7 @@ from sklearn.utils.validation import (
 from torch import nn
 from tqdm.auto import tqdm
 
-from skal_seg._validation import all_finite, check_features, readonly_tensor
+from skal_seg._validation import all_finite, check_auto_or_positive_int, check_features, readonly_tensor
 
 __all__ = ["TorchMLPClassifier", "MIN_VALIDATION_SAMPLES"]
 
@@ -282,11 +282,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         _real("validation_fraction", 0.0, 1.0, True, True)
         _int("n_iter_no_change", 1)
         _real("tol", 0.0, math.inf, False, True)
-        pbs = self.predict_batch_size
-        if not (isinstance(pbs, str) and pbs == "auto") and (
-            isinstance(pbs, bool) or not isinstance(pbs, numbers.Integral) or pbs < 1
-        ):
-            raise ValueError(f"predict_batch_size must be 'auto' or an integer >= 1, got {pbs!r}")
+        check_auto_or_positive_int(self.predict_batch_size, "predict_batch_size")
         cw = self.class_weight
         if not (cw is None or (isinstance(cw, str) and cw == "balanced") or isinstance(cw, Mapping)):
             raise ValueError(f"class_weight must be None, 'balanced' or a dict, got {cw!r}")
@@ -461,8 +457,9 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
 
     def _predict_rows(self, device: torch.device) -> int:
         """``predict_batch_size`` resolved for ``device`` (see the class docs)."""
-        if not (isinstance(self.predict_batch_size, str) and self.predict_batch_size == "auto"):
-            return int(self.predict_batch_size)
+        rows = check_auto_or_positive_int(self.predict_batch_size, "predict_batch_size")
+        if rows != "auto":
+            return rows
         if device.type != "cpu":
             return 65536
         return int(np.clip(_CPU_PREDICT_CHUNK_BYTES // (4 * self.n_features_in_), 256, 65536))

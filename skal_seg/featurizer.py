@@ -21,6 +21,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
+from skal_seg._validation import check_auto_or_positive_int
 from skal_seg.models import load_diffusion_model
 
 __all__ = ["DiffusionFeaturizer", "NoisyViewFunction"]
@@ -366,8 +367,7 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
             raise ValueError(f"dtype must be one of {sorted(_UNET_DTYPES)}, got {self.dtype!r}")
         if not isinstance(self.output_dtype, str) or self.output_dtype not in _OUTPUT_DTYPES:
             raise ValueError(f"output_dtype must be one of {sorted(_OUTPUT_DTYPES)}, got {self.output_dtype!r}")
-        if self.batch_size != "auto" and (not _is_int(self.batch_size) or self.batch_size < 1):
-            raise ValueError(f"batch_size must be 'auto' or a positive integer, got {self.batch_size!r}")
+        check_auto_or_positive_int(self.batch_size, "batch_size")
         if not _is_int(self.noise_seed):
             raise ValueError(f"noise_seed must be an integer, got {self.noise_seed!r}")
         size = self.output_size
@@ -440,10 +440,10 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
         self.device_, self.dtype_ = device, _UNET_DTYPES[self.dtype]
         self.input_size_, self.output_size_ = size, out
         self.timesteps_, self.blocks_ = timesteps, blocks
-        if self.batch_size == "auto":
-            self.batch_size_ = max(1, _CPU_SAMPLES_PER_FORWARD // len(timesteps)) if device.type == "cpu" else 8
-        else:
-            self.batch_size_ = int(self.batch_size)
+        batch = self.batch_size  # validated by _check_params: "auto" or a positive integer
+        if isinstance(batch, str):
+            batch = max(1, _CPU_SAMPLES_PER_FORWARD // len(timesteps)) if device.type == "cpu" else 8
+        self.batch_size_ = int(batch)
         self.block_channels_ = tuple(self._stage_channels(unet, b) for b in blocks)
         self.n_features_out_ = self.feature_dim_ = len(timesteps) * sum(self.block_channels_)
         gen = torch.Generator(device="cpu").manual_seed(int(self.noise_seed))
