@@ -6,6 +6,8 @@ import resource
 import sys
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = (REPO / ".." / "shared" / "data" / "camvid").resolve()
 RESULT_PREFIX = "@@RESULT@@ "
@@ -47,3 +49,29 @@ class PeakRSS:
 
 
 # ----------------------------------------------------------------------------- data
+def unit_rows(n: int, d: int, seed: int) -> np.ndarray:
+    """(n, d) float32 rows drawn from a standard normal and scaled to unit L2 norm."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d), dtype=np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    return X
+
+
+# ----------------------------------------------------------------------------- model
+def load_model():
+    """(model for DiffusionFeaturizer, label): the embedded DDPM, else a random-init UNet of its architecture."""
+    import torch
+    from diffusers import UNet2DModel
+
+    from skal_seg.embedded import EMBEDDED_UNET_CONFIG
+    from skal_seg.models import ModelNotAvailableError, default_scheduler, load_diffusion_model
+
+    try:
+        return load_diffusion_model("embedded"), "embedded DDPM (trained weights)"
+    except ModelNotAvailableError:
+        torch.manual_seed(0)
+        unet = UNet2DModel(**EMBEDDED_UNET_CONFIG).eval().requires_grad_(False)
+        return (unet, default_scheduler()), (
+            "UNTRAINED random-init UNet2DModel(**EMBEDDED_UNET_CONFIG) -- embedded weights not exported "
+            "yet (same architecture, so same speed)"
+        )

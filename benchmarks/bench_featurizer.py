@@ -50,28 +50,9 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import DEFAULT_DATA, REPO, PeakRSS
+from _common import DEFAULT_DATA, REPO, PeakRSS, load_model
 from _common import RESULT_PREFIX as _RESULT
 MODES = ("transform/all", "transform/subset", "noisy_views/subset")
-
-
-def load_model():
-    """(model for DiffusionFeaturizer, label): the embedded DDPM, else a random-init UNet of its architecture."""
-    import torch
-    from diffusers import UNet2DModel
-
-    from skal_seg.embedded import EMBEDDED_UNET_CONFIG
-    from skal_seg.models import ModelNotAvailableError, default_scheduler, load_diffusion_model
-
-    try:
-        return load_diffusion_model("embedded"), "embedded DDPM (trained weights)"
-    except ModelNotAvailableError:
-        torch.manual_seed(0)
-        unet = UNet2DModel(**EMBEDDED_UNET_CONFIG).eval().requires_grad_(False)
-        return (unet, default_scheduler()), (
-            "UNTRAINED random-init UNet2DModel(**EMBEDDED_UNET_CONFIG) -- embedded weights not exported "
-            "yet (same architecture, so same speed)"
-        )
 
 
 def load_images(args) -> tuple[np.ndarray, str]:

@@ -57,15 +57,8 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import DEFAULT_DATA, REPO, PeakRSS
+from _common import DEFAULT_DATA, REPO, PeakRSS, unit_rows
 from _common import RESULT_PREFIX as _RESULT
-
-
-def unit_rows(n: int, d: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, d), dtype=np.float32)
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    return X
 
 
 def load_data(spec: dict) -> tuple[np.ndarray, np.ndarray | None]:

@@ -27,6 +27,8 @@ import time
 import numpy as np
 import torch
 
+from _common import unit_rows
+
 from skal_seg.classifier import TorchMLPClassifier
 
 
@@ -47,9 +49,7 @@ def main() -> None:
     if args.features:
         X = np.ascontiguousarray(np.load(args.features, mmap_mode="r"))
     else:
-        X = rng.normal(size=(args.rows, args.dim)).astype(np.float32)
-        X /= np.linalg.norm(X, axis=1, keepdims=True)
-        X = X.astype(np.float16)
+        X = unit_rows(args.rows, args.dim, seed=0).astype(np.float16)
     rows = rng.choice(len(X), 330, replace=False)
     clf = TorchMLPClassifier(device="cpu", random_state=0).fit(
         X[rows].astype(np.float32), rng.integers(0, 11, len(rows)))

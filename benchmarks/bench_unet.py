@@ -28,14 +28,15 @@ import time
 
 import torch
 
+from _common import load_model
+
 FULL_RUN_SAMPLES = 330 * 3 + 330 * 3 * 5 + 233 * 3
 
 
 def load_unet():
-    from skal_seg.models import load_diffusion_model
-
-    unet, _ = load_diffusion_model("embedded")
-    return unet.eval().requires_grad_(False)
+    """(UNet, label): a fresh copy of the benchmarks' model (variants convert or compile their own)."""
+    (unet, _), label = load_model()
+    return unet.eval().requires_grad_(False), label
 
 
 def flops_per_sample(unet, size: int) -> tuple[float, dict]:
@@ -73,7 +74,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
 
-    unet = load_unet()
+    unet, label = load_unet()
+    print(f"model: {label}")
     n_params = sum(p.numel() for p in unet.parameters())
     flops, per_op = flops_per_sample(unet, args.size)
     print(f"embedded UNet: {n_params / 1e6:.2f}M parameters, {flops / 1e9:.2f} GFLOP per "
@@ -88,10 +90,10 @@ def main() -> None:
             for variant in args.variants:
                 model, xv, note = unet, x, ""
                 if variant == "channels_last":
-                    model = load_unet().to(memory_format=torch.channels_last)
+                    model = load_unet()[0].to(memory_format=torch.channels_last)
                     xv = x.contiguous(memory_format=torch.channels_last)
                 elif variant == "compile":
-                    model = torch.compile(load_unet())
+                    model = torch.compile(load_unet()[0])
                     t0 = time.perf_counter()
                     with torch.inference_mode():
                         model(xv, t)
