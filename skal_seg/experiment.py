@@ -782,10 +782,9 @@ def _query(config, query, classifier, X, y, groups, labeled, budget, noisy, rng,
             t_fit = time.perf_counter()
             rows = np.asarray(labeled, dtype=np.int64)
             rows = rows[y[rows] != IGNORE_INDEX]
-            params = {**config.classifier, "progress": False, "random_state": config.seed * 1000 + len(labeled)}
-            query.uncertainty.set_params(temperature=fit_temperature(
-                TorchMLPClassifier(**params), np.asarray(X[rows], dtype=np.float32), y[rows],
-                random_state=config.seed))
+            query.uncertainty.set_params(temperature=fit_temperature(  # seeds its split and the copy's training
+                TorchMLPClassifier(**{**config.classifier, "progress": False}), np.asarray(X[rows], dtype=np.float32),
+                y[rows], random_state=config.seed * 1000 + len(labeled)))
             times["temperature_fit"] = time.perf_counter() - t_fit
         picked = unl[query.query(classifier, X_unl, budget, groups=groups[unl], X_labeled=X_lab)]
         times.update(query.timings_)

@@ -190,9 +190,9 @@ class TwoStageQuery(BaseEstimator):
         Returns
         -------
         ndarray of int64, at most ``n_instances`` unique rows of ``X_pool``
-            In stage-2 order (highest eDALD first), or in MaxHerding order
-            in round 0. Fewer than ``n_instances`` (with a warning) when the
-            candidate pool is smaller.
+            In stage-2 order (highest eDALD first, or Uncertainty Herding's
+            greedy order), or in MaxHerding order in round 0. Fewer than
+            ``n_instances`` (with a warning) when the candidate pool is smaller.
 
         Raises
         ------
