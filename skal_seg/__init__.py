@@ -1,7 +1,7 @@
 """skal_seg: pixel-level active learning for semantic segmentation at tiny labeling budgets.
 
-Diffusion-UNet pixel features, MaxHerding (diversity) and eDALD (uncertainty)
-as scikit-learn estimators and modAL query strategies, after "Diffusion-Driven
+Diffusion-UNet pixel features, MaxHerding (diversity), eDALD (uncertainty) and
+Uncertainty Herding (both, weighted by the budget) as scikit-learn estimators and modAL query strategies, after "Diffusion-Driven
 Two-Stage Active Learning for Low-Budget Semantic Segmentation" (NeurIPS 2025).
 """
 
@@ -11,6 +11,7 @@ from typing import Any
 from skal_seg.herding import MaxHerdingSampler
 from skal_seg.query import TwoStageQuery
 from skal_seg.uncertainty import EDALDSampler, bald_score, edald_score, entropy_score
+from skal_seg.uncertainty_herding import UncertaintyHerdingSampler
 
 __version__ = "0.1.0"
 
@@ -26,6 +27,7 @@ __all__ = [
     "MaxHerdingSampler",
     "EDALDSampler",
     "TwoStageQuery",
+    "UncertaintyHerdingSampler",
     "TorchMLPClassifier",
     "entropy_score",
     "bald_score",

@@ -52,6 +52,33 @@ def check_features(X, name: str = "X", allow_empty: bool = False) -> np.ndarray:
     return X
 
 
+def check_positive_or_word(value, name: str, words: tuple[str, ...] = ("auto",)) -> str | float:
+    """A setting that is one of ``words`` or a positive, finite number.
+
+    Parameters
+    ----------
+    value : object
+    name : str
+        Used in the error message.
+    words : tuple of str, default=("auto",)
+
+    Returns
+    -------
+    str (one of ``words``) or float
+
+    Raises
+    ------
+    ValueError
+        Anything else (other strings, booleans, zero, negative, NaN, inf).
+    """
+    if isinstance(value, str) and value in words:
+        return value
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < value < np.inf:
+        return float(value)
+    choices = " or ".join(f"'{w}'" for w in words)
+    raise ValueError(f"{name} must be {choices} or a positive number, got {value!r}")
+
+
 def check_bandwidth(value) -> str | float:
     """An RBF bandwidth setting: ``"auto"`` or a positive, finite number.
 
@@ -68,11 +95,7 @@ def check_bandwidth(value) -> str | float:
     ValueError
         Anything else (other strings, booleans, zero, negative, NaN, inf).
     """
-    if isinstance(value, str) and value == "auto":
-        return value
-    if isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < value < np.inf:
-        return float(value)
-    raise ValueError(f"bandwidth must be 'auto' or a positive number, got {value!r}")
+    return check_positive_or_word(value, "bandwidth")
 
 
 def check_auto_or_positive_int(value, name: str) -> str | int:

@@ -20,16 +20,20 @@ import time
 from pathlib import Path
 
 from skal_seg.data import load_split, sample_dataset_dir, split_validation
-from skal_seg._validation import check_bandwidth
-from skal_seg.experiment import STRATEGIES, ExperimentConfig, fitted_featurizer, run_experiment, run_full_supervision
+from skal_seg._validation import check_positive_or_word
+from skal_seg.experiment import CANDIDATES, STRATEGIES, ExperimentConfig, fitted_featurizer, run_experiment, run_full_supervision
+from skal_seg.uncertainty import MI_OPTIONS
 from skal_seg.plotting import markdown_summary, plot_learning_curves, plot_queried_pixels
 
 
-def _bandwidth(text: str) -> str | float:
-    try:
-        return check_bandwidth(text if text == "auto" else float(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a positive number, got {text!r}") from None
+def _positive_or(*words: str):
+    def parse(text: str) -> str | float:
+        try:
+            return check_positive_or_word(text if text in words else float(text), "value", words)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {' or '.join(map(repr, words))} or a positive number, "
+                                             f"got {text!r}") from None
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,13 +52,22 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--rounds", type=int, default=d.rounds)
     r.add_argument("--size", type=int, default=128, help="working size: images and labels resized to size x size")
     r.add_argument("--candidates-per-image", type=int, default=d.candidates_per_image)
+    r.add_argument("--candidates", choices=CANDIDATES, default=d.candidates,
+                   help="'valid': candidates only among labeled (non-ignore) pixels, the paper's protocol; "
+                        "'all': among all pixels, as in a real labeling session")
     r.add_argument("--budget-per-image", type=float, default=d.budget_per_image,
                    help="pixels labeled per round per pool image")
     r.add_argument("--local-budget", type=int, default=d.local_budget)
     r.add_argument("--keep-global", type=float, default=d.keep_global)
     r.add_argument("--n-draws", type=int, default=d.n_draws, help="noisy diffusion draws for BALD/eDALD")
     r.add_argument("--entropy-weight", type=float, default=d.entropy_weight)
-    r.add_argument("--bandwidth", type=_bandwidth, default=d.bandwidth,
+    r.add_argument("--mi", choices=MI_OPTIONS, default=d.mi,
+                   help="eDALD's BALD term: 'paper' (the formula) or 'paper_code' (the official code's, on exp(p))")
+    r.add_argument("--uherding-temperature", type=_positive_or("auto"), default=d.uherding_temperature,
+                   help="Uncertainty Herding temperature: 'auto' (fitted on the labels each round) or a number")
+    r.add_argument("--uherding-bandwidth", type=_positive_or("labeled", "auto"), default=d.uherding_bandwidth,
+                   help="Uncertainty Herding bandwidth: 'labeled' (smallest labeled distance), 'auto' or a number")
+    r.add_argument("--bandwidth", type=_positive_or("auto"), default=d.bandwidth,
                    help="MaxHerding RBF bandwidth: 'auto' (2 x median pairwise distance, per selection) or a number")
     r.add_argument("--model", default="embedded", help="'embedded', a save_pretrained folder or a hub id")
     r.add_argument("--timesteps", nargs="+", type=int, default=[50, 150, 250])
@@ -103,6 +116,8 @@ def _run(args: argparse.Namespace) -> int:
                 strategy=strategy, seed=seed, feature_seed=args.feature_seed, rounds=args.rounds,
                 candidates_per_image=args.candidates_per_image, budget_per_image=args.budget_per_image, local_budget=args.local_budget, keep_global=args.keep_global,
                 n_draws=args.n_draws, entropy_weight=args.entropy_weight, eval_stride=args.eval_stride, bandwidth=args.bandwidth,
+                candidates=args.candidates, mi=args.mi, uherding_temperature=args.uherding_temperature,
+                uherding_bandwidth=args.uherding_bandwidth,
                 featurizer={"model": args.model, "timesteps": args.timesteps},
             )
             try:

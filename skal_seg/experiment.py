@@ -10,8 +10,10 @@ Round ``r`` (0-based) queries ``budget`` pixels, the oracle reveals their
 labels (a pixel labeled ``ignore`` costs budget but teaches nothing), the
 classifier is trained from scratch on every labeled pixel so far and
 evaluated (mIoU on the test split at the working size). Round 0 has no
-classifier: ``maxherding``/``two_stage`` use stage 1 (MaxHerding), the other
-strategies pick at random. The run's state is written atomically after each
+classifier: the herding strategies (``maxherding``, ``two_stage``,
+``uherding``, ``two_stage_uherding``) use stage 1 (MaxHerding), the other
+strategies pick at random, from the same random state for a given ``seed``
+(so their round 0 labels the same pixels). The run's state is written atomically after each
 round, so ``resume=True`` continues an interrupted run with exactly the same
 labeled pixels.
 """
@@ -31,14 +33,15 @@ from typing import Any, Callable
 import numpy as np
 from modAL.uncertainty import entropy_sampling, margin_sampling
 
-from skal_seg._validation import check_bandwidth, check_non_negative
+from skal_seg._validation import check_bandwidth, check_non_negative, check_positive_or_word
 from skal_seg.classifier import TorchMLPClassifier
 from skal_seg.data import CAMVID_CLASSES, IGNORE_INDEX, SegmentationSplit
 from skal_seg.featurizer import DiffusionFeaturizer
 from skal_seg.herding import MaxHerdingSampler
 from skal_seg.metrics import confusion_matrix, iou_per_class, mean_iou
 from skal_seg.query import TwoStageQuery
-from skal_seg.uncertainty import EDALDSampler
+from skal_seg.uncertainty import MI_OPTIONS, EDALDSampler
+from skal_seg.uncertainty_herding import UncertaintyHerdingSampler, fit_temperature
 
 #: Query strategies, each with what it does per round (round 0 in brackets).
 STRATEGIES: dict[str, str] = {
@@ -49,8 +52,16 @@ STRATEGIES: dict[str, str] = {
     "maxherding": "stage 1 only: local + global MaxHerding conditioned on labeled pixels",
     "edald": "highest eDALD over all candidate pixels, no stage 1 [round 0: random]",
     "two_stage": "the method: MaxHerding (local, global) then eDALD [round 0: stage 1]",
+    "uherding": "Uncertainty Herding over every local MaxHerding pick (no global stage) [round 0: stage 1]",
+    "two_stage_uherding": "MaxHerding (local, global) then Uncertainty Herding instead of eDALD [round 0: stage 1]",
 }
 NEEDS_NOISY = ("bald", "edald", "two_stage")
+#: Strategies whose round 0 (no classifier yet) picks at random, all from the same random state.
+RANDOM_FIRST_ROUND = ("random", "entropy", "margin", "bald", "edald")
+#: Strategies built on :class:`~skal_seg.query.TwoStageQuery` (round 0: its stage 1).
+HERDING = ("maxherding", "two_stage", "uherding", "two_stage_uherding")
+#: Where candidate pixels are drawn: see :func:`candidate_pixels`.
+CANDIDATES = ("valid", "all")
 
 
 @dataclass
@@ -74,6 +85,10 @@ class ExperimentConfig:
     candidates_per_image : int
         Random candidate pixels per pool image (paper: 10,000 of 65,536 at
         256 x 256; 2,500 of 16,384 keeps that fraction at 128 x 128).
+    candidates : {"valid", "all"}
+        ``"valid"`` (the paper's protocol): candidates only among pixels
+        whose label is not ignore; ``"all"``: among all pixels, as in a real
+        labeling session where no label exists yet. See :func:`candidate_pixels`.
     budget_per_image : float
         Labeled pixels per round per pool image (paper: 0.1, i.e. 37 per
         round for 367 images).
@@ -83,6 +98,14 @@ class ExperimentConfig:
         Noisy diffusion draws K for BALD / eDALD (paper: 5).
     entropy_weight : float
         eDALD entropy weight.
+    mi : {"paper", "paper_code"}
+        eDALD's BALD term (:class:`~skal_seg.uncertainty.EDALDSampler`).
+    uherding_temperature : "auto" or float
+        Uncertainty Herding's temperature; ``"auto"`` fits it each round on
+        the labeled pixels (:func:`~skal_seg.uncertainty_herding.fit_temperature`).
+    uherding_bandwidth : "labeled", "auto" or float
+        Uncertainty Herding's RBF bandwidth
+        (:class:`~skal_seg.uncertainty_herding.UncertaintyHerdingSampler`).
     eval_stride : int
         1 evaluates every pixel of the evaluation images; ``s`` evaluates the
         regular grid of every ``s``-th pixel in both directions of every image
@@ -101,11 +124,15 @@ class ExperimentConfig:
     feature_seed: int = 0
     rounds: int = 10
     candidates_per_image: int = 2500
+    candidates: str = "valid"
     budget_per_image: float = 0.1
     local_budget: int = 50
     keep_global: float = 0.5
     n_draws: int = 5
     entropy_weight: float = 1.0
+    mi: str = "paper"
+    uherding_temperature: Any = "auto"
+    uherding_bandwidth: Any = "labeled"
     eval_stride: int = 1
     bandwidth: Any = "auto"
     featurizer: dict = field(default_factory=lambda: {"model": "embedded", "timesteps": [50, 150, 250]})
@@ -121,7 +148,8 @@ class ExperimentConfig:
             (rounds, candidates, local budget, draws, eval stride) below 1,
             a non-positive budget, ``keep_global`` outside (0, 1], a negative
             ``entropy_weight`` or a ``bandwidth`` other than "auto" or a
-            positive number.
+            positive number, unknown ``candidates`` or ``mi``, a bad
+            Uncertainty Herding temperature or bandwidth.
         """
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; choose from {sorted(STRATEGIES)}")
@@ -139,6 +167,12 @@ class ExperimentConfig:
             raise ValueError(f"keep_global must be in (0, 1], got {self.keep_global!r}")
         check_non_negative(self.entropy_weight, "entropy_weight")
         check_bandwidth(self.bandwidth)
+        if self.candidates not in CANDIDATES:
+            raise ValueError(f"unknown candidates {self.candidates!r}; choose from {CANDIDATES}")
+        if self.mi not in MI_OPTIONS:
+            raise ValueError(f"unknown mi {self.mi!r}; choose from {MI_OPTIONS}")
+        check_positive_or_word(self.uherding_temperature, "uherding_temperature")
+        check_positive_or_word(self.uherding_bandwidth, "uherding_bandwidth", ("labeled", "auto"))
 
     def budget(self, n_pool_images: int) -> int:
         """Pixels queried per round.
@@ -353,30 +387,53 @@ class CachedNoisyViews:
 # --------------------------------------------------------------------------- the run
 
 
-def candidate_pixels(split: SegmentationSplit, n_per_image: int, seed: int) -> list[np.ndarray]:
-    """Fixed random candidate pixels of every image, from ``seed`` only.
+def candidate_pixels(split: SegmentationSplit, n_per_image: int, seed: int, candidates: str = "valid") -> list[np.ndarray]:
+    """Fixed random candidate pixels of every image, from ``seed`` (and the labels, for ``"valid"``).
+
+    Two protocols, both kept because they answer different questions:
+
+    * ``"valid"`` (the paper's, and the benchmark default): candidates only
+      among pixels whose label is not :data:`~skal_seg.data.IGNORE_INDEX`.
+      The official code reads the label map to do this, so no strategy
+      spends budget on void pixels; an image with fewer valid pixels than
+      ``n_per_image`` contributes all of them (none: the image has no row).
+    * ``"all"``: candidates among all pixels, as in a real labeling session
+      where no label exists yet and the annotator may answer "void": a
+      queried ignore pixel costs budget and teaches nothing.
 
     Parameters
     ----------
     split : SegmentationSplit
     n_per_image : int
     seed : int
+    candidates : {"valid", "all"}, default="valid"
 
     Returns
     -------
-    list of ndarray of shape (n_per_image,), int64
-        Flat pixel indices ``y * W + x``, sorted, distinct, one array per image.
+    list of ndarray of int64
+        Flat pixel indices ``y * W + x``, sorted, distinct, one array per
+        image: ``n_per_image`` each for ``"all"``, ``min(n_per_image, valid
+        pixels of the image)`` for ``"valid"``.
 
     Raises
     ------
     ValueError
-        More candidates than an image has pixels.
+        More candidates than an image has pixels, an unknown ``candidates``.
     """
+    if candidates not in CANDIDATES:
+        raise ValueError(f"unknown candidates {candidates!r}; choose from {CANDIDATES}")
     h, w = split.labels.shape[1:]
     if n_per_image > h * w:
         raise ValueError(f"candidates_per_image={n_per_image} exceeds the {h * w} pixels of an image")
     rng = np.random.default_rng([seed, 7])
-    return [np.sort(rng.choice(h * w, size=n_per_image, replace=False)) for _ in range(len(split))]
+    if candidates == "all":
+        return [np.sort(rng.choice(h * w, size=n_per_image, replace=False)) for _ in range(len(split))]
+    out = []
+    for labels in split.labels:
+        valid = np.flatnonzero(labels.reshape(-1) != IGNORE_INDEX)
+        pick = valid if len(valid) <= n_per_image else rng.choice(valid, size=n_per_image, replace=False)
+        out.append(np.sort(pick).astype(np.int64))
+    return out
 
 
 @dataclass
@@ -408,7 +465,8 @@ class PoolFeatures:
 
 
 def pool_features(
-    featurizer: DiffusionFeaturizer, pool: SegmentationSplit, n_per_image: int, seed: int, cache: FeatureCache
+    featurizer: DiffusionFeaturizer, pool: SegmentationSplit, n_per_image: int, seed: int, cache: FeatureCache,
+    candidates: str = "valid",
 ) -> PoolFeatures:
     """Draw the candidate pixels of ``pool`` and featurize them once (cached).
 
@@ -421,14 +479,16 @@ def pool_features(
     seed : int
         Seeds the candidates (:func:`candidate_pixels`).
     cache : FeatureCache
+    candidates : {"valid", "all"}, default="valid"
+        Where candidates are drawn (:func:`candidate_pixels`).
 
     Returns
     -------
     PoolFeatures
     """
     t0 = time.perf_counter()
-    pixels = candidate_pixels(pool, n_per_image, seed)
-    key = "pool-" + _digest(featurizer_key(featurizer), pool.names, np.concatenate(pixels))
+    pixels = candidate_pixels(pool, n_per_image, seed, candidates)
+    key = "pool-" + _digest(featurizer_key(featurizer), pool.names, np.concatenate(pixels), candidates)
     X = cache.get(key, lambda: featurizer.transform(pool.images, pixels=pixels).astype(np.float16, copy=False))
     sizes = [len(p) for p in pixels]
     return PoolFeatures(
@@ -566,7 +626,8 @@ def run_experiment(
     state_path = out_dir / "state.json"
     settings = config.to_dict()
     budget = config.budget(len(pool))
-    n_candidates = config.candidates_per_image * len(pool)
+    n_candidates = sum(map(len, candidate_pixels(pool, config.candidates_per_image, config.feature_seed,
+                                                 config.candidates)))
     if budget * config.rounds > n_candidates:
         raise ValueError(
             f"{config.rounds} rounds x {budget} pixels exceed the {n_candidates} candidate pixels of the pool"
@@ -588,7 +649,7 @@ def run_experiment(
 
     featurizer = fitted_featurizer(config, featurizer, progress)
     cache = FeatureCache(cache_dir)
-    feats = pool_features(featurizer, pool, config.candidates_per_image, config.feature_seed, cache)
+    feats = pool_features(featurizer, pool, config.candidates_per_image, config.feature_seed, cache, config.candidates)
     X, y, groups, pixels, offsets = feats.X, feats.y, feats.groups, feats.pixels, feats.offsets
     noisy = None
     if config.strategy in NEEDS_NOISY:
@@ -597,7 +658,7 @@ def run_experiment(
         path = None
         if cache_dir is not None:  # shared by every strategy and seed on this pool
             key = _digest(featurizer_key(featurizer), pool.names, np.concatenate(pixels), config.n_draws,
-                          config.feature_seed)
+                          config.feature_seed, config.candidates)
             path = Path(cache_dir) / f"noisy-{key}.npy"
         noisy = CachedNoisyViews(view_fn, offsets, X.shape[1], directory=cache_dir, path=path)
 
@@ -608,7 +669,7 @@ def run_experiment(
     for r in range(first_round, config.rounds):
         times = {"featurize": feats.seconds if r == first_round else 0.0}  # paid once per run
         rng = np.random.default_rng([config.seed, r])
-        picked = _query(config, query, classifier, X, groups, labeled, budget, noisy, rng, times)
+        picked = _query(config, query, classifier, X, y, groups, labeled, budget, noisy, rng, times)
         if len(set(picked.tolist()) & set(labeled)) or len(picked) != budget:
             raise RuntimeError(f"strategy {config.strategy} returned an invalid query in round {r}")
         labeled.extend(int(i) for i in picked)
@@ -627,6 +688,8 @@ def run_experiment(
             "miou": miou, "iou": [None if np.isnan(v) else float(v) for v in iou],
             "seconds": times, "strategy": config.strategy, "seed": config.seed, "settings": settings,
         }
+        if config.strategy in ("uherding", "two_stage_uherding"):  # the temperature its stage 2 used (nan: round 0)
+            record["temperature"] = float(getattr(query.uncertainty, "temperature_", float("nan")))
         records.append(record)
         state = {"config": settings, "data": data_id, "budget": budget, "records": records, "labeled": labeled,
                  "labeled_pixels": _row_to_pixel(labeled, groups, pixels, offsets, pool.names)}
@@ -654,7 +717,9 @@ def _train(config, X, y, labeled, r, times, progress=False) -> TorchMLPClassifie
 
 
 def two_stage_query(config: ExperimentConfig, progress: bool = False) -> TwoStageQuery:
-    """The run's :class:`TwoStageQuery` (also stage 1 of ``maxherding``).
+    """The run's :class:`TwoStageQuery` (also stage 1 of ``maxherding``; for
+    ``uherding`` and ``two_stage_uherding`` its stage 2 is Uncertainty Herding,
+    and ``uherding`` keeps every local pick: ``keep_global=1``).
 
     One per run: its per-image local picks are memoised, so a round re-runs
     local MaxHerding only on images whose candidates changed (those just labeled).
@@ -668,14 +733,25 @@ def two_stage_query(config: ExperimentConfig, progress: bool = False) -> TwoStag
     -------
     TwoStageQuery
     """
+    if config.strategy in ("uherding", "two_stage_uherding"):
+        temperature = 1.0 if config.uherding_temperature == "auto" else config.uherding_temperature  # set per round
+        stage2 = UncertaintyHerdingSampler(temperature=temperature, bandwidth=config.uherding_bandwidth,
+                                           random_state=config.seed)
+    else:
+        stage2 = EDALDSampler(entropy_weight=config.entropy_weight, mi=config.mi)
+    keep = 1.0 if config.strategy == "uherding" else config.keep_global
     return TwoStageQuery(
-        config.local_budget, config.keep_global, herding=MaxHerdingSampler(bandwidth=config.bandwidth),
-        uncertainty=EDALDSampler(entropy_weight=config.entropy_weight), random_state=config.seed, progress=progress,
+        config.local_budget, keep, herding=MaxHerdingSampler(bandwidth=config.bandwidth),
+        uncertainty=stage2, random_state=config.seed, progress=progress,
     )
 
 
-def _query(config, query, classifier, X, groups, labeled, budget, noisy, rng, times) -> np.ndarray:
-    """Rows of X to label this round (never already-labeled ones)."""
+def _query(config, query, classifier, X, y, groups, labeled, budget, noisy, rng, times) -> np.ndarray:
+    """Rows of X to label this round (never already-labeled ones).
+
+    ``rng`` depends on the seed and the round only, not on the strategy: every
+    strategy that picks at random in round 0 picks the same pixels.
+    """
     unl = np.setdiff1d(np.arange(len(X)), np.asarray(labeled, dtype=np.int64))
     s = config.strategy
     t = time.perf_counter()
@@ -683,9 +759,9 @@ def _query(config, query, classifier, X, groups, labeled, budget, noisy, rng, ti
     X_lab = np.asarray(X[np.asarray(labeled, dtype=np.int64)], dtype=np.float32) if labeled else None
     # One copy of the unlabeled rows (float16, like X: half the memory of float32), made only for
     # the strategies that read features; samplers and classifier widen them a block at a time.
-    random_pick = s == "random" or (classifier is None and s not in ("maxherding", "two_stage"))
+    random_pick = s == "random" or (classifier is None and s not in HERDING)
     X_unl = None if random_pick else np.asarray(X[unl])
-    if s in ("maxherding", "two_stage") and (classifier is None or s == "maxherding"):
+    if s in HERDING and (classifier is None or s == "maxherding"):
         picked = unl[query.query(None, X_unl, budget, groups=groups[unl], X_labeled=X_lab)]
         times.update(query.timings_)
     elif random_pick:
@@ -697,10 +773,21 @@ def _query(config, query, classifier, X, groups, labeled, budget, noisy, rng, ti
         picked = unl[np.asarray(idx)]
         times["select"] = time.perf_counter() - t
     elif s in ("bald", "edald"):
-        sampler = EDALDSampler(entropy_weight=0.0 if s == "bald" else config.entropy_weight)
+        sampler = EDALDSampler(entropy_weight=0.0 if s == "bald" else config.entropy_weight, mi=config.mi)
         picked = unl[sampler.query(classifier, X_unl, budget,
                                    X_noisy=lambda i: noisy(unl[i]))]
         times["stage2"] = time.perf_counter() - t
+    elif s in ("uherding", "two_stage_uherding"):
+        if config.uherding_temperature == "auto":  # the paper's rule, on the pixels that carry a class
+            t_fit = time.perf_counter()
+            rows = np.asarray(labeled, dtype=np.int64)
+            rows = rows[y[rows] != IGNORE_INDEX]
+            query.uncertainty.set_params(temperature=fit_temperature(  # seeds its split and the copy's training
+                TorchMLPClassifier(**{**config.classifier, "progress": False}), np.asarray(X[rows], dtype=np.float32),
+                y[rows], random_state=config.seed * 1000 + len(labeled)))
+            times["temperature_fit"] = time.perf_counter() - t_fit
+        picked = unl[query.query(classifier, X_unl, budget, groups=groups[unl], X_labeled=X_lab)]
+        times.update(query.timings_)
     else:  # two_stage with a classifier
         picked = unl[query.query(classifier, X_unl, budget, groups=groups[unl],
                                  X_noisy=lambda i: noisy(unl[i]), X_labeled=X_lab)]
@@ -773,7 +860,7 @@ def run_full_supervision(
     config.validate()
     featurizer = fitted_featurizer(config, featurizer, progress)
     cache = FeatureCache(cache_dir)
-    feats = pool_features(featurizer, pool, config.candidates_per_image, config.feature_seed, cache)
+    feats = pool_features(featurizer, pool, config.candidates_per_image, config.feature_seed, cache, config.candidates)
     X, y = feats.X, feats.y
     t = time.perf_counter()
     clf = _train(config, X, y, np.arange(len(X)), 0, {}, progress)

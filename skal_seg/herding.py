@@ -198,29 +198,47 @@ class MaxHerdingSampler(BaseEstimator):
         """
         X = check_features(X, "X")
         n_instances = check_budget(n_instances)
+        return self._herd(X, n_instances, X_labeled, weights=None)
+
+    def _check_settings(self) -> None:
         if isinstance(self.lazy_batch, bool) or not isinstance(self.lazy_batch, numbers.Integral) or self.lazy_batch < 1:
             raise ValueError(f"lazy_batch must be a positive integer, got {self.lazy_batch!r}")
         if not isinstance(self.max_memory_mb, numbers.Real) or not self.max_memory_mb > 0:
             raise ValueError(f"max_memory_mb must be positive, got {self.max_memory_mb!r}")
-        kernel = self._kernel_fn(X)
+
+    def _check_labeled(self, X: np.ndarray, X_labeled) -> np.ndarray | None:
+        if X_labeled is None:
+            return None
+        X_labeled = check_features(X_labeled, "X_labeled", allow_empty=True)
+        if X_labeled.shape[1] != X.shape[1]:
+            raise ValueError(f"X_labeled has {X_labeled.shape[1]} features but X has {X.shape[1]}")
+        return X_labeled
+
+    def _herd(self, X: np.ndarray, n_instances: int, X_labeled, weights: np.ndarray | None,
+              kernel: Callable | None = None) -> np.ndarray:
+        """The greedy shared by the herding samplers: maximise ``mean_i w_i max_{j in S or L} k(x_i, x_j)``.
+
+        ``weights`` None is MaxHerding (every ``w_i = 1``, computed without
+        the multiplications); ``kernel`` None builds this sampler's kernel on ``X``.
+        Sets ``gains_`` and returns the picks, as :meth:`select` documents.
+        """
+        self._check_settings()
+        if kernel is None:
+            kernel = self._kernel_fn(X)
         if n_instances > len(X):
             warnings.warn(
                 f"n_instances={n_instances} exceeds the {len(X)} rows available; returning all rows",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
             n_instances = len(X)
-        if X_labeled is not None:
-            X_labeled = check_features(X_labeled, "X_labeled", allow_empty=True)
-            if X_labeled.shape[1] != X.shape[1]:
-                raise ValueError(
-                    f"X_labeled has {X_labeled.shape[1]} features but X has {X.shape[1]}"
-                )
+        X_labeled = self._check_labeled(X, X_labeled)
         if n_instances == 0:
             self.gains_ = np.empty(0)
             return np.empty(0, dtype=np.int64)
         dtype = torch.float64 if X.dtype == np.float64 else torch.float32
         Xt = torch.as_tensor(X, dtype=dtype, device=self.device)
+        w = None if weights is None else torch.as_tensor(weights, dtype=dtype, device=self.device)
         itemsize = Xt.element_size()
         n = len(X)
         coverage = torch.zeros(n, dtype=dtype, device=self.device)
@@ -238,22 +256,23 @@ class MaxHerdingSampler(BaseEstimator):
         reads = n_instances * (self.lazy_batch + 1)
         if not cache_full and reads >= 4 * n:
             warnings.warn(
-                f"MaxHerding: picking {n_instances} of {n} rows without caching the {cache_bytes / 2**30:.2f} GiB "
+                f"{type(self).__name__}: picking {n_instances} of {n} rows without caching the {cache_bytes / 2**30:.2f} GiB "
                 f"kernel (max_memory_mb={self.max_memory_mb:g}) recomputes kernel columns at every step, which is "
                 "slow; raise max_memory_mb to cache it",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         symmetric = not callable(self.kernel)
         block = self._block_rows(n, itemsize)
         if cache_full:
             K = torch.empty((n, n), dtype=dtype, device=self.device)
-            gains0 = _first_pass(Xt, kernel, coverage, tile, K, symmetric)
-            picks, gains = _cached_greedy(K, coverage, gains0, n_instances, min(block, 128), symmetric)
+            gains0 = _first_pass(Xt, kernel, coverage, tile, K, symmetric, w)
+            picks, gains = _cached_greedy(K, coverage, gains0, n_instances, min(block, 128), symmetric, w)
             del K
         else:
-            gains0 = _first_pass(Xt, kernel, coverage, tile, None, symmetric)
-            picks, gains = _lazy_greedy(Xt, kernel, coverage, gains0, n_instances, block, self.lazy_batch, symmetric)
+            gains0 = _first_pass(Xt, kernel, coverage, tile, None, symmetric, w)
+            picks, gains = _lazy_greedy(Xt, kernel, coverage, gains0, n_instances, block, self.lazy_batch,
+                                        symmetric, w)
         self.gains_ = gains
         return picks
 
@@ -309,8 +328,19 @@ def training_rows(classifier) -> np.ndarray | None:
     return X if X.ndim == 2 and len(X) else None
 
 
-def coverage_gains(K_cols: torch.Tensor, coverage: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """Coverage gain of adding each candidate: ``mean_i max(0, K[i, j] - coverage[i])``.
+def _sum_rows(T: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+    """``sum_i w_i T[i, :]`` (plain column sums when ``w`` is None: MaxHerding's exact operations)."""
+    return T.sum(0) if w is None else torch.mv(T.T, w)
+
+
+def _sum_cols(T: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+    """``sum_j w_j T[:, j]`` (plain row sums when ``w`` is None)."""
+    return T.sum(1) if w is None else torch.mv(T, w)
+
+
+def coverage_gains(K_cols: torch.Tensor, coverage: torch.Tensor, chunk: int = 4096,
+                   weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Coverage gain of adding each candidate: ``mean_i w_i max(0, K[i, j] - coverage[i])``.
 
     Parameters
     ----------
@@ -321,6 +351,9 @@ def coverage_gains(K_cols: torch.Tensor, coverage: torch.Tensor, chunk: int = 40
     chunk : int, default=4096
         Rows reduced together: sums per chunk in the kernel's dtype,
         accumulated across chunks in float64.
+    weights : Tensor of shape (n_rows,), optional
+        Non-negative weight ``w_i`` of each row (dtype of ``K_cols``); all 1 when
+        None (MaxHerding's generalized coverage).
 
     Returns
     -------
@@ -329,7 +362,8 @@ def coverage_gains(K_cols: torch.Tensor, coverage: torch.Tensor, chunk: int = 40
     n = len(K_cols)
     sums = torch.zeros(K_cols.shape[1], dtype=torch.float64, device=K_cols.device)
     for s in range(0, n, chunk):
-        sums += (K_cols[s : s + chunk] - coverage[s : s + chunk, None]).clamp_(min=0.0).sum(0).double()
+        w = None if weights is None else weights[s : s + chunk]
+        sums += _sum_rows((K_cols[s : s + chunk] - coverage[s : s + chunk, None]).clamp_(min=0.0), w).double()
     return sums / n
 
 
@@ -344,18 +378,21 @@ def _lowest_best(values: torch.Tensor, rows: torch.Tensor, tol: float) -> int:
     return int(rows[values >= best - tol * max(abs(best), 1e-30)].min())
 
 
-def _first_pass(Xt, kernel, coverage, tile, cached, symmetric) -> torch.Tensor:
+def _first_pass(Xt, kernel, coverage, tile, cached, symmetric, weights=None) -> torch.Tensor:
     """Exact gains (float64) of every candidate for the starting coverage, filling ``cached``
     with the kernel matrix when given. A symmetric kernel is computed on the tiles of one
-    triangle only, each tile serving both its rows and its columns."""
+    triangle only, each tile serving both its rows and its columns. ``weights``: per-row
+    weights of the coverage (None: all 1)."""
     n = len(Xt)
     sums = torch.zeros(n, dtype=torch.float64, device=Xt.device)
     covered = bool((coverage > 0).any())
     for a in range(0, n, tile):
         A, ca, ra = Xt[a : a + tile], coverage[a : a + tile], slice(a, min(a + tile, n))
+        wa = None if weights is None else weights[ra]
         for b in range(a if symmetric else 0, n, tile):
             K = kernel(A, Xt[b : b + tile])  # rows ra, columns rb
             rb = slice(b, min(b + tile, n))
+            wb = None if weights is None else weights[rb]
             mirror = symmetric and b != a
             if cached is not None:
                 cached[ra, rb] = K
@@ -365,16 +402,16 @@ def _first_pass(Xt, kernel, coverage, tile, cached, symmetric) -> torch.Tensor:
             if covered:
                 cb = coverage[b : b + tile]
                 if mirror:  # candidates ra gain over rows rb (before K is modified in place)
-                    sums[ra] += (K - cb[None, :]).clamp_(min=0.0).sum(1).double()
-                sums[rb] += K.sub_(ca[:, None]).clamp_(min=0.0).sum(0).double()
-            else:  # zero coverage: the gain is the plain kernel mean
+                    sums[ra] += _sum_cols((K - cb[None, :]).clamp_(min=0.0), wb).double()
+                sums[rb] += _sum_rows(K.sub_(ca[:, None]).clamp_(min=0.0), wa).double()
+            else:  # zero coverage: the gain is the plain (weighted) kernel mean
                 if mirror:
-                    sums[ra] += K.sum(1).double()
-                sums[rb] += K.sum(0).double()
+                    sums[ra] += _sum_cols(K, wb).double()
+                sums[rb] += _sum_rows(K, wa).double()
     return sums / n
 
 
-def _cached_greedy(K, coverage, gains, n_pick, chunk, symmetric, refresh_ratio=1 / 16):
+def _cached_greedy(K, coverage, gains, n_pick, chunk, symmetric, weights=None, refresh_ratio=1 / 16):
     """Greedy with the kernel ``K`` (rows: covered rows, columns: candidates) in memory.
 
     A pick raises the coverage of the rows it covers better; only those rows' terms of
@@ -388,6 +425,7 @@ def _cached_greedy(K, coverage, gains, n_pick, chunk, symmetric, refresh_ratio=1
     has fallen below ``refresh_ratio`` of the best at the last recomputation (and
     instead of updating when most rows changed, which costs as much): the error stays
     within a few 1e-6 of the best gain, the precision of the float32 kernel itself.
+    ``weights``: per-row weights of the coverage (None: all 1).
     """
     n = len(K)
     tol = _tolerance(K.dtype)
@@ -409,7 +447,7 @@ def _cached_greedy(K, coverage, gains, n_pick, chunk, symmetric, refresh_ratio=1
         coverage = torch.maximum(coverage, column)
         fresh = 2 * len(changed) >= n
         if fresh:
-            gains = coverage_gains(K, coverage, chunk)
+            gains = coverage_gains(K, coverage, chunk, weights)
         elif len(changed):
             drop = torch.zeros(K.shape[1], dtype=torch.float64, device=K.device)
             # Chunks of rows small enough to stay in the CPU cache between the passes over them.
@@ -419,10 +457,10 @@ def _cached_greedy(K, coverage, gains, n_pick, chunk, symmetric, refresh_ratio=1
                 # (scalar clamp + minimum: clamp with tensor bounds is ~4x slower in torch).
                 T = torch.index_select(K, 0, rows, out=buffer[: len(rows)]).sub_(old[s : s + chunk])
                 T = torch.minimum(T.clamp_(min=0.0), rise[s : s + chunk], out=T)
-                drop += T.sum(0).double()
+                drop += _sum_rows(T, None if weights is None else weights[rows]).double()
             gains -= drop / n
         if not fresh and float(gains.max()) < refresh_ratio * base:
-            gains = coverage_gains(K, coverage, chunk)
+            gains = coverage_gains(K, coverage, chunk, weights)
             fresh = True
         gains[picked] = float("-inf")
         if fresh:
@@ -430,13 +468,14 @@ def _cached_greedy(K, coverage, gains, n_pick, chunk, symmetric, refresh_ratio=1
     return np.asarray(picks, dtype=np.int64), np.asarray(picked_gains)
 
 
-def _lazy_greedy(Xt, kernel, coverage, upper, n_pick, block, lazy_batch, symmetric):
+def _lazy_greedy(Xt, kernel, coverage, upper, n_pick, block, lazy_batch, symmetric, weights=None):
     """Greedy without the kernel in memory: lazy evaluation of gains.
 
     Gains only shrink as the selection grows (submodularity), so a gain computed at an
     earlier step is an upper bound. Each step re-scores the candidates with the largest
     bounds (``lazy_batch`` of them, doubling while needed) until the best exact gain
-    beats every remaining bound, computing only their kernel columns.
+    beats every remaining bound, computing only their kernel columns. ``weights``: per-row
+    weights of the coverage (None: all 1; non-negative weights keep gains shrinking).
     """
     n = len(Xt)
     tol = _tolerance(Xt.dtype)
@@ -448,8 +487,13 @@ def _lazy_greedy(Xt, kernel, coverage, upper, n_pick, block, lazy_batch, symmetr
         return kernel(Xt[idx], Xt) if symmetric else kernel(Xt, Xt[idx]).T
 
     def rescore(idx: torch.Tensor) -> torch.Tensor:
+        if weights is None:
+            return torch.cat([
+                (columns(idx[s : s + block]) - coverage[None, :]).clamp_(min=0.0).mean(1).double()
+                for s in range(0, len(idx), block)
+            ])
         return torch.cat([
-            (columns(idx[s : s + block]) - coverage[None, :]).clamp_(min=0.0).mean(1).double()
+            _sum_cols((columns(idx[s : s + block]) - coverage[None, :]).clamp_(min=0.0), weights).double() / n
             for s in range(0, len(idx), block)
         ])
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from skal_seg.data import SegmentationSplit
-from skal_seg.experiment import STRATEGIES
+from skal_seg.experiment import RANDOM_FIRST_ROUND, STRATEGIES
 
 
 def _pyplot():
@@ -94,7 +94,9 @@ def markdown_summary(results_dir: str | Path) -> str:
     str
         Table 1: mean +- standard deviation over seeds of the mIoU after each
         round (rounds that every seed of a strategy completed), with the
-        labeled pixels; the full-supervision ceiling below it when present.
+        labeled pixels; strategies whose round 0 is random are marked
+        "r0 random" (for a given seed they label the same pixels in round 0);
+        the full-supervision ceiling below it when present.
         Table 2: wall seconds per round per strategy, mean over seeds and
         rounds 1.. (round 0 also pays one-off featurizing), and the mean of
         each phase.
@@ -118,7 +120,12 @@ def markdown_summary(results_dir: str | Path) -> str:
         st = stats[s]
         cells = [f"{m:.4f} ± {d:.4f}" for m, d in zip(st["mean"], st["std"])]
         cells += [""] * (n_rounds - len(cells))
-        lines.append(f"| {s} ({st['n_seeds']}) | " + " | ".join(cells) + " |")
+        r0 = ", r0 random" if s in RANDOM_FIRST_ROUND and s != "random" else ""
+        lines.append(f"| {s} ({st['n_seeds']}{r0}) | " + " | ".join(cells) + " |")
+    marked = [s for s in order if s in RANDOM_FIRST_ROUND and s != "random"]
+    if marked:
+        lines += ["", f"r0 random: round 0 of {', '.join(marked)} picks at random (no classifier yet), "
+                      "the same pixels as `random` for each seed."]
     full = full_supervision(results_dir)
     if full:
         lines.append("")

@@ -1,4 +1,4 @@
-"""The two-stage query: MaxHerding for diversity, then eDALD for uncertainty."""
+"""The two-stage query: MaxHerding for diversity, then eDALD (or Uncertainty Herding) for uncertainty."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from skal_seg._validation import check_budget, check_features
 from skal_seg.herding import MaxHerdingSampler, training_rows
 from skal_seg.uncertainty import EDALDSampler, NoisyViews, check_noisy_views, top_k
+from skal_seg.uncertainty_herding import UncertaintyHerdingSampler
 
 
 def is_fitted(classifier) -> bool:
@@ -55,19 +56,25 @@ class TwoStageQuery(BaseEstimator):
     (group). Stage 1 global: MaxHerding over the union of the local picks,
     conditioned on the labeled rows, keeps ``max(1, round(keep_global * n_local))``
     of them. Stage 2: eDALD ranks that pool and the top ``n_instances`` are
-    returned. When the classifier is not fitted yet (round 0) stage 2 is
-    skipped and the global stage picks ``n_instances`` directly.
+    returned, or (``uncertainty=UncertaintyHerdingSampler()``) Uncertainty
+    Herding picks ``n_instances`` of that pool. When the classifier is not
+    fitted yet (round 0) stage 2 is skipped and the global stage picks
+    ``n_instances`` directly.
 
     Parameters
     ----------
     local_budget : int, default=50
         Rows MaxHerding keeps per image (all rows of an image with fewer).
     keep_global : float in (0, 1], default=0.5
-        Fraction of the local picks the global stage keeps for stage 2.
+        Fraction of the local picks the global stage keeps for stage 2; 1
+        skips the global stage once the classifier is fitted (every local
+        pick goes to stage 2).
     herding : MaxHerdingSampler, optional
         Stage-1 sampler (cloned per call); default ``MaxHerdingSampler()``.
-    uncertainty : EDALDSampler, optional
-        Stage-2 sampler; default ``EDALDSampler()``.
+    uncertainty : EDALDSampler or UncertaintyHerdingSampler, optional
+        Stage-2 sampler; default ``EDALDSampler()``. An
+        :class:`~skal_seg.uncertainty_herding.UncertaintyHerdingSampler`
+        needs no noisy draws; it is conditioned on the labeled rows.
     random_state : int, RandomState or None, default=None
         Seeds the herding bandwidth subsamples. With an int, an image whose
         candidate rows are unchanged since an earlier call gets the same local
@@ -83,7 +90,8 @@ class TwoStageQuery(BaseEstimator):
     candidate_pool_ : ndarray of int
         Rows kept by the global stage (the eDALD pool, or the answer in round 0).
     scores_ : ndarray of float or None
-        eDALD scores of ``candidate_pool_`` (None in round 0).
+        Stage-2 scores of ``candidate_pool_``: eDALD, or the uncertainty
+        weights of Uncertainty Herding (None in round 0).
     timings_ : dict
         Seconds spent in ``"stage1"`` (local + global MaxHerding) and
         ``"stage2"`` (eDALD, including any noisy features computed on demand).
@@ -157,6 +165,7 @@ class TwoStageQuery(BaseEstimator):
         groups=None,
         X_noisy: NoisyViews = None,
         X_labeled=None,
+        y_labeled=None,
     ) -> np.ndarray:
         """Indices into ``X_pool`` of the rows to label next (at most ``n_instances``, unique).
 
@@ -172,16 +181,18 @@ class TwoStageQuery(BaseEstimator):
             Image of each row; default: all rows form one image.
         X_noisy : ndarray (K, n_pool, D) or callable, optional
             Noisy draws for eDALD (see :meth:`EDALDSampler.scores`); required
-            once the classifier is fitted.
+            once the classifier is fitted, unless stage 2 is Uncertainty Herding.
         X_labeled : array-like of shape (n_labeled, D), optional
-            Labeled rows the global stage is conditioned on.
+            Labeled rows the global stage (and Uncertainty Herding) is conditioned on.
+        y_labeled : array-like of shape (n_labeled,), optional
+            Their labels, for Uncertainty Herding's ``temperature="auto"``.
 
         Returns
         -------
         ndarray of int64, at most ``n_instances`` unique rows of ``X_pool``
-            In stage-2 order (highest eDALD first), or in MaxHerding order
-            in round 0. Fewer than ``n_instances`` (with a warning) when the
-            candidate pool is smaller.
+            In stage-2 order (highest eDALD first, or Uncertainty Herding's
+            greedy order), or in MaxHerding order in round 0. Fewer than
+            ``n_instances`` (with a warning) when the candidate pool is smaller.
 
         Raises
         ------
@@ -198,8 +209,12 @@ class TwoStageQuery(BaseEstimator):
             raise ValueError(f"groups must have shape ({len(X)},) to match X_pool, got {groups.shape}")
         if X_labeled is None:
             X_labeled = training_rows(classifier)
+            if y_labeled is None and X_labeled is not None:
+                y_labeled = getattr(classifier, "y_training", None)
         fitted = is_fitted(classifier)
-        if fitted:  # fail before the expensive stage 1, not after
+        sampler = EDALDSampler() if self.uncertainty is None else self.uncertainty
+        herding_stage2 = isinstance(sampler, UncertaintyHerdingSampler)
+        if fitted and not herding_stage2:  # fail before the expensive stage 1, not after
             check_noisy_views(X_noisy, len(X), X.shape[1])
         rng = check_random_state(self.random_state)
         self.scores_ = None
@@ -225,7 +240,8 @@ class TwoStageQuery(BaseEstimator):
             return picked
 
         keep = max(1, int(round(self.keep_global * len(local))))
-        pool = local[herding.select(X[local], keep, X_labeled=X_labeled)]
+        # Keeping every local pick needs no global herding (stage 2 re-orders the pool anyway).
+        pool = local if keep >= len(local) else local[herding.select(X[local], keep, X_labeled=X_labeled)]
         self.candidate_pool_ = pool
         self.timings_["stage1"] = time.perf_counter() - start
         start = time.perf_counter()
@@ -235,13 +251,18 @@ class TwoStageQuery(BaseEstimator):
                 f"(keep_global={self.keep_global} of {len(local)} local picks); returning the whole pool",
                 UserWarning, stacklevel=2,
             )
-        sampler = EDALDSampler() if self.uncertainty is None else self.uncertainty
-        self.scores_ = sampler.scores(classifier, X, X_noisy, indices=pool)
+        if herding_stage2:
+            picked = pool[sampler.query(classifier, X[pool], min(n_instances, len(pool)),
+                                        X_labeled=X_labeled, y_labeled=y_labeled)]
+            self.scores_ = sampler.uncertainty_ if sampler.uncertainty_ is not None else np.ones(len(pool))
+        else:
+            self.scores_ = sampler.scores(classifier, X, X_noisy, indices=pool)
+            picked = pool[top_k(self.scores_, n_instances)]
         self.timings_["stage2"] = time.perf_counter() - start
-        return pool[top_k(self.scores_, n_instances)]
+        return picked
 
     def __call__(self, classifier, X_pool, n_instances: int = 1, **kwargs):
-        """modAL strategy: ``(indices, metrics)``, metrics being the eDALD scores
+        """modAL strategy: ``(indices, metrics)``, metrics being the stage-2 scores
         of the picks (or NaN in round 0), as modAL's ``ActiveLearner.query`` expects.
         """
         idx = self.query(classifier, X_pool, n_instances, **kwargs)

@@ -7,6 +7,11 @@ the BALD mutual-information term (epistemic disagreement across draws)::
     eDALD(x) = w * H[p(x)] + max(0, H[mean_k p_k(x)] - mean_k H[p_k(x)])
 
 natural logarithms throughout, so scores are in nats.
+
+``mi="paper_code"`` reproduces the official code's BALD term instead
+(:func:`paper_code_bald_score`): it passes softmax probabilities where
+log-probabilities are expected, so its "mutual information" is computed on
+``exp(p)``. See ``docs/method.md``.
 """
 
 from __future__ import annotations
@@ -61,7 +66,47 @@ def bald_score(proba_draws) -> np.ndarray:
     return np.maximum(mi, 0.0)
 
 
-def edald_score(proba, proba_draws, entropy_weight: float = 1.0) -> np.ndarray:
+def paper_code_bald_score(proba_draws) -> np.ndarray:
+    """The BALD term as the official code computes it for ``entropy_dald``, floored at 0.
+
+    The official code (jn-kim/two-stage-edald) hands softmax probabilities
+    ``p_k`` to a mutual-information function written for log-probabilities,
+    which exponentiates them first. With ``q_k = exp(p_k)`` (elementwise, not
+    a distribution: every entry lies in [1, e]) and
+    ``H~(q) = -sum_c q_c log q_c``, the score is::
+
+        H~(mean_k q_k) - mean_k H~(q_k)
+
+    Parameters
+    ----------
+    proba_draws : array-like of shape (K, n, n_classes)
+        Predictions (probabilities) on ``K`` noisy feature draws.
+
+    Returns
+    -------
+    ndarray of shape (n,), float64
+        A Jensen gap like the mutual information (non-negative, 0 when the
+        draws agree) but of ``exp(p)``: to second order it is
+        ``sum_c exp(p_c) Var_k(p_kc) / 2`` where the mutual information is
+        ``sum_c Var_k(p_kc) / (2 p_c)``, so it is smaller and does not
+        up-weight disagreement on unlikely classes. The official code
+        floors at 1e-9, this function at 0 (the same order of rows).
+    """
+    proba_draws = check_probabilities(proba_draws, "proba_draws", ndim=3)
+    if proba_draws.shape[0] < 1:
+        raise ValueError("proba_draws needs at least one draw (K >= 1)")
+    q = np.exp(proba_draws)
+    # q >= 1, so no clipping is needed inside the log.
+    mi = -(q.mean(0) * np.log(q.mean(0))).sum(-1) + (q * np.log(q)).sum(-1).mean(0)
+    return np.maximum(mi, 0.0)
+
+
+_MI = {"paper": bald_score, "paper_code": paper_code_bald_score}
+#: Choices of eDALD's BALD term (``mi``).
+MI_OPTIONS = tuple(_MI)
+
+
+def edald_score(proba, proba_draws, entropy_weight: float = 1.0, mi: str = "paper") -> np.ndarray:
     """eDALD: ``entropy_weight * entropy_score(proba) + bald_score(proba_draws)``.
 
     Parameters
@@ -71,6 +116,10 @@ def edald_score(proba, proba_draws, entropy_weight: float = 1.0) -> np.ndarray:
     proba_draws : array-like of shape (K, n, n_classes)
         Predictions on ``K`` fresh-noise feature draws of the same rows.
     entropy_weight : float, default=1.0
+    mi : {"paper", "paper_code"}, default="paper"
+        The BALD term: the paper's mutual information (:func:`bald_score`)
+        or the official code's computation on ``exp(p)``
+        (:func:`paper_code_bald_score`).
 
     Returns
     -------
@@ -79,15 +128,23 @@ def edald_score(proba, proba_draws, entropy_weight: float = 1.0) -> np.ndarray:
     Raises
     ------
     ValueError
-        Shapes that disagree, probabilities that are not distributions.
+        Shapes that disagree, probabilities that are not distributions, an
+        unknown ``mi``.
     """
+    mi_score = _check_mi(mi)
     proba = check_probabilities(proba, "proba", ndim=2)
     proba_draws = check_probabilities(proba_draws, "proba_draws", ndim=3)
     if proba_draws.shape[1:] != proba.shape:
         raise ValueError(
             f"proba_draws has shape {proba_draws.shape}; expected (K, {proba.shape[0]}, {proba.shape[1]})"
         )
-    return entropy_weight * _entropy(proba) + bald_score(proba_draws)
+    return entropy_weight * _entropy(proba) + mi_score(proba_draws)
+
+
+def _check_mi(mi) -> Callable[[np.ndarray], np.ndarray]:
+    if not isinstance(mi, str) or mi not in _MI:
+        raise ValueError(f"unknown mi {mi!r}; use one of {sorted(_MI)}")
+    return _MI[mi]
 
 
 def top_k(scores: np.ndarray, n: int) -> np.ndarray:
@@ -116,6 +173,11 @@ class EDALDSampler(BaseEstimator):
     batch_size : int, default=65536
         Pool rows scored at a time: their noisy draws are fetched (or
         computed) and predicted together, which bounds memory on large pools.
+    mi : {"paper", "paper_code"}, default="paper"
+        The BALD term: ``"paper"`` is the mutual information of the paper's
+        formula; ``"paper_code"`` what the official code computes for
+        ``entropy_dald`` (the same function on ``exp(p)``, see
+        :func:`paper_code_bald_score`), to reproduce its rankings.
 
     Examples
     --------
@@ -123,9 +185,10 @@ class EDALDSampler(BaseEstimator):
     >>> idx, scores = sampler(classifier, X_pool, n_instances=10, X_noisy=views)  # doctest: +SKIP
     """
 
-    def __init__(self, entropy_weight: float = 1.0, batch_size: int = 65536):
+    def __init__(self, entropy_weight: float = 1.0, batch_size: int = 65536, mi: str = "paper"):
         self.entropy_weight = entropy_weight
         self.batch_size = batch_size
+        self.mi = mi
 
     def _predict(self, classifier, X: np.ndarray) -> np.ndarray:
         parts = [classifier.predict_proba(X[s : s + self.batch_size]) for s in range(0, len(X), self.batch_size)]
@@ -150,6 +213,7 @@ class EDALDSampler(BaseEstimator):
         ndarray of shape (len(indices),), float64
         """
         check_non_negative(self.entropy_weight, "entropy_weight")
+        _check_mi(self.mi)
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         X = check_features(X, "X_pool")
@@ -167,7 +231,7 @@ class EDALDSampler(BaseEstimator):
             K = noisy.shape[0]
             proba = self._predict(classifier, X[chunk])
             proba_draws = self._predict(classifier, noisy.reshape(K * len(chunk), -1)).reshape(K, len(chunk), -1)
-            scores.append(edald_score(proba, proba_draws, self.entropy_weight))
+            scores.append(edald_score(proba, proba_draws, self.entropy_weight, self.mi))
         return np.concatenate(scores)
 
     def query(self, classifier, X_pool, n_instances: int = 1, X_noisy: NoisyViews = None) -> np.ndarray:

@@ -75,7 +75,7 @@ def test_ignore_pixels_cost_budget_but_teach_nothing(data, featurizer, tmp_path)
     pool, test = data
     pool = SegmentationSplit(pool.images, np.full_like(pool.labels, 255), pool.names)
     pool.labels[:, 8, 8] = 0  # one labeled pixel per image; candidates are mostly ignore
-    records = run_experiment(config("random", rounds=2), pool, test, tmp_path, featurizer=featurizer,
+    records = run_experiment(config("random", rounds=2, candidates="all"), pool, test, tmp_path, featurizer=featurizer,
                              progress=False, log=lambda s: None)
     assert records[-1]["labeled_pixels"] == 12
     assert records[-1]["taught_pixels"] < 12
@@ -170,6 +170,10 @@ def test_full_supervision_reference(data, featurizer, tmp_path):
     ({"entropy_weight": -1.0}, "entropy_weight"),
     ({"bandwidth": "median"}, "bandwidth"),
     ({"bandwidth": 0.0}, "bandwidth"),
+    ({"candidates": "labeled"}, "unknown candidates"),
+    ({"mi": "code"}, "unknown mi"),
+    ({"uherding_temperature": 0.0}, "uherding_temperature"),
+    ({"uherding_bandwidth": "median"}, "uherding_bandwidth"),
 ])
 def test_bad_settings_raise(kw, match, data, featurizer, tmp_path):
     pool, test = data
@@ -249,7 +253,7 @@ def test_all_ignore_labels_give_nan_not_a_fake_score(data, featurizer, tmp_path)
     pool, test = data
     pool = SegmentationSplit(pool.images, np.full_like(pool.labels, 255), pool.names)
     lines = []
-    records = run_experiment(config("random", rounds=1), pool, test, tmp_path, featurizer=featurizer,
+    records = run_experiment(config("random", rounds=1, candidates="all"), pool, test, tmp_path, featurizer=featurizer,
                              progress=False, log=lines.append)
     assert np.isnan(records[0]["miou"]) and records[0]["taught_pixels"] == 0
     assert any("undefined" in line for line in lines)
@@ -319,3 +323,52 @@ def test_features_are_shared_across_seeds_and_strategies(data, featurizer, tmp_p
     run_experiment(other, pool, test, tmp_path / "fs3", featurizer=featurizer, cache_dir=cache, progress=False,
                    log=lambda s: None)
     assert len(list(cache.glob("pool-*.npy"))) == 2
+
+
+def uneven_split(pool):
+    """Image 0: its usual few ignore pixels; image 1: 5 valid pixels; image 2: none."""
+    labels = pool.labels.copy()
+    labels[1] = 255
+    labels[1].reshape(-1)[[3, 50, 100, 150, 200]] = 1
+    labels[2] = 255
+    return SegmentationSplit(pool.images, labels, pool.names)
+
+
+def test_valid_candidates_skip_ignore_pixels_and_take_all_of_a_sparse_image(data):
+    pool = uneven_split(data[0])
+    valid = exp.candidate_pixels(pool, 40, seed=0)
+    assert [len(p) for p in valid] == [40, 5, 0, 40, 40, 40]
+    for lab, p in zip(pool.labels, valid):
+        assert (lab.reshape(-1)[p] != 255).all() and len(np.unique(p)) == len(p)
+    assert valid[1].tolist() == [3, 50, 100, 150, 200]
+    every = exp.candidate_pixels(pool, 40, seed=0, candidates="all")
+    assert [len(p) for p in every] == [40] * 6
+    assert any((lab.reshape(-1)[p] == 255).any() for lab, p in zip(pool.labels, every))
+    rng = np.random.default_rng([0, 7])  # "all" draws exactly what it drew before "valid" existed
+    assert all(np.array_equal(p, np.sort(rng.choice(256, 40, replace=False))) for p in every)
+    with pytest.raises(ValueError, match="unknown candidates"):
+        exp.candidate_pixels(pool, 40, seed=0, candidates="some")
+
+
+@pytest.mark.parametrize("strategy", ["two_stage", "uherding", "two_stage_uherding", "edald"])
+def test_valid_candidates_with_uneven_images_never_query_void(strategy, data, featurizer, tmp_path):
+    pool, test = data
+    records = run_experiment(config(strategy, rounds=2), uneven_split(pool), test, tmp_path, featurizer=featurizer,
+                             progress=False, log=lambda s: None)
+    assert [r["taught_pixels"] for r in records] == [r["labeled_pixels"] for r in records] == [6, 12]
+    if "uherding" in strategy:
+        assert np.isnan(records[0]["temperature"]) and records[1]["temperature"] >= 1.0
+
+
+def test_random_first_rounds_label_the_same_pixels(data, featurizer, tmp_path):
+    pool, test = data
+    labeled = {}
+    for s in exp.RANDOM_FIRST_ROUND:
+        run_experiment(config(s, rounds=1), pool, test, tmp_path / s / "seed0", featurizer=featurizer,
+                       progress=False, log=lambda s: None)
+        labeled[s] = json.loads((tmp_path / s / "seed0" / "state.json").read_text())["labeled"]
+    assert all(v == labeled["random"] for v in labeled.values())
+    from skal_seg.plotting import markdown_summary
+
+    text = markdown_summary(tmp_path)
+    assert "| entropy (1, r0 random) |" in text and "| random (1) |" in text and "r0 random: round 0 of" in text

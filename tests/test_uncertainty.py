@@ -130,3 +130,28 @@ def test_scores_in_chunks_equal_one_batch():
     chunked = EDALDSampler(batch_size=7).scores(FixedProba(), X, views)
     np.testing.assert_allclose(chunked, whole)
     assert max(asked) == 7 and sum(asked) == 50
+
+
+def test_paper_code_mi_hand_computed():
+    # Draws [1, 0] and [0, 1]: the official code exponentiates them to q = [e, 1] and [1, e]
+    # (mean m = (e + 1) / 2 per class) and takes -sum m log m + mean_k sum q log q
+    # = -(e + 1) log((e + 1) / 2) + e; the paper's mutual information is log 2.
+    draws = np.array([[[1.0, 0.0]], [[0.0, 1.0]]])
+    e = np.e
+    expected = e - (e + 1) * np.log((e + 1) / 2)
+    assert expected == pytest.approx(0.412521, abs=1e-6)
+    proba = np.array([[0.5, 0.5]])
+    assert edald_score(proba, draws, mi="paper_code") == pytest.approx([LOG2 + expected])
+    assert edald_score(proba, draws) == pytest.approx([2 * LOG2])
+    assert edald_score(proba, np.stack([proba, proba]), mi="paper_code") == pytest.approx([LOG2])  # agreeing draws
+    X = np.array([[0.5]])
+    X_noisy = np.array([[[1.0]], [[0.0]]])
+    assert EDALDSampler(mi="paper_code").scores(FixedProba(), X, X_noisy) == pytest.approx([LOG2 + expected])
+    assert EDALDSampler().scores(FixedProba(), X, X_noisy) == pytest.approx([2 * LOG2])
+
+
+def test_unknown_mi_raises():
+    with pytest.raises(ValueError, match="unknown mi"):
+        edald_score(np.array([[0.5, 0.5]]), np.array([[[0.5, 0.5]]]), mi="code")
+    with pytest.raises(ValueError, match="unknown mi"):
+        EDALDSampler(mi="exp").scores(FixedProba(), np.array([[0.5]]), np.array([[[0.5]]]))
