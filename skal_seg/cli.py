@@ -363,7 +363,8 @@ def _plan(args, strategies, pool, evaluation, classes, class_source, featurizer,
         f"features: at most {samples:,} UNet samples ({n_t} timesteps x: pool {len(pool)} x {pool_passes}, "
         f"{args.eval_split} {len(evaluation)} x {eval_passes}, noisy {args.n_draws} x {len(pool)} x {noisy_passes}) "
         f"x {per_sample:.3f} s (timed here on one forward) = about {_duration(samples * per_sample)}; "
-        + (f"cached in {cache}" if cache is not None else "no cache (--cache none)"))
+        + (f"cached in {cache} (less time for features already there)" if cache is not None
+           else "no cache (--cache none)"))
     return lines
 
 

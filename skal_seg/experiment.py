@@ -13,7 +13,8 @@ evaluated (mIoU on the test split at the working size). Round 0 has no
 classifier: ``maxherding``/``two_stage`` use stage 1 (MaxHerding), the other
 strategies pick at random. The run's state is written atomically after each
 round, so ``resume=True`` continues an interrupted run with exactly the same
-labeled pixels.
+labeled pixels, or extends a finished one to more ``rounds`` (the round-``r``
+picks depend on ``seed`` and ``r``, never on the number of rounds).
 """
 
 from __future__ import annotations
