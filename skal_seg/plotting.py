@@ -41,8 +41,10 @@ def collect_runs(results_dir: str | Path) -> dict[str, list[list[dict]]]:
         A ``rounds.json`` that is not a list of round records (the message names it).
     """
     results_dir = Path(results_dir)
-    if not results_dir.is_dir():
+    if not results_dir.exists():
         raise FileNotFoundError(f"results folder not found: {results_dir}")
+    if not results_dir.is_dir():
+        raise FileNotFoundError(f"{results_dir} is a file, not a results folder")
     runs: dict[str, list[list[dict]]] = {}
     for path in sorted(results_dir.glob("*/seed*/rounds.json")):
         records = _read_json(path)

@@ -116,7 +116,8 @@ def test_bad_image_files_end_in_one_line_naming_the_file(what, reason, tmp_path)
 
 @pytest.mark.parametrize("command", ["plot", "report"])
 def test_plot_and_report_of_missing_empty_or_corrupt_folders_fail_clearly(command, tmp_path):
-    cases = {"nowhere": "results folder not found", "empty": "no runs in"}
+    cases = {"nowhere": "results folder not found", "empty": "no runs in", "file.txt": "is a file"}
+    (tmp_path / "file.txt").write_text("x")
     (tmp_path / "empty").mkdir()
     corrupt = tmp_path / "corrupt" / "random" / "seed0" / "rounds.json"
     corrupt.parent.mkdir(parents=True)
