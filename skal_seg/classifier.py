@@ -43,6 +43,9 @@ from tqdm.auto import tqdm
 
 from skal_seg._validation import all_finite, check_auto_or_positive_int, check_features, readonly_tensor
 
+#: Least seconds between two redraws of the training progress bar.
+PROGRESS_INTERVAL_S = 0.5
+
 __all__ = ["TorchMLPClassifier", "MIN_VALIDATION_SAMPLES"]
 
 #: Early stopping holds out a validation split only when it would contain at
@@ -166,7 +169,9 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
     verbose : bool, default=False
         Print the training (and validation) loss after each epoch.
     progress : bool, default=False
-        Show a tqdm progress bar over epochs.
+        Show a tqdm progress bar over epochs, redrawn at most every
+        :data:`PROGRESS_INTERVAL_S` seconds (a fit of thousands of short
+        epochs stays a few lines of terminal output, not hundreds of KB).
 
     Attributes
     ----------
@@ -401,7 +406,8 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         n_epochs = max(int(self.max_epochs), math.ceil(int(self.min_steps) / steps_per_epoch))
 
         best_loss, best_state, no_improve = math.inf, None, 0
-        bar = tqdm(range(n_epochs), desc=type(self).__name__, disable=not self.progress)
+        bar = tqdm(range(n_epochs), desc=type(self).__name__, disable=not self.progress,
+                   mininterval=PROGRESS_INTERVAL_S)
         for epoch in bar:
             model.train()
             perm_t = torch.randperm(n_train, device=device)
@@ -438,8 +444,8 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
                     best_state = copy.deepcopy(model.state_dict())
             if self.verbose:
                 print(f"epoch {epoch + 1}/{n_epochs}: " + ", ".join(f"{k}={v}" for k, v in msg.items()))
-            if self.progress:
-                bar.set_postfix(msg)
+            if self.progress:  # shown at the bar's next (throttled) redraw; refresh=True would redraw every epoch
+                bar.set_postfix(msg, refresh=False)
             if use_val and no_improve >= self.n_iter_no_change and self.n_steps_ >= self.min_steps:
                 break
         bar.close()

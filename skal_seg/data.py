@@ -1,18 +1,26 @@
-"""Segmentation datasets on disk: the CamVid folder layout.
+"""Segmentation datasets on disk: one folder per split, images beside their label maps.
 
-A dataset folder holds one sub-folder per split (``train/``, ``test/``, ...);
-each split holds ``NAME.png`` (RGB image) beside ``NAME_label.png`` (8-bit
-class ids, ``255`` = ignore).
+A dataset folder holds one sub-folder per split (``train/``, ``test/``, ...)
+and optionally ``classes.txt`` (the class names, one per line; the first line
+is class 0). Each split holds ``NAME.EXT`` (an image in any format PIL reads:
+PNG, JPEG, TIFF, WebP, BMP, ...) beside ``NAME_label.png`` (class ids,
+``255`` = ignore; PNG, TIFF or BMP: label maps must be stored losslessly).
+
+:func:`read_image` is the one image reader of the package: the runner, the
+DDPM trainer and anything that shows images to a person read through it, so
+every format, mode and error is handled once.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 #: Label value of pixels that carry no class (not scored, teach nothing).
 IGNORE_INDEX = 255
@@ -24,6 +32,18 @@ CAMVID_CLASSES = (
 )
 
 LABEL_SUFFIX = "_label"
+
+#: File of class names in a dataset folder (one per line, the first line is class 0).
+CLASSES_FILE = "classes.txt"
+
+#: Extensions of label maps: lossless formats only (JPEG would change class ids at region borders).
+LABEL_EXTENSIONS = (".png", ".tif", ".tiff", ".bmp")
+
+_EXIF_ORIENTATION = 0x0112  # EXIF tag; values 5-8 swap width and height
+
+
+class ImageReadError(ValueError):
+    """An image or label file that cannot be used; the message names the file and why."""
 
 
 @dataclass(frozen=True)
@@ -82,33 +102,288 @@ def sample_dataset_dir() -> Path:
     return Path(str(resources.files("skal_seg") / "assets" / "camvid_sample"))
 
 
-def _split_pairs(split_dir: Path) -> list[tuple[str, Path, Path]]:
-    if not split_dir.is_dir():
-        raise FileNotFoundError(f"dataset split folder not found: {split_dir}")
-    pngs = sorted(split_dir.glob("*.png"))
-    labels = {p.stem[: -len(LABEL_SUFFIX)]: p for p in pngs if p.stem.endswith(LABEL_SUFFIX)}
-    images = {p.stem: p for p in pngs if not p.stem.endswith(LABEL_SUFFIX)}
-    unpaired_images = sorted(set(images) - set(labels))
-    unpaired_labels = sorted(set(labels) - set(images))
-    if unpaired_images or unpaired_labels:
-        raise ValueError(
-            f"{split_dir}: every NAME.png needs a NAME{LABEL_SUFFIX}.png beside it; "
-            f"images without labels: {unpaired_images[:5]}, labels without images: {unpaired_labels[:5]}"
-        )
-    if not images:
-        raise ValueError(f"{split_dir}: no NAME.png / NAME{LABEL_SUFFIX}.png pairs found")
-    return [(name, images[name], labels[name]) for name in sorted(images)]
+# --------------------------------------------------------------------------- classes
 
 
-def read_image(path: Path, size: int | tuple[int, int] | None = None) -> np.ndarray:
-    """Read an image as RGB, bilinearly resized to ``size`` if given.
+def check_class_names(names: Sequence[str], where: str = "classes") -> tuple[str, ...]:
+    """Validate a list of class names (class id = position).
+
+    Parameters
+    ----------
+    names : sequence of str
+    where : str, default="classes"
+        Where the names come from, for error messages.
+
+    Returns
+    -------
+    tuple of str
+        The names, stripped of surrounding spaces.
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 or more than 255 names (255 is the ignore value), an
+        empty name or a repeated one.
+    """
+    names = tuple(str(n).strip() for n in names)
+    if not 2 <= len(names) <= IGNORE_INDEX:
+        raise ValueError(f"{where}: expected 2 to {IGNORE_INDEX} class names, got {len(names)}")
+    empty = [i for i, n in enumerate(names) if not n]
+    if empty:
+        raise ValueError(f"{where}: class {empty[0]} has an empty name (every class id needs a name)")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"{where}: class names repeated: {', '.join(repeated)}")
+    return names
+
+
+def read_class_names(path: str | Path) -> tuple[str, ...]:
+    """Class names from a text file: one per line, the first line is class 0.
 
     Parameters
     ----------
     path : path-like
-        Image file (any mode PIL can convert to RGB).
-    size : int or (int, int) or None, default=None
-        Output size (H, W) in pixels (int = square); None keeps the file's size.
+        UTF-8 text file; blank lines at the end are ignored, blank lines
+        between names are errors (they would shift every later class id).
+
+    Returns
+    -------
+    tuple of str
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    ValueError
+        Bad names (see :func:`check_class_names`) or a file that is not text.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"class list not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a UTF-8 text file of class names") from None
+    return check_class_names(text.rstrip().splitlines(), where=str(path))
+
+
+def dataset_classes(root: str | Path, names: Sequence[str] | None = None) -> tuple[tuple[str, ...], str]:
+    """The class names of a dataset, and where they came from.
+
+    Parameters
+    ----------
+    root : path-like
+        Dataset folder.
+    names : sequence of str, optional
+        Names given explicitly; they win over the folder's ``classes.txt``.
+
+    Returns
+    -------
+    names : tuple of str
+        ``names`` if given, else ``root/classes.txt`` if it exists, else
+        :data:`CAMVID_CLASSES`.
+    source : str
+        ``"given"``, the path of ``classes.txt``, or ``"default"`` (CamVid's 11,
+        because the folder has no ``classes.txt``).
+
+    Raises
+    ------
+    ValueError
+        Bad names (see :func:`check_class_names`).
+    """
+    if names is not None:
+        return check_class_names(names), "given"
+    path = Path(root) / CLASSES_FILE
+    if path.is_file():
+        return read_class_names(path), str(path)
+    return CAMVID_CLASSES, "default"
+
+
+# --------------------------------------------------------------------------- files
+
+
+def image_extensions() -> frozenset[str]:
+    """File extensions (lower case, with the dot) of every image format PIL can read here.
+
+    Returns
+    -------
+    frozenset of str
+    """
+    Image.init()  # registers every plugin; the first call only
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+
+
+def _names(paths: Sequence[Path], limit: int = 10) -> str:
+    shown = ", ".join(p.name for p in paths[:limit])
+    return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
+
+
+def _split_pairs(split_dir: Path) -> list[tuple[str, Path, Path]]:
+    """``(name, image path, label path)`` of every pair in a split folder, sorted by name."""
+    if not split_dir.is_dir():
+        raise FileNotFoundError(f"dataset split folder not found: {split_dir}")
+    extensions = image_extensions()
+    images: dict[str, list[Path]] = defaultdict(list)
+    labels: dict[str, list[Path]] = defaultdict(list)
+    for p in sorted(split_dir.iterdir()):
+        if p.name.startswith(".") or not p.is_file() or p.suffix.lower() not in extensions:
+            continue  # hidden files, folders, notes, classes.txt, ...
+        if p.stem.endswith(LABEL_SUFFIX):
+            labels[p.stem[: -len(LABEL_SUFFIX)]].append(p)
+        else:
+            images[p.stem].append(p)
+    lossy = [p for ps in labels.values() for p in ps if p.suffix.lower() not in LABEL_EXTENSIONS]
+    if lossy:
+        raise ValueError(
+            f"{split_dir}: label maps must be PNG, TIFF or BMP (lossless; JPEG compression changes class ids "
+            f"at region borders), got {_names(lossy)}"
+        )
+    for kind, found in (("images", images), ("labels", labels)):
+        twins = [ps for ps in found.values() if len(ps) > 1]
+        if twins:
+            raise ValueError(f"{split_dir}: {kind} with the same name in two formats: {_names(twins[0])}")
+    unpaired_images = [images[n][0] for n in sorted(set(images) - set(labels))]
+    unpaired_labels = [labels[n][0] for n in sorted(set(labels) - set(images))]
+    if unpaired_images or unpaired_labels:
+        parts = []
+        if unpaired_images:
+            parts.append(f"images without a NAME{LABEL_SUFFIX}.png: {_names(unpaired_images)}")
+        if unpaired_labels:
+            parts.append(f"labels without an image: {_names(unpaired_labels)}")
+        raise ValueError(f"{split_dir}: every image NAME.EXT needs NAME{LABEL_SUFFIX}.png beside it; "
+                         + "; ".join(parts))
+    if not images:
+        raise ValueError(f"{split_dir}: no NAME.EXT / NAME{LABEL_SUFFIX}.png pairs found")
+    return [(name, images[name][0], labels[name][0]) for name in sorted(images)]
+
+
+def _open(path: Path) -> Image.Image:
+    """Open and decode an image file (upright per its EXIF orientation), or fail with one line naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as im:
+            im.load()  # decode now: a truncated file fails here, not later without its name
+            fmt = im.format
+            upright = ImageOps.exif_transpose(im)
+    except Image.DecompressionBombError as err:
+        raise ImageReadError(f"{path}: {err}") from None
+    except Image.UnidentifiedImageError:
+        raise ImageReadError(f"{path}: not an image file PIL can read (unknown or corrupt contents)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:  # PIL's decoder errors
+        raise ImageReadError(f"{path}: cannot read the image ({err})") from None
+    upright.format = fmt  # exif_transpose returns a copy without it
+    return upright
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(height, width) of an image file as :func:`read_image` returns it, read from its header.
+
+    Parameters
+    ----------
+    path : path-like
+
+    Returns
+    -------
+    (int, int)
+        Upright size: EXIF orientations that rotate by 90 degrees swap it.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    ImageReadError
+        Not an image PIL can identify.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            rotated = im.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+    except Image.UnidentifiedImageError:
+        raise ImageReadError(f"{path}: not an image file PIL can read (unknown or corrupt contents)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise ImageReadError(f"{path}: cannot read the image ({err})") from None
+    return (w, h) if rotated else (h, w)
+
+
+def working_size(hw: tuple[int, int], size: int | tuple[int, int] | None) -> tuple[int, int]:
+    """The (H, W) an image of size ``hw`` is resized to.
+
+    Parameters
+    ----------
+    hw : (int, int)
+        The image's own (height, width).
+    size : int, (int, int) or None
+        int: the short side becomes ``size``, the long side keeps the aspect
+        ratio (rounded to whole pixels); (H, W): exactly that; None: ``hw``.
+
+    Returns
+    -------
+    (int, int)
+
+    Raises
+    ------
+    ValueError
+        A size below 1.
+    """
+    if size is None:
+        return int(hw[0]), int(hw[1])
+    if isinstance(size, (int, np.integer)):
+        if size < 1:
+            raise ValueError(f"size must be positive, got {size}")
+        h, w = hw
+        short = min(h, w)
+        return (int(size), max(1, round(w * size / short))) if h == short else (max(1, round(h * size / short)), int(size))
+    h, w = (int(v) for v in size)
+    if h < 1 or w < 1:
+        raise ValueError(f"size must be positive, got {size}")
+    return h, w
+
+
+def _to_rgb(im: Image.Image, path: Path) -> Image.Image:
+    """Any PIL mode as 8-bit RGB: 16-bit scaled (not clipped), alpha composited over black."""
+    if im.mode.startswith("I") or im.mode == "F":
+        a = np.asarray(im).astype(np.float64)
+        if im.mode == "F":
+            if a.min() < 0 or a.max() > 1:
+                raise ImageReadError(f"{path}: floating-point images must hold values in [0, 1], "
+                                     f"got [{a.min():g}, {a.max():g}]")
+            a = a * 255.0
+        else:  # 16-bit (I;16*, or I from older Pillow): the full 0-65535 range maps to 0-255
+            if a.min() < 0 or a.max() > 65535:
+                raise ImageReadError(f"{path}: integer images must hold 16-bit values (0-65535), "
+                                     f"got [{a.min():g}, {a.max():g}]")
+            a = a * (255.0 / 65535.0)
+        im = Image.fromarray(np.rint(a).astype(np.uint8), mode="L")
+    if "A" in im.getbands() or "a" in im.getbands() or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        im = Image.alpha_composite(black, rgba)
+    return im.convert("RGB")
+
+
+def read_image(path: str | Path, size: int | tuple[int, int] | None = None) -> np.ndarray:
+    """Read an image as 8-bit RGB, bilinearly resized to ``size`` if given.
+
+    Every format and mode PIL reads is accepted: grayscale is replicated to
+    three channels, palette images are expanded, 16-bit images are scaled
+    from 0-65535 to 0-255 (not clipped), float images must hold [0, 1],
+    transparent pixels (alpha, palette transparency) are composited over
+    black, CMYK and YCbCr are converted, and the EXIF orientation of camera
+    photos is applied (so the array is upright as image viewers show it).
+    Multi-frame files (GIF, TIFF stacks) give their first frame.
+
+    Parameters
+    ----------
+    path : path-like
+        Image file.
+    size : int, (int, int) or None, default=None
+        Working size (see :func:`working_size`): int = short side (aspect
+        ratio kept), (H, W) = exactly that, None = the file's own size.
 
     Returns
     -------
@@ -117,26 +392,31 @@ def read_image(path: Path, size: int | tuple[int, int] | None = None) -> np.ndar
     Raises
     ------
     FileNotFoundError
-        ``path`` does not exist (raised by ``PIL.Image.open``).
+        ``path`` does not exist.
+    ImageReadError
+        (a ``ValueError``) The file is not an image PIL can read, is
+        truncated or corrupt, or holds values outside its mode's range; the
+        message names the file.
     """
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        if size is not None:
-            h, w = _as_hw(size)
-            if im.size != (w, h):
-                im = im.resize((w, h), Image.BILINEAR)
-        return np.asarray(im, dtype=np.uint8)
+    path = Path(path)
+    im = _to_rgb(_open(path), path)
+    h, w = working_size((im.height, im.width), size)
+    if im.size != (w, h):
+        im = im.resize((w, h), Image.BILINEAR)
+    return np.asarray(im, dtype=np.uint8)
 
 
-def read_label(path: Path, size: int | tuple[int, int] | None = None) -> np.ndarray:
-    """Read an 8-bit label map, nearest-neighbour resized to ``size`` if given.
+def read_label(path: str | Path, size: int | tuple[int, int] | None = None) -> np.ndarray:
+    """Read a label map of class ids, nearest-neighbour resized to ``size`` if given.
 
     Parameters
     ----------
     path : path-like
-        Single-channel 8-bit PNG (mode ``"L"`` or ``"P"``) of class ids.
-    size : int or (int, int) or None, default=None
-        Output size (H, W) in pixels (int = square); None keeps the file's size.
+        Single-channel, losslessly stored map (PNG, TIFF or BMP; mode ``"L"``,
+        ``"P"``, ``"1"`` or 16-bit with values up to 255). The EXIF
+        orientation, if any, is applied as in :func:`read_image`.
+    size : int, (int, int) or None, default=None
+        Working size, as in :func:`read_image`.
 
     Returns
     -------
@@ -146,25 +426,34 @@ def read_label(path: Path, size: int | tuple[int, int] | None = None) -> np.ndar
     Raises
     ------
     FileNotFoundError
-        ``path`` does not exist (raised by ``PIL.Image.open``).
-    ValueError
-        The image is not in mode ``"L"`` or ``"P"``.
+        ``path`` does not exist.
+    ImageReadError
+        (a ``ValueError``) Unreadable or truncated, stored as JPEG, more than
+        one channel, or values above 255; the message names the file.
     """
-    with Image.open(path) as im:
-        if im.mode not in ("L", "P"):
-            raise ValueError(f"{path}: label maps must be 8-bit single-channel PNGs, got mode {im.mode}")
-        if size is not None:
-            h, w = _as_hw(size)
-            if im.size != (w, h):
-                im = im.resize((w, h), Image.NEAREST)
-        return np.asarray(im, dtype=np.uint8)
+    path = Path(path)
+    im = _open(path)
+    if im.format in ("JPEG", "MPO"):
+        raise ImageReadError(f"{path}: label maps must be stored losslessly (PNG, TIFF or BMP); this file holds "
+                             f"JPEG data, whose compression changes class ids at region borders")
+    if im.mode.startswith("I"):
+        values = np.asarray(im)
+        if values.min() < 0 or values.max() > 255:
+            raise ImageReadError(f"{path}: label values must be 0-255 (255 = ignore), got up to {values.max()}")
+        im = Image.fromarray(values.astype(np.uint8), mode="L")
+    elif im.mode == "1":
+        im = Image.fromarray(np.asarray(im).astype(np.uint8), mode="L")
+    elif im.mode not in ("L", "P"):
+        raise ImageReadError(f"{path}: label maps must be single-channel class ids (mode L or P), got mode "
+                             f"{im.mode}; convert colour-coded maps to one class id per pixel")
+    h, w = working_size((im.height, im.width), size)
+    if im.size != (w, h):
+        im = im.resize((w, h), Image.NEAREST)
+    return np.asarray(im, dtype=np.uint8)
 
 
-def _as_hw(size) -> tuple[int, int]:
-    if isinstance(size, (int, np.integer)):
-        return int(size), int(size)
-    h, w = size
-    return int(h), int(w)
+def _format_hw(hw: tuple[int, int]) -> str:
+    return f"{hw[0]}x{hw[1]}"
 
 
 def load_split(
@@ -176,14 +465,22 @@ def load_split(
 ) -> SegmentationSplit:
     """Load one split of a dataset folder.
 
+    ``SegmentationSplit`` stacks a split's images into one array, so every
+    image of a split must come out at the same working size: with an int
+    ``size`` (the short side) that means the same aspect ratio up to
+    rounding; images of other shapes are reported by name, and ``size=(H,
+    W)`` resizes every image to exactly H x W instead (changing aspect
+    ratios). Nothing is cropped or padded.
+
     Parameters
     ----------
     root : path
         Dataset folder (holding ``split/``).
     split : str
         Sub-folder name, e.g. ``"train"``.
-    size : int or (H, W) or None, default=128
-        Working size; ``None`` keeps the files' size (which must then agree).
+    size : int, (H, W) or None, default=128
+        Working size (see :func:`working_size`): int = short side,
+        (H, W) = exactly that, None = the files' own size.
     n_classes : int, default=11
         Label values must be in ``[0, n_classes)`` or 255.
     limit : int or None, default=None
@@ -200,34 +497,45 @@ def load_split(
     FileNotFoundError
         The folder or split does not exist.
     ValueError
-        No image/label pairs, unpaired images/labels, an image and its label
-        of different sizes, a label map that is not 8-bit single-channel,
-        label values outside the classes, or differing sizes with ``size=None``.
+        No image/label pairs, unpaired images/labels (both listed with their
+        extensions), JPEG label maps, an image and its label of different
+        sizes, unreadable files (:class:`ImageReadError`, naming the file),
+        label values outside the classes, or images whose working sizes differ.
     """
-    pairs = _split_pairs(Path(root) / split)
+    split_dir = Path(root) / split
+    pairs = _split_pairs(split_dir)
     if limit is not None:
         pairs = pairs[:limit]
+    sizes: dict[tuple[int, int], list[Path]] = defaultdict(list)
+    for name, image_path, label_path in pairs:
+        hw, label_hw = image_size(image_path), image_size(label_path)
+        if hw != label_hw:
+            raise ValueError(f"{image_path.name} is {_format_hw(hw)} (height x width) but its label "
+                             f"{label_path.name} is {_format_hw(label_hw)}")
+        sizes[working_size(hw, size)].append(image_path)
+    if len(sizes) > 1:
+        found = sorted(sizes.items(), key=lambda kv: -len(kv[1]))
+        listing = "; ".join(f"{_format_hw(hw)}: {len(ps)} image{'s' if len(ps) != 1 else ''} ({_names(ps, 3)})"
+                            for hw, ps in found)
+        what = "sizes" if size is None else f"working sizes at size {size}"
+        raise ValueError(
+            f"{split_dir}: the images of a split must share one working size, found {len(sizes)} {what} "
+            f"(height x width) -- {listing}. Give one height and width (size=(H, W), --size H W) to resize "
+            f"every image to it (aspect ratios change), or crop/rotate the odd images"
+        )
     images, labels = [], []
     for name, image_path, label_path in pairs:
-        with Image.open(image_path) as im, Image.open(label_path) as lab:
-            if im.size != lab.size:
-                raise ValueError(
-                    f"{image_path.name} is {im.size[0]}x{im.size[1]} but its label is "
-                    f"{lab.size[0]}x{lab.size[1]}"
-                )
         image = read_image(image_path, size)
         label = read_label(label_path, size)
         bad = np.setdiff1d(np.unique(label), np.r_[np.arange(n_classes), IGNORE_INDEX])
         if bad.size:
             raise ValueError(
                 f"{label_path}: label values {bad.tolist()} are outside the {n_classes} classes "
-                f"(0..{n_classes - 1}) and the ignore value {IGNORE_INDEX}"
+                f"(0..{n_classes - 1}) and the ignore value {IGNORE_INDEX}; name every class in "
+                f"{Path(root) / CLASSES_FILE} (one per line, the first line is class 0)"
             )
         images.append(image)
         labels.append(label)
-    shapes = {im.shape for im in images}
-    if len(shapes) > 1:
-        raise ValueError(f"images in {Path(root) / split} differ in size {sorted(shapes)}; pass size=")
     return SegmentationSplit(np.stack(images), np.stack(labels), tuple(p[0] for p in pairs))
 
 

@@ -15,7 +15,8 @@ classifier: the herding strategies (``maxherding``, ``two_stage``,
 strategies pick at random, from the same random state for a given ``seed``
 (so their round 0 labels the same pixels). The run's state is written atomically after each
 round, so ``resume=True`` continues an interrupted run with exactly the same
-labeled pixels.
+labeled pixels, or extends a finished one to more ``rounds`` (the round-``r``
+picks depend on ``seed`` and ``r``, never on the number of rounds).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from modAL.uncertainty import entropy_sampling, margin_sampling
@@ -92,6 +93,9 @@ class ExperimentConfig:
     budget_per_image : float
         Labeled pixels per round per pool image (paper: 0.1, i.e. 37 per
         round for 367 images).
+    budget_per_round : int or None
+        Labeled pixels per round, whatever the pool's size; when set it
+        replaces ``budget_per_image`` (None: use the per-image rate).
     local_budget, keep_global : int, float
         :class:`~skal_seg.query.TwoStageQuery` settings (paper: 50, 0.5).
     n_draws : int
@@ -126,6 +130,7 @@ class ExperimentConfig:
     candidates_per_image: int = 2500
     candidates: str = "valid"
     budget_per_image: float = 0.1
+    budget_per_round: int | None = None
     local_budget: int = 50
     keep_global: float = 0.5
     n_draws: int = 5
@@ -146,7 +151,7 @@ class ExperimentConfig:
         ValueError
             An unknown strategy, a negative or non-integer seed, a count
             (rounds, candidates, local budget, draws, eval stride) below 1,
-            a non-positive budget, ``keep_global`` outside (0, 1], a negative
+            a non-positive budget (per image or per round), ``keep_global`` outside (0, 1], a negative
             ``entropy_weight`` or a ``bandwidth`` other than "auto" or a
             positive number, unknown ``candidates`` or ``mi``, a bad
             Uncertainty Herding temperature or bandwidth.
@@ -163,6 +168,9 @@ class ExperimentConfig:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         if not (0 < self.budget_per_image):
             raise ValueError(f"budget_per_image must be positive, got {self.budget_per_image!r}")
+        b = self.budget_per_round
+        if b is not None and (isinstance(b, bool) or not isinstance(b, int) or b < 1):
+            raise ValueError(f"budget_per_round must be None or a positive integer, got {b!r}")
         if not (0 < self.keep_global <= 1):
             raise ValueError(f"keep_global must be in (0, 1], got {self.keep_global!r}")
         check_non_negative(self.entropy_weight, "entropy_weight")
@@ -184,8 +192,11 @@ class ExperimentConfig:
         Returns
         -------
         int
+            ``budget_per_round`` when set, else
             ``max(1, round(budget_per_image * n_pool_images))``.
         """
+        if self.budget_per_round is not None:
+            return int(self.budget_per_round)
         return max(1, int(round(self.budget_per_image * n_pool_images)))
 
     def to_dict(self) -> dict:
@@ -206,6 +217,7 @@ def _digest(*parts: Any) -> str:
     h = hashlib.sha1()
     for p in parts:
         if isinstance(p, np.ndarray):
+            h.update(f"{p.dtype}{p.shape}".encode())
             h.update(np.ascontiguousarray(p).tobytes())
         else:
             h.update(json.dumps(p, sort_keys=True, default=str).encode())
@@ -239,20 +251,30 @@ class FeatureCache:
     ----------
     directory : path or None
         Where to keep them; None keeps them in memory for this process only.
+    memory_limit_mb : float, default=1024
+        In-memory budget for the optional arrays (``in_memory=False``) that
+        are not kept on disk.
+    persist_optional : bool, default=True
+        Keep the optional arrays in ``directory`` too. False keeps only the
+        others on disk (pool features: what a resumed run needs) and treats
+        the optional ones (dense evaluation features, ``H x W x D`` float16
+        per image: GBs for a full dataset) as without a directory.
     """
 
-    def __init__(self, directory: str | Path | None, memory_limit_mb: float = 1024):
+    def __init__(self, directory: str | Path | None, memory_limit_mb: float = 1024, persist_optional: bool = True):
         self.directory = None if directory is None else Path(directory)
         self.memory_limit_mb = memory_limit_mb
+        self.persist_optional = persist_optional
         self._memory: dict[str, np.ndarray] = {}
         self._held = 0
 
     def get(self, key: str, compute: Callable[[], np.ndarray], in_memory: bool = True) -> np.ndarray:
         """The array stored under ``key``, computed by ``compute()`` the first time.
 
-        Without a directory, arrays with ``in_memory=False`` (dense test
-        features, say) are kept only while the cache holds under
-        ``memory_limit_mb`` in all; larger ones are recomputed on each use.
+        Without a directory (or with ``persist_optional=False``), arrays with
+        ``in_memory=False`` (dense test features, say) are kept only while
+        the cache holds under ``memory_limit_mb`` in all; larger ones are
+        recomputed on each use.
 
         Parameters
         ----------
@@ -271,7 +293,7 @@ class FeatureCache:
         """
         if key in self._memory:
             return self._memory[key]
-        if self.directory is None and not in_memory:
+        if not in_memory and (self.directory is None or not self.persist_optional):
             arr = compute()
             if self._held + arr.nbytes <= self.memory_limit_mb * 2**20:
                 self._memory[key] = arr
@@ -488,7 +510,8 @@ def pool_features(
     """
     t0 = time.perf_counter()
     pixels = candidate_pixels(pool, n_per_image, seed, candidates)
-    key = "pool-" + _digest(featurizer_key(featurizer), pool.names, np.concatenate(pixels), candidates)
+    # The images' contents are part of the key: an image edited under the same name must not reuse stale features.
+    key = "pool-" + _digest(featurizer_key(featurizer), pool.names, pool.images, np.concatenate(pixels), candidates)
     X = cache.get(key, lambda: featurizer.transform(pool.images, pixels=pixels).astype(np.float16, copy=False))
     sizes = [len(p) for p in pixels]
     return PoolFeatures(
@@ -522,6 +545,39 @@ def fitted_featurizer(config: "ExperimentConfig", featurizer, progress: bool) ->
     if not hasattr(featurizer, "unet_"):
         featurizer.fit()
     return featurizer
+
+
+def seconds_per_unet_sample(featurizer: DiffusionFeaturizer, image: np.ndarray) -> float:
+    """Wall seconds per UNet sample (one image at one timestep), timed on this machine.
+
+    One warm-up forward of ``image`` (the first forward pays one-off
+    allocations), then one timed forward of a full batch
+    (``featurizer.batch_size_`` copies), as feature extraction runs them.
+    Costs about ``batch_size_ + 1`` images' worth of features.
+
+    Parameters
+    ----------
+    featurizer : DiffusionFeaturizer, fitted
+    image : ndarray of shape (H, W, 3)
+        A working-size image (the UNet input size is the model's, whatever H, W).
+
+    Returns
+    -------
+    float
+        Seconds per sample, for estimates of ``samples x seconds``; noisy
+        draws and evaluation cost the same per sample.
+    """
+    one_pixel = np.zeros(1, dtype=np.int64)
+    progress = featurizer.progress
+    featurizer.progress = False  # no bar for a timing probe
+    try:
+        featurizer.transform(image[None], pixels=[one_pixel])
+        batch = featurizer.batch_size_
+        t = time.perf_counter()
+        featurizer.transform(np.repeat(image[None], batch, axis=0), pixels=[one_pixel] * batch)
+        return (time.perf_counter() - t) / (batch * len(featurizer.timesteps_))
+    finally:
+        featurizer.progress = progress
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -561,10 +617,10 @@ def evaluate(
     for start in range(0, len(split), batch_images):
         part = split.subset(np.arange(start, min(start + batch_images, len(split))))
         if stride == 1:
-            key = "dense-" + _digest(featurizer_key(featurizer), part.names, part.images.shape)
+            key = "dense-" + _digest(featurizer_key(featurizer), part.names, part.images)
             compute = lambda: featurizer.transform(part.images).astype(np.float16, copy=False)  # noqa: E731
         else:
-            key = "grid-" + _digest(featurizer_key(featurizer), part.names, part.images.shape, stride)
+            key = "grid-" + _digest(featurizer_key(featurizer), part.names, part.images, stride)
             compute = lambda: featurizer.transform(part.images, pixels=[grid] * len(part)).astype(  # noqa: E731
                 np.float16, copy=False)
         X = cache.get(key, compute, in_memory=False)
@@ -583,6 +639,8 @@ def run_experiment(
     cache_dir: str | Path | None = None,
     resume: bool = False,
     n_classes: int = len(CAMVID_CLASSES),
+    class_names: Sequence[str] | None = None,
+    cache_evaluation: bool = True,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> list[dict]:
@@ -601,10 +659,22 @@ def run_experiment(
         Where features are kept between runs (default: in memory, for this
         run only): the fixed-noise pool and test features, and the noisy
         draws of the pool (filled on demand, shared by every strategy and
-        seed with the same ``feature_seed``).
+        seed with the same ``feature_seed``). Keys include the images'
+        contents, so edited images are featurized again.
     resume : bool, default=False
-        Continue from ``out_dir/state.json`` (same config required).
+        Continue from ``out_dir/state.json``: the same settings except
+        ``rounds``, which may grow (a finished run is extended and picks
+        what a run started with the larger ``rounds`` would have picked).
     n_classes : int, default=11
+    class_names : sequence of str, optional
+        Names of the ``n_classes`` classes, for the per-class columns of
+        ``rounds.csv`` and ``state.json`` (default: CamVid's for 11 classes,
+        ``class0``, ``class1``, ... otherwise).
+    cache_evaluation : bool, default=True
+        Keep the evaluation features in ``cache_dir`` too (dense ones are
+        ``H x W x D`` float16 per image); False keeps them in memory up to
+        1 GB (recomputed each round beyond that) and only the pool and
+        noisy features on disk.
     progress : bool, default=True
     log : callable
         Receives one line per round.
@@ -618,9 +688,11 @@ def run_experiment(
     ------
     ValueError
         Bad config, a per-round budget larger than the candidate pool, or a
-        resume whose saved config differs.
+        resume whose saved settings differ (each differing setting is named
+        with its saved and its new value).
     """
     config.validate()
+    names = class_names_for(n_classes, class_names)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     state_path = out_dir / "state.json"
@@ -638,17 +710,22 @@ def run_experiment(
     data_id = _digest(pool.names, test.names, pool.images.shape, test.images.shape)
     if resume and state_path.exists():
         state = json.loads(state_path.read_text())
-        if state["config"] != settings:
-            raise ValueError(f"cannot resume {out_dir}: its saved config differs from this one")
+        differences = settings_differences(state["config"], settings)
+        if state.get("classes", list(names)) != list(names):
+            differences.append(f"classes {state['classes']} (saved) vs {list(names)} (now)")
+        if differences:
+            raise ValueError(f"cannot resume {out_dir}: its saved settings differ: {'; '.join(differences)}; "
+                             f"rerun with the saved values or write to another folder")
         if state["data"] != data_id:
             raise ValueError(f"cannot resume {out_dir}: it was run on other pool/test images")
         records, labeled = state["records"], state["labeled"]
-        log(f"resuming {out_dir} after round {len(records) - 1}")
-    if len(records) >= config.rounds:
-        return records
+        if len(records) >= config.rounds:
+            log(f"{out_dir} already has {len(records)} rounds (asked for {config.rounds})")
+            return records
+        log(f"resuming {out_dir} after round {len(records) - 1}, up to round {config.rounds - 1}")
 
     featurizer = fitted_featurizer(config, featurizer, progress)
-    cache = FeatureCache(cache_dir)
+    cache = FeatureCache(cache_dir, persist_optional=cache_evaluation)
     feats = pool_features(featurizer, pool, config.candidates_per_image, config.feature_seed, cache, config.candidates)
     X, y, groups, pixels, offsets = feats.X, feats.y, feats.groups, feats.pixels, feats.offsets
     noisy = None
@@ -657,8 +734,8 @@ def run_experiment(
                                            random_state=config.feature_seed)
         path = None
         if cache_dir is not None:  # shared by every strategy and seed on this pool
-            key = _digest(featurizer_key(featurizer), pool.names, np.concatenate(pixels), config.n_draws,
-                          config.feature_seed, config.candidates)
+            key = _digest(featurizer_key(featurizer), pool.names, pool.images, np.concatenate(pixels),
+                          config.n_draws, config.feature_seed, config.candidates)
             path = Path(cache_dir) / f"noisy-{key}.npy"
         noisy = CachedNoisyViews(view_fn, offsets, X.shape[1], directory=cache_dir, path=path)
 
@@ -692,9 +769,10 @@ def run_experiment(
             record["temperature"] = float(getattr(query.uncertainty, "temperature_", float("nan")))
         records.append(record)
         state = {"config": settings, "data": data_id, "budget": budget, "records": records, "labeled": labeled,
-                 "labeled_pixels": _row_to_pixel(labeled, groups, pixels, offsets, pool.names)}
+                 "labeled_pixels": _row_to_pixel(labeled, groups, pixels, offsets, pool.names),
+                 "classes": list(names)}
         _atomic_write(state_path, json.dumps(state))
-        write_round_tables(records, out_dir, n_classes)
+        write_round_tables(records, out_dir, n_classes, names)
         log(f"round {r:2d}  labeled {len(labeled):5d}  mIoU {record['miou']:.4f}  {sum(times.values()):6.1f} s")
     return records
 
@@ -799,7 +877,66 @@ def _query(config, query, classifier, X, y, groups, labeled, budget, noisy, rng,
     return np.asarray(picked, dtype=np.int64)
 
 
-def write_round_tables(records: list[dict], out_dir: Path, n_classes: int) -> None:
+def class_names_for(n_classes: int, class_names: Sequence[str] | None = None) -> tuple[str, ...]:
+    """Names of ``n_classes`` classes: the given ones, CamVid's for 11, else ``class0``, ``class1``, ...
+
+    Parameters
+    ----------
+    n_classes : int
+    class_names : sequence of str, optional
+
+    Returns
+    -------
+    tuple of str
+
+    Raises
+    ------
+    ValueError
+        ``class_names`` of another length than ``n_classes``.
+    """
+    if class_names is not None:
+        if len(class_names) != n_classes:
+            raise ValueError(f"{len(class_names)} class names for n_classes={n_classes}")
+        return tuple(class_names)
+    return CAMVID_CLASSES if n_classes == len(CAMVID_CLASSES) else tuple(f"class{i}" for i in range(n_classes))
+
+
+def settings_differences(saved: dict, new: dict, exempt: Sequence[str] = ("rounds",)) -> list[str]:
+    """The settings in which two ``ExperimentConfig.to_dict()`` differ, as readable lines.
+
+    Parameters
+    ----------
+    saved, new : dict
+        Settings of the saved run and of this one (nested dicts are compared
+        key by key, e.g. ``featurizer.timesteps``).
+    exempt : sequence of str, default=("rounds",)
+        Settings a resumed run may change.
+
+    Returns
+    -------
+    list of str
+        ``"name OLD (saved) vs NEW (now)"`` per differing setting, sorted
+        by name; empty when the runs are the same. Settings older results
+        folders lack count as their default.
+    """
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            if isinstance(v, dict):
+                out.update(flat(v, f"{prefix}{k}."))
+            else:
+                out[f"{prefix}{k}"] = v
+        return out
+
+    defaults = flat(ExperimentConfig().to_dict())
+    a, b = {**defaults, **flat(saved)}, {**defaults, **flat(new)}
+    missing = "(unset)"
+    return [f"{k} {a.get(k, missing)!r} (saved) vs {b.get(k, missing)!r} (now)"
+            for k in sorted(set(a) | set(b)) if k not in exempt and a.get(k, missing) != b.get(k, missing)]
+
+
+def write_round_tables(records: list[dict], out_dir: Path, n_classes: int,
+                       class_names: Sequence[str] | None = None) -> None:
     """Write ``rounds.json`` (everything) and ``rounds.csv`` (one flat row per round), atomically.
 
     Parameters
@@ -808,10 +945,11 @@ def write_round_tables(records: list[dict], out_dir: Path, n_classes: int) -> No
         Round records of :func:`run_experiment`.
     out_dir : Path
     n_classes : int
-        Names the per-class IoU columns (CamVid names for 11 classes).
+    class_names : sequence of str, optional
+        Names the per-class IoU columns ``iou_NAME`` (see :func:`class_names_for`).
     """
     _atomic_write(out_dir / "rounds.json", json.dumps(records, indent=1))
-    names = list(CAMVID_CLASSES) if n_classes == len(CAMVID_CLASSES) else [f"class{i}" for i in range(n_classes)]
+    names = class_names_for(n_classes, class_names)
     phases = sorted({k for rec in records for k in rec["seconds"]})
     header = ["strategy", "seed", "round", "labeled_pixels", "taught_pixels", "miou"]
     header += [f"iou_{n}" for n in names] + [f"seconds_{p}" for p in phases]
@@ -833,6 +971,7 @@ def run_full_supervision(
     featurizer: DiffusionFeaturizer | None = None,
     cache_dir: str | Path | None = None,
     n_classes: int = len(CAMVID_CLASSES),
+    cache_evaluation: bool = True,
     progress: bool = True,
 ) -> dict:
     """The ceiling: the same classifier trained on every candidate pixel of the pool.
@@ -844,7 +983,7 @@ def run_full_supervision(
     pool, test : SegmentationSplit
     out_json : path
         Where the result is written (atomically).
-    featurizer, cache_dir, n_classes, progress
+    featurizer, cache_dir, n_classes, cache_evaluation, progress
         As in :func:`run_experiment`.
 
     Returns
@@ -859,7 +998,7 @@ def run_full_supervision(
     """
     config.validate()
     featurizer = fitted_featurizer(config, featurizer, progress)
-    cache = FeatureCache(cache_dir)
+    cache = FeatureCache(cache_dir, persist_optional=cache_evaluation)
     feats = pool_features(featurizer, pool, config.candidates_per_image, config.feature_seed, cache, config.candidates)
     X, y = feats.X, feats.y
     t = time.perf_counter()

@@ -32,13 +32,41 @@ def collect_runs(results_dir: str | Path) -> dict[str, list[list[dict]]]:
     -------
     dict
         ``{strategy: [records of one run, ...]}``, runs in path order; empty runs skipped.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``results_dir`` is not a folder.
+    ValueError
+        A ``rounds.json`` that is not a list of round records (the message names it).
     """
+    results_dir = Path(results_dir)
+    if not results_dir.exists():
+        raise FileNotFoundError(f"results folder not found: {results_dir}")
+    if not results_dir.is_dir():
+        raise FileNotFoundError(f"{results_dir} is a file, not a results folder")
     runs: dict[str, list[list[dict]]] = {}
-    for path in sorted(Path(results_dir).glob("*/seed*/rounds.json")):
-        records = json.loads(path.read_text())
+    for path in sorted(results_dir.glob("*/seed*/rounds.json")):
+        records = _read_json(path)
+        if not isinstance(records, list) or not all(isinstance(r, dict) and "strategy" in r for r in records):
+            raise ValueError(f"{path}: not a list of round records (written by 'skal-seg run')")
         if records:
             runs.setdefault(records[0]["strategy"], []).append(records)
     return runs
+
+
+def _read_json(path: Path):
+    """The JSON in ``path``, or a ValueError naming the file."""
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+
+
+def _require_runs(runs: dict, results_dir) -> None:
+    if not runs:
+        raise FileNotFoundError(f"no runs in {results_dir} (expected STRATEGY/seedN/rounds.json written by "
+                                f"'skal-seg run', with at least one round)")
 
 
 def summarize(results_dir: str | Path) -> dict[str, dict[str, np.ndarray]]:
@@ -77,7 +105,13 @@ def full_supervision(results_dir: str | Path) -> list[float]:
     list of float
         One per ``seedS.json``, in path order (empty when there are none).
     """
-    return [json.loads(p.read_text())["miou"] for p in sorted(Path(results_dir).glob("full_supervision/seed*.json"))]
+    out = []
+    for path in sorted(Path(results_dir).glob("full_supervision/seed*.json")):
+        result = _read_json(path)
+        if not isinstance(result, dict) or "miou" not in result:
+            raise ValueError(f"{path}: not a full-supervision result (no 'miou')")
+        out.append(result["miou"])
+    return out
 
 
 def markdown_summary(results_dir: str | Path) -> str:
@@ -104,11 +138,12 @@ def markdown_summary(results_dir: str | Path) -> str:
     Raises
     ------
     FileNotFoundError
-        When ``results_dir`` holds no run.
+        When ``results_dir`` is not a folder or holds no run.
+    ValueError
+        A results file that cannot be read (named in the message).
     """
     runs = collect_runs(results_dir)
-    if not runs:
-        raise FileNotFoundError(f"no STRATEGY/seedN/rounds.json below {results_dir}")
+    _require_runs(runs, results_dir)
     stats = summarize(results_dir)
     order = [s for s in STRATEGIES if s in stats]
     order += sorted(set(stats) - set(order))
@@ -156,12 +191,21 @@ def plot_learning_curves(results_dir: str | Path, out_png: str | Path | None = N
     -------
     Path
         The PNG written; the full-supervision mean is drawn as a dashed line when present.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``results_dir`` is not a folder or holds no run (no empty plot is written).
+    ValueError
+        A results file that cannot be read (named in the message).
     """
-    plt = _pyplot()
     results_dir = Path(results_dir)
+    stats = summarize(results_dir)
+    _require_runs(stats, results_dir)
+    plt = _pyplot()
     out_png = Path(out_png) if out_png else results_dir / "miou.png"
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for strategy, s in sorted(summarize(results_dir).items()):
+    for strategy, s in sorted(stats.items()):
         line, = ax.plot(s["labeled"], s["mean"], marker="o", ms=3, label=f"{strategy} ({s['n_seeds']} seed{'s' if s['n_seeds'] != 1 else ''})")
         if s["n_seeds"] > 1:
             ax.fill_between(s["labeled"], s["mean"] - s["std"], s["mean"] + s["std"], color=line.get_color(), alpha=0.2)

@@ -59,7 +59,7 @@ def load_unlabeled_images(root: str | Path, split: str, size: int) -> np.ndarray
         The split has no image/label pairs or an image without its label
         (or a label without its image).
     """
-    return np.stack([read_image(p, size) for _, p, _ in _split_pairs(Path(root) / split)])
+    return np.stack([read_image(p, (size, size)) for _, p, _ in _split_pairs(Path(root) / split)])
 
 
 def to_model_range(images_uint8: np.ndarray) -> torch.Tensor:

@@ -372,3 +372,22 @@ def test_check_estimator():
         "check_classifiers_one_label",
     ):
         assert status[name] == "passed", name
+
+
+def test_progress_bar_redraws_are_throttled(capsys):
+    """Hundreds of fast epochs draw the bar a few times, not once per epoch (330 KB of output in a real run)."""
+    import time
+
+    from skal_seg.classifier import PROGRESS_INTERVAL_S
+
+    X, y = make_blobs(n_samples=40, centers=3, random_state=0)
+    clf = TorchMLPClassifier(hidden_layer_sizes=(4,), max_epochs=400, min_steps=0, batch_size=64,
+                             early_stopping=False, progress=True, random_state=0)
+    t = time.perf_counter()
+    clf.fit(X.astype(np.float32), y)
+    elapsed = time.perf_counter() - t
+    err = capsys.readouterr().err
+    assert clf.n_iter_ == 400
+    redraws = err.count("\r")
+    assert redraws <= 3 + elapsed / PROGRESS_INTERVAL_S, (redraws, elapsed)
+    assert "400/400" in err and "loss=" in err  # the last state and the postfix still show

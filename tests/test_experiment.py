@@ -107,12 +107,53 @@ def test_resume_gives_the_identical_result(data, featurizer, tmp_path, monkeypat
     assert [r["miou"] for r in full] == [r["miou"] for r in resumed]
 
 
-def test_resume_refuses_a_different_config(data, featurizer, tmp_path):
+def test_resume_refuses_a_different_config_and_names_the_settings(data, featurizer, tmp_path):
     pool, test = data
     run_experiment(config(rounds=1), pool, test, tmp_path, featurizer=featurizer, progress=False, log=lambda s: None)
-    with pytest.raises(ValueError, match="config differs"):
-        run_experiment(config(rounds=1, local_budget=3), pool, test, tmp_path, featurizer=featurizer,
+    changed = config(rounds=1, local_budget=3, featurizer={"model": "embedded", "timesteps": [10]})
+    with pytest.raises(ValueError, match=r"settings differ: featurizer.timesteps \[50, 150, 250\] \(saved\) vs "
+                                         r"\[10\] \(now\); local_budget 6 \(saved\) vs 3 \(now\); rerun"):
+        run_experiment(changed, pool, test, tmp_path, featurizer=featurizer,
                        resume=True, progress=False, log=lambda s: None)
+    with pytest.raises(ValueError, match=r"classes \['sky'"):
+        run_experiment(config(rounds=1), pool, test, tmp_path, featurizer=featurizer, resume=True, progress=False,
+                       log=lambda s: None, class_names=["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"])
+
+
+@pytest.mark.parametrize("strategy", ["two_stage", "edald"])
+def test_a_finished_run_is_extended_with_the_picks_of_a_longer_run(strategy, data, featurizer, tmp_path):
+    pool, test = data
+    quiet = dict(featurizer=featurizer, progress=False, log=lambda s: None)
+    longer = run_experiment(config(strategy, rounds=3), pool, test, tmp_path / "long", **quiet)
+    run_experiment(config(strategy, rounds=2), pool, test, tmp_path / "short", **quiet)
+    lines = []
+    extended = run_experiment(config(strategy, rounds=3), pool, test, tmp_path / "short", resume=True,
+                              **{**quiet, "log": lines.append})
+    assert "up to round 2" in lines[0]
+    a = json.loads((tmp_path / "long" / "state.json").read_text())
+    b = json.loads((tmp_path / "short" / "state.json").read_text())
+    assert a["labeled"] == b["labeled"] and len(b["labeled"]) == 18
+    assert [r["miou"] for r in longer] == [r["miou"] for r in extended]
+    assert b["config"]["rounds"] == 3
+
+
+def test_budget_per_round_replaces_the_per_image_rate(data, featurizer, tmp_path):
+    pool, test = data
+    assert config(budget_per_round=4).budget(len(pool)) == 4 and config().budget(len(pool)) == 6
+    records = run_experiment(config("random", rounds=2, budget_per_round=4), pool, test, tmp_path, **dict(
+        featurizer=featurizer, progress=False, log=lambda s: None))
+    assert [r["labeled_pixels"] for r in records] == [4, 8]
+    with pytest.raises(ValueError, match="budget_per_round"):
+        config(budget_per_round=0).validate()
+
+
+def test_class_names_name_the_table_columns(data, featurizer, tmp_path):
+    pool, test = data
+    run_experiment(config("random", rounds=1), pool, test, tmp_path, featurizer=featurizer, progress=False,
+                   log=lambda s: None, n_classes=3, class_names=["road", "grass", "car"])
+    header = (tmp_path / "rounds.csv").read_text().splitlines()[0]
+    assert "iou_road,iou_grass,iou_car" in header
+    assert json.loads((tmp_path / "state.json").read_text())["classes"] == ["road", "grass", "car"]
 
 
 def test_miou_matches_hand_computed_confusion(data, featurizer, tmp_path):
@@ -200,18 +241,19 @@ def test_cli_runs_writes_results_and_resumes(data, tmp_path, capsys):
     assert cli_main(args) == 0
     out = capsys.readouterr().out
     assert "round  1" in out and "mIoU" in out
+    assert "classes: 11 (CamVid's default: no classes.txt in the data folder and no --classes)" in out
     res = tmp_path / "res"
     for f in ("miou.png", "two_stage/seed0/rounds.csv", "two_stage/seed0/rounds.json",
               "two_stage/seed0/queried_pixels.png", "random/seed0/rounds.csv", "full_supervision/seed0.json"):
         assert (res / f).exists(), f
-    assert cli_main(args + ["--resume"]) == 0
-    assert "resuming" in capsys.readouterr().out
+    assert cli_main(args + ["--resume", "--rounds", "3"]) == 0  # a finished run is extended
+    assert "up to round 2" in capsys.readouterr().out
     recs = json.loads((res / "two_stage" / "seed0" / "rounds.json").read_text())
     assert recs[0]["settings"]["bandwidth"] == 0.8
     assert cli_main(["report", str(res)]) == 0
     report = capsys.readouterr().out
     assert report == (res / "summary.md").read_text()
-    assert f"| two_stage (1) | {recs[0]['miou']:.4f} ± 0.0000 | {recs[1]['miou']:.4f} ± 0.0000 |" in report
+    assert f"| two_stage (1) | {recs[0]['miou']:.4f} ± 0.0000 | {recs[1]['miou']:.4f} ± 0.0000 | {recs[2]['miou']:.4f}" in report
 
 
 def test_markdown_summary_means_and_spreads_over_seeds(tmp_path):

@@ -43,16 +43,17 @@ def test_load_split_resizes_and_keeps_order(tmp_path):
                     rng.integers(0, 3, (20, 30), dtype=np.uint8))
     split = load_split(tmp_path, "train", size=16, n_classes=3)
     assert split.names == ("a", "b")
-    assert split.images.shape == (2, 16, 16, 3) and split.labels.shape == (2, 16, 16)
+    assert split.images.shape == (2, 16, 24, 3) and split.labels.shape == (2, 16, 24)  # short side 16
+    assert load_split(tmp_path, "train", size=(10, 12), n_classes=3).images.shape == (2, 10, 12, 3)
     assert set(np.unique(split.labels)) <= {0, 1, 2}
 
 
 @pytest.mark.parametrize("problem, match", [
     ("missing", "not found"),
-    ("unpaired", "images without labels"),
+    ("unpaired", "images without a NAME_label.png: b.png"),
     ("bad_label", "outside"),
-    ("size", "its label is"),
-    ("empty", "no NAME.png"),
+    ("size", "but its label a_label.png is 9x8"),
+    ("empty", "no NAME.EXT"),
 ])
 def test_malformed_dataset_errors(tmp_path, problem, match):
     img = np.zeros((8, 8, 3), dtype=np.uint8)
