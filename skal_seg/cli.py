@@ -1,4 +1,5 @@
-"""Command line: ``skal-seg run`` (active-learning runs), ``skal-seg plot`` and ``skal-seg report``.
+"""Command line: ``skal-seg run`` (active-learning runs), ``skal-seg plot``, ``skal-seg report`` and
+``skal-seg convert-adm`` (an ADM checkpoint to a diffusers folder).
 
 Examples
 --------
@@ -10,6 +11,10 @@ The benchmark on full CamVid, every strategy, three seeds::
 
     skal-seg run --data ../shared/data/camvid --strategies all --seeds 0 1 2 \\
         --full-supervision --cache feature-cache --out results/camvid
+
+The paper's settings with its ADM model (a GPU machine; see docs/gpu.md)::
+
+    skal-seg run --preset paper --model 256x256_diffusion_uncond.pt --data ../shared/data/camvid
 """
 
 from __future__ import annotations
@@ -19,10 +24,31 @@ import sys
 import time
 from pathlib import Path
 
+from skal_seg.adm import convert_adm_checkpoint, is_adm_checkpoint_path
 from skal_seg.data import load_split, sample_dataset_dir, split_validation
 from skal_seg._validation import check_bandwidth
 from skal_seg.experiment import STRATEGIES, ExperimentConfig, fitted_featurizer, run_experiment, run_full_supervision
 from skal_seg.plotting import markdown_summary, plot_learning_curves, plot_queried_pixels
+
+
+# `skal-seg run --preset NAME`: argument defaults replaced by the preset (flags given explicitly still win).
+# "paper": the official protocol of the paper (arXiv 2510.22229), run with an ADM model (--model FILE.pt).
+PRESETS: dict[str, dict] = {
+    "paper": {
+        "size": 256,
+        "candidates_per_image": 10_000,
+        "candidates_exclude_ignore": True,  # drawn among non-ignore pixels
+        "budget_per_image": 0.1,
+        "local_budget": 50,
+        "keep_global": 0.5,
+        "n_draws": 5,
+        "timesteps": [50, 150, 250],
+        "rounds": 10,
+        "val_fraction": 0.0,  # the whole train split is the pool
+        "pool_limit": None,
+        "blocks": "paper",  # ADM output_blocks 5, 8, 12, 17: D = 6144
+    },
+}
 
 
 def _bandwidth(text: str) -> str | float:
@@ -32,7 +58,7 @@ def _bandwidth(text: str) -> str | float:
         raise argparse.ArgumentTypeError(f"expected 'auto' or a positive number, got {text!r}") from None
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(preset: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="skal-seg", description="Pixel-level active learning for semantic segmentation.")
     sub = p.add_subparsers(dest="command", required=True)
     d = ExperimentConfig()
@@ -72,10 +98,21 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="results", help="results folder")
     r.add_argument("--resume", action="store_true", help="continue interrupted runs from their last completed round")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="'paper': the paper's settings (256 px, 10,000 candidates among non-ignore pixels, 10 rounds, "
+                        "ADM blocks 5/8/12/17, whole train split as pool); needs --model ADM.pt or a convert-adm folder")
+    r.set_defaults(blocks=None, candidates_exclude_ignore=False)  # set by presets only
+    if preset is not None:
+        r.set_defaults(**PRESETS[preset])
     pl = sub.add_parser("plot", help="(re)draw the learning-curve plot of a results folder")
     pl.add_argument("results")
     rp = sub.add_parser("report", help="print markdown tables (mIoU and seconds per round) of a results folder")
     rp.add_argument("results")
+    ca = sub.add_parser("convert-adm", help="convert a guided-diffusion (ADM) .pt checkpoint into a diffusers folder")
+    ca.add_argument("checkpoint", help="ADM state dict, e.g. 256x256_diffusion_uncond.pt")
+    ca.add_argument("out_dir", help="new folder to write (then use --model OUT_DIR)")
+    ca.add_argument("--num-head-channels", type=int, default=64, help="channels per attention head (64 in the 256 models)")
+    ca.add_argument("--image-size", type=int, default=256, help="input size the model was trained at")
     return p
 
 
@@ -84,6 +121,14 @@ def _run(args: argparse.Namespace) -> int:
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
         raise SystemExit(f"skal-seg: unknown strategies {unknown}; choose from {', '.join(STRATEGIES)} or 'all'")
+    if args.preset == "paper" and not (
+        (is_adm_checkpoint_path(args.model) and Path(args.model).is_file()) or Path(args.model).is_dir()
+    ):
+        raise SystemExit(
+            f"skal-seg: --preset paper needs the paper's ADM model, got --model {args.model}: pass "
+            "--model 256x256_diffusion_uncond.pt (https://github.com/openai/guided-diffusion) or a folder "
+            "written by `skal-seg convert-adm`"
+        )
     root = sample_dataset_dir() if args.data == "sample" else Path(args.data)
     try:
         train = load_split(root, "train", size=args.size, limit=args.pool_limit)
@@ -101,9 +146,11 @@ def _run(args: argparse.Namespace) -> int:
         for strategy in strategies:
             config = ExperimentConfig(
                 strategy=strategy, seed=seed, feature_seed=args.feature_seed, rounds=args.rounds,
-                candidates_per_image=args.candidates_per_image, budget_per_image=args.budget_per_image, local_budget=args.local_budget, keep_global=args.keep_global,
+                candidates_per_image=args.candidates_per_image,
+                candidates_exclude_ignore=args.candidates_exclude_ignore, budget_per_image=args.budget_per_image, local_budget=args.local_budget, keep_global=args.keep_global,
                 n_draws=args.n_draws, entropy_weight=args.entropy_weight, eval_stride=args.eval_stride, bandwidth=args.bandwidth,
-                featurizer={"model": args.model, "timesteps": args.timesteps},
+                featurizer={"model": args.model, "timesteps": args.timesteps,
+                            **({"blocks": args.blocks} if args.blocks is not None else {})},
             )
             try:
                 featurizer = fitted_featurizer(config, featurizer, progress=not args.quiet)
@@ -147,6 +194,16 @@ def main(argv: list[str] | None = None) -> int:
         invalid settings (with a message naming the problem).
     """
     args = _parser().parse_args(argv)
+    if getattr(args, "preset", None):
+        args = _parser(args.preset).parse_args(argv)  # preset defaults, explicit flags still win
+    if args.command == "convert-adm":
+        try:
+            out = convert_adm_checkpoint(args.checkpoint, args.out_dir, num_head_channels=args.num_head_channels,
+                                         image_size=args.image_size)
+        except (OSError, ValueError) as err:
+            raise SystemExit(f"skal-seg: {err}") from None
+        print(f"wrote {out} (use --model {out})")
+        return 0
     if args.command == "plot":
         print(plot_learning_curves(args.results))
         return 0

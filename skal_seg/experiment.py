@@ -74,6 +74,10 @@ class ExperimentConfig:
     candidates_per_image : int
         Random candidate pixels per pool image (paper: 10,000 of 65,536 at
         256 x 256; 2,500 of 16,384 keeps that fraction at 128 x 128).
+    candidates_exclude_ignore : bool
+        Draw the candidates among the non-ignore pixels of each image (the
+        paper's protocol; ``skal-seg run --preset paper``) instead of among
+        all pixels (default, False).
     budget_per_image : float
         Labeled pixels per round per pool image (paper: 0.1, i.e. 37 per
         round for 367 images).
@@ -101,6 +105,7 @@ class ExperimentConfig:
     feature_seed: int = 0
     rounds: int = 10
     candidates_per_image: int = 2500
+    candidates_exclude_ignore: bool = False
     budget_per_image: float = 0.1
     local_budget: int = 50
     keep_global: float = 0.5
@@ -353,7 +358,9 @@ class CachedNoisyViews:
 # --------------------------------------------------------------------------- the run
 
 
-def candidate_pixels(split: SegmentationSplit, n_per_image: int, seed: int) -> list[np.ndarray]:
+def candidate_pixels(
+    split: SegmentationSplit, n_per_image: int, seed: int, exclude_ignore: bool = False
+) -> list[np.ndarray]:
     """Fixed random candidate pixels of every image, from ``seed`` only.
 
     Parameters
@@ -361,6 +368,9 @@ def candidate_pixels(split: SegmentationSplit, n_per_image: int, seed: int) -> l
     split : SegmentationSplit
     n_per_image : int
     seed : int
+    exclude_ignore : bool, default=False
+        Draw among the pixels not labeled ``IGNORE_INDEX`` only (all of them
+        when an image has fewer than ``n_per_image``).
 
     Returns
     -------
@@ -376,7 +386,13 @@ def candidate_pixels(split: SegmentationSplit, n_per_image: int, seed: int) -> l
     if n_per_image > h * w:
         raise ValueError(f"candidates_per_image={n_per_image} exceeds the {h * w} pixels of an image")
     rng = np.random.default_rng([seed, 7])
-    return [np.sort(rng.choice(h * w, size=n_per_image, replace=False)) for _ in range(len(split))]
+    if not exclude_ignore:
+        return [np.sort(rng.choice(h * w, size=n_per_image, replace=False)) for _ in range(len(split))]
+    out = []
+    for labels in split.labels:
+        valid = np.flatnonzero(labels.reshape(-1) != IGNORE_INDEX)
+        out.append(np.sort(rng.choice(valid, size=min(n_per_image, len(valid)), replace=False)))
+    return out
 
 
 @dataclass
@@ -408,7 +424,8 @@ class PoolFeatures:
 
 
 def pool_features(
-    featurizer: DiffusionFeaturizer, pool: SegmentationSplit, n_per_image: int, seed: int, cache: FeatureCache
+    featurizer: DiffusionFeaturizer, pool: SegmentationSplit, n_per_image: int, seed: int, cache: FeatureCache,
+    exclude_ignore: bool = False,
 ) -> PoolFeatures:
     """Draw the candidate pixels of ``pool`` and featurize them once (cached).
 
@@ -421,13 +438,15 @@ def pool_features(
     seed : int
         Seeds the candidates (:func:`candidate_pixels`).
     cache : FeatureCache
+    exclude_ignore : bool, default=False
+        Candidates among non-ignore pixels only (:func:`candidate_pixels`).
 
     Returns
     -------
     PoolFeatures
     """
     t0 = time.perf_counter()
-    pixels = candidate_pixels(pool, n_per_image, seed)
+    pixels = candidate_pixels(pool, n_per_image, seed, exclude_ignore)
     key = "pool-" + _digest(featurizer_key(featurizer), pool.names, np.concatenate(pixels))
     X = cache.get(key, lambda: featurizer.transform(pool.images, pixels=pixels).astype(np.float16, copy=False))
     sizes = [len(p) for p in pixels]
@@ -588,7 +607,8 @@ def run_experiment(
 
     featurizer = fitted_featurizer(config, featurizer, progress)
     cache = FeatureCache(cache_dir)
-    feats = pool_features(featurizer, pool, config.candidates_per_image, config.feature_seed, cache)
+    feats = pool_features(featurizer, pool, config.candidates_per_image, config.feature_seed, cache,
+                          config.candidates_exclude_ignore)
     X, y, groups, pixels, offsets = feats.X, feats.y, feats.groups, feats.pixels, feats.offsets
     noisy = None
     if config.strategy in NEEDS_NOISY:
@@ -773,7 +793,8 @@ def run_full_supervision(
     config.validate()
     featurizer = fitted_featurizer(config, featurizer, progress)
     cache = FeatureCache(cache_dir)
-    feats = pool_features(featurizer, pool, config.candidates_per_image, config.feature_seed, cache)
+    feats = pool_features(featurizer, pool, config.candidates_per_image, config.feature_seed, cache,
+                          config.candidates_exclude_ignore)
     X, y = feats.X, feats.y
     t = time.perf_counter()
     clf = _train(config, X, y, np.arange(len(X)), 0, {}, progress)

@@ -269,3 +269,65 @@ def test_missing_file_and_paper_on_other_models(tmp_path):
         load_diffusion_model(tmp_path / "nope.pt")
     with pytest.raises(ValueError, match="blocks='paper'.*18 output blocks"):
         DiffusionFeaturizer(model="embedded", blocks="paper", device="cpu").fit()
+
+
+# ------------------------------------------------------------------------- command line
+
+
+def test_cli_convert_adm_then_load_offline(adm_file, tmp_path, monkeypatch, capsys):
+    from skal_seg import cli
+
+    model, path = adm_file
+    out = tmp_path / "converted"
+    assert cli.main(["convert-adm", str(path), str(out), "--num-head-channels", str(HEAD),
+                     "--image-size", str(SIZE)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    unet, sched = load_diffusion_model(out)
+    x, t = _inputs()
+    with torch.no_grad():
+        assert rel_err(unet(x, t).sample, model(x, t)) < 1e-4
+    assert sched.config.beta_end == 0.02 and unet.config.sample_size == SIZE
+    with pytest.raises(SystemExit, match="exists and is not empty"):
+        cli.main(["convert-adm", str(path), str(out)])
+    with pytest.raises(SystemExit, match="is a folder"):
+        cli.main(["convert-adm", str(out), str(tmp_path / "again")])
+
+
+def test_cli_paper_preset(tmp_path):
+    from skal_seg import cli
+
+    with pytest.raises(SystemExit, match="--preset paper needs the paper's ADM model"):
+        cli.main(["run", "--preset", "paper", "--out", str(tmp_path)])  # --model defaults to 'embedded'
+    args = cli._parser("paper").parse_args(["run", "--preset", "paper", "--rounds", "3"])
+    assert args.rounds == 3  # an explicit flag beats the preset
+    assert (args.size, args.candidates_per_image, args.local_budget, args.keep_global, args.n_draws) == (
+        256, 10_000, 50, 0.5, 5)
+    assert (args.timesteps, args.budget_per_image, args.val_fraction, args.blocks) == (
+        [50, 150, 250], 0.1, 0.0, "paper")
+    assert args.candidates_exclude_ignore is True
+    plain = cli._parser().parse_args(["run"])
+    assert plain.blocks is None and plain.candidates_exclude_ignore is False and plain.size == 128
+
+
+def test_cli_paper_preset_reaches_the_run(adm_file, tmp_path, monkeypatch):
+    """The preset's settings arrive in the ExperimentConfig (the run itself is stubbed: 256 px is GPU work)."""
+    from skal_seg import cli
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_fitted(config, featurizer, progress):
+        seen["config"] = config
+        raise Stop
+
+    monkeypatch.setattr(cli, "fitted_featurizer", fake_fitted)
+    with pytest.raises(Stop):
+        cli.main(["run", "--preset", "paper", "--model", str(adm_file[1]), "--pool-limit", "2", "--test-limit", "1",
+                  "--out", str(tmp_path)])
+    c = seen["config"]
+    assert c.featurizer == {"model": str(adm_file[1]), "timesteps": [50, 150, 250], "blocks": "paper"}
+    assert (c.candidates_per_image, c.candidates_exclude_ignore, c.rounds, c.budget_per_image) == (
+        10_000, True, 10, 0.1)

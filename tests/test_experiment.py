@@ -319,3 +319,18 @@ def test_features_are_shared_across_seeds_and_strategies(data, featurizer, tmp_p
     run_experiment(other, pool, test, tmp_path / "fs3", featurizer=featurizer, cache_dir=cache, progress=False,
                    log=lambda s: None)
     assert len(list(cache.glob("pool-*.npy"))) == 2
+
+
+def test_candidates_can_exclude_ignore_pixels():
+    from skal_seg.data import IGNORE_INDEX, SegmentationSplit
+
+    labels = np.full((2, 8, 8), IGNORE_INDEX, dtype=np.uint8)
+    labels[0, :4] = 1  # 32 labeled pixels
+    labels[1, :, :1] = 2  # 8 labeled pixels: fewer than asked, all of them are taken
+    split = SegmentationSplit(np.zeros((2, 8, 8, 3), np.uint8), labels, ("a", "b"))
+    pixels = exp.candidate_pixels(split, 10, seed=0, exclude_ignore=True)
+    assert [len(p) for p in pixels] == [10, 8]
+    for img, p in enumerate(pixels):
+        assert (labels[img].reshape(-1)[p] != IGNORE_INDEX).all() and len(np.unique(p)) == len(p)
+    mixed = exp.candidate_pixels(split, 40, seed=0)  # default: any pixel
+    assert (labels[0].reshape(-1)[mixed[0]] == IGNORE_INDEX).any()
