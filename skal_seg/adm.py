@@ -1,4 +1,4 @@
-"""OpenAI guided-diffusion (ADM) checkpoints as diffusers ``UNet2DModel`` s, and the paper's feature blocks.
+"""OpenAI guided-diffusion (ADM) checkpoints as diffusers ``UNet2DModel`` models, and the paper's feature blocks.
 
 The paper's features come from ADM models (``256x256_diffusion_uncond.pt``,
 ``lsun_bedroom.pt``, from https://github.com/openai/guided-diffusion). Those
@@ -9,22 +9,16 @@ returns a ``UNet2DModel`` that computes what ADM's ``UNetModel`` computes,
 with ADM's noise schedule (:func:`adm_scheduler`). Every ADM layer has an
 exact diffusers counterpart, so no custom module is needed:
 
-=====================================  ===============================================
-ADM                                    diffusers ``UNet2DModel`` configuration
-=====================================  ===============================================
-``timestep_embedding`` (cos, sin)      ``flip_sin_to_cos=True``, ``freq_shift=0``
-``use_scale_shift_norm``               ``resnet_time_scale_shift="scale_shift"``
-``resblock_updown`` (ResBlock up/down) ``downsample_type="resnet"``, ``upsample_type="resnet"``,
-                                       ``ResnetDownsampleBlock2D`` / ``ResnetUpsampleBlock2D``
-                                       on levels without attention
-attention at a level                   ``AttnDownBlock2D`` / ``AttnUpBlock2D``
-``num_head_channels``                  ``attention_head_dim``
-middle block attention GroupNorm       ``attn_norm_num_groups=32`` (diffusers drops that
-                                       norm under scale-shift unless it is set)
-legacy fused ``qkv`` (split per head)  separate ``to_q`` / ``to_k`` / ``to_v`` weights,
-                                       rows regrouped head by head (:func:`_split_qkv`)
-``label_emb``                          ``num_class_embeds`` (``class_labels`` argument)
-=====================================  ===============================================
+| ADM | diffusers ``UNet2DModel`` configuration |
+| --- | --- |
+| ``timestep_embedding`` (cos, then sin) | ``flip_sin_to_cos=True``, ``freq_shift=0`` |
+| ``use_scale_shift_norm`` | ``resnet_time_scale_shift="scale_shift"`` |
+| ``resblock_updown`` (ResBlocks that up/downsample) | ``downsample_type="resnet"``, ``upsample_type="resnet"``; ``ResnetDownsampleBlock2D`` / ``ResnetUpsampleBlock2D`` on levels without attention |
+| attention at a level | ``AttnDownBlock2D`` / ``AttnUpBlock2D`` |
+| ``num_head_channels`` | ``attention_head_dim`` |
+| the middle block attention's GroupNorm | ``attn_norm_num_groups=32`` (without it diffusers builds that attention without a norm under scale-shift) |
+| legacy fused ``qkv`` (rows split per head) | separate ``to_q`` / ``to_k`` / ``to_v`` weights, rows regrouped head by head |
+| ``label_emb`` | ``num_class_embeds`` (the ``class_labels`` argument) |
 
 What a state dict does not determine is a keyword: the channels per attention
 head (``num_head_channels=64`` in the released 256 x 256 models and
@@ -32,26 +26,23 @@ head (``num_head_channels=64`` in the released 256 x 256 models and
 fused ``qkv`` rows (``attention_order="legacy"``, ADM's default; ``"new"``
 for models trained with ``use_new_attention_order``).
 
-ADM ``output_blocks`` and diffusers sub-modules
------------------------------------------------
-ADM's decoder is a flat list of ``output_blocks``; diffusers groups the same
-layers into ``up_blocks`` of ``layers_per_block + 1`` layers. With ``n =
-num_res_blocks + 1``, ADM ``output_blocks[o]`` is layer ``r = o % n`` of
-``up_blocks[o // n]``, and its output is the output of that layer's last
-module: ``up_blocks[i].upsamplers.0`` for the last layer of every up block
-but the final one, else ``up_blocks[i].attentions.r`` where the level has
-attention, else ``up_blocks[i].resnets.r`` (:func:`output_block_module`).
-For the 256 x 256 models (``n = 3``) the paper's blocks 5, 8, 12 and 17
+**ADM output blocks in diffusers.** ADM's decoder is a flat list of
+``output_blocks``; diffusers groups the same layers into ``up_blocks`` of
+``layers_per_block + 1`` layers. With ``n = num_res_blocks + 1``, ADM
+``output_blocks[o]`` is layer ``r = o % n`` of ``up_blocks[o // n]``, and its
+output is the output of that layer's last module: ``up_blocks[i].upsamplers.0``
+for the last layer of every up block but the final one, else
+``up_blocks[i].attentions.r`` where the level has attention, else
+``up_blocks[i].resnets.r`` (:func:`output_block_module`). For the 256 x 256
+models (``n = 3``) the paper's blocks 5, 8, 12 and 17
 (:data:`PAPER_OUTPUT_BLOCKS`) are
 
-=========  ===============================  ========  ===========
-ADM        diffusers sub-module             channels  resolution
-=========  ===============================  ========  ===========
-5          ``up_blocks.1.upsamplers.0``     1024      32 x 32
-8          ``up_blocks.2.upsamplers.0``     512       64 x 64
-12         ``up_blocks.4.resnets.0``        256       128 x 128
-17         ``up_blocks.5.resnets.2``        256       256 x 256
-=========  ===============================  ========  ===========
+| ADM output block | diffusers sub-module | channels | resolution |
+| --- | --- | --- | --- |
+| 5 | ``up_blocks.1.upsamplers.0`` | 1024 | 32 x 32 |
+| 8 | ``up_blocks.2.upsamplers.0`` | 512 | 64 x 64 |
+| 12 | ``up_blocks.4.resnets.0`` | 256 | 128 x 128 |
+| 17 | ``up_blocks.5.resnets.2`` | 256 | 256 x 256 |
 
 that is 1024 + 512 + 256 + 256 = 2048 channels per timestep and D = 6144 at
 three timesteps (``tests/test_adm.py`` checks the mapping against OpenAI's own
@@ -74,6 +65,7 @@ __all__ = [
     "adm_scheduler",
     "convert_adm_checkpoint",
     "convert_adm_state_dict",
+    "describe_architecture",
     "infer_adm_architecture",
     "is_adm_checkpoint_path",
     "load_adm_checkpoint",

@@ -154,6 +154,8 @@ def test_paper_blocks_are_adm_output_blocks(adm_file):
     assert [b[1] for b in blocks] == ["up_blocks.1.upsamplers.0", "up_blocks.2.upsamplers.0",
                                       "up_blocks.4.resnets.0", "up_blocks.5.resnets.2"]
     assert [b[2] for b in blocks] == [ref[o].shape[1] for o in PAPER_OUTPUT_BLOCKS] == [128, 64, 32, 32]
+    # 32, 64, 128, 256 px at a 256 input: an eighth, a quarter, a half and all of the input size
+    assert [ref[o].shape[-1] for o in PAPER_OUTPUT_BLOCKS] == [SIZE // 8, SIZE // 4, SIZE // 2, SIZE]
 
 
 def test_paper_width_of_the_released_256_models():
