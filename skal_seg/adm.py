@@ -648,8 +648,9 @@ def _check_adm_layout(unet: UNet2DModel) -> None:
     cfg = unet.config
     if not set(cfg.up_block_types) <= _ADM_UP_TYPES or not cfg.flip_sin_to_cos or cfg.freq_shift != 0:
         raise ValueError(
-            "ADM output blocks are defined for UNet2DModels in ADM's layout (converted from an ADM checkpoint); "
-            f"this model has up_block_types {list(cfg.up_block_types)}"
+            "ADM output blocks are defined for UNet2DModels converted from an ADM checkpoint; this one's timestep "
+            f"embedding (flip_sin_to_cos={cfg.flip_sin_to_cos}, freq_shift={cfg.freq_shift}) or up_block_types "
+            f"{list(cfg.up_block_types)} differ from ADM's"
         )
 
 

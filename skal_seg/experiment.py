@@ -125,8 +125,8 @@ class ExperimentConfig:
             An unknown strategy, a negative or non-integer seed, a count
             (rounds, candidates, local budget, draws, eval stride) below 1,
             a non-positive budget, ``keep_global`` outside (0, 1], a negative
-            ``entropy_weight`` or a ``bandwidth`` other than "auto" or a
-            positive number.
+            ``entropy_weight``, a ``bandwidth`` other than "auto" or a
+            positive number, or a non-bool ``candidates_exclude_ignore``.
         """
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; choose from {sorted(STRATEGIES)}")
@@ -144,6 +144,8 @@ class ExperimentConfig:
             raise ValueError(f"keep_global must be in (0, 1], got {self.keep_global!r}")
         check_non_negative(self.entropy_weight, "entropy_weight")
         check_bandwidth(self.bandwidth)
+        if not isinstance(self.candidates_exclude_ignore, bool):
+            raise ValueError(f"candidates_exclude_ignore must be True or False, got {self.candidates_exclude_ignore!r}")
 
     def budget(self, n_pool_images: int) -> int:
         """Pixels queried per round.

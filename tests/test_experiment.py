@@ -170,6 +170,7 @@ def test_full_supervision_reference(data, featurizer, tmp_path):
     ({"entropy_weight": -1.0}, "entropy_weight"),
     ({"bandwidth": "median"}, "bandwidth"),
     ({"bandwidth": 0.0}, "bandwidth"),
+    ({"candidates_exclude_ignore": "yes"}, "candidates_exclude_ignore"),
 ])
 def test_bad_settings_raise(kw, match, data, featurizer, tmp_path):
     pool, test = data
