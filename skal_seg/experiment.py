@@ -598,7 +598,10 @@ def run_experiment(
     data_id = _digest(pool.names, test.names, pool.images.shape, test.images.shape)
     if resume and state_path.exists():
         state = json.loads(state_path.read_text())
-        if state["config"] != settings:
+        # A run saved before a setting existed ran with that setting's default.
+        saved = {**{k: v for k, v in ExperimentConfig().to_dict().items() if k not in state["config"]},
+                 **state["config"]}
+        if saved != settings:
             raise ValueError(f"cannot resume {out_dir}: its saved config differs from this one")
         if state["data"] != data_id:
             raise ValueError(f"cannot resume {out_dir}: it was run on other pool/test images")

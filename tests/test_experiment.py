@@ -110,6 +110,15 @@ def test_resume_gives_the_identical_result(data, featurizer, tmp_path, monkeypat
 def test_resume_refuses_a_different_config(data, featurizer, tmp_path):
     pool, test = data
     run_experiment(config(rounds=1), pool, test, tmp_path, featurizer=featurizer, progress=False, log=lambda s: None)
+    # A run saved before candidates_exclude_ignore existed (at its default) still resumes.
+    state = json.loads((tmp_path / "state.json").read_text())
+    del state["config"]["candidates_exclude_ignore"]
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    run_experiment(config(rounds=1), pool, test, tmp_path, featurizer=featurizer, resume=True, progress=False,
+                   log=lambda s: None)
+    with pytest.raises(ValueError, match="config differs"):
+        run_experiment(config(rounds=1, candidates_exclude_ignore=True), pool, test, tmp_path,
+                       featurizer=featurizer, resume=True, progress=False, log=lambda s: None)
     with pytest.raises(ValueError, match="config differs"):
         run_experiment(config(rounds=1, local_budget=3), pool, test, tmp_path, featurizer=featurizer,
                        resume=True, progress=False, log=lambda s: None)
