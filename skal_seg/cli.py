@@ -1,4 +1,5 @@
-"""Command line: ``skal-seg run`` (a benchmark on labeled images), ``skal-seg plot`` and ``skal-seg report``.
+"""Command line: ``skal-seg run`` (a benchmark on labeled images), ``skal-seg plot``, ``skal-seg report`` and
+``skal-seg convert-adm`` (an ADM checkpoint to a diffusers folder).
 
 ``run`` simulates active learning on images whose ground-truth labels are all
 known: each strategy queries pixels, the runner reveals their labels (it
@@ -20,6 +21,10 @@ The benchmark on full CamVid, every strategy, three seeds::
 
     skal-seg run --data ../shared/data/camvid --strategies all --seeds 0 1 2 \\
         --full-supervision --cache feature-cache --out results/camvid
+
+The paper's settings with its ADM model (a GPU machine; see docs/gpu.md)::
+
+    skal-seg run --preset paper --model 256x256_diffusion_uncond.pt --data ../shared/data/camvid
 
 Notes
 -----
@@ -44,6 +49,7 @@ from importlib import metadata
 from pathlib import Path
 
 from skal_seg._validation import check_positive_or_word
+from skal_seg.adm import convert_adm_checkpoint, is_adm_checkpoint_path
 from skal_seg.data import (
     CLASSES_FILE, check_class_names, dataset_classes, load_split, read_class_names, sample_dataset_dir,
     split_validation,
@@ -65,6 +71,26 @@ _EVAL_MEMORY_BYTES = 1024 * 2**20
 # PLACEHOLDER for the lead: point to the labeling subcommands here once they exist.
 _LABELING_SENTENCE = ("To label images that have no ground truth yet, use the labeling commands "
                       "(not part of this version).")
+
+
+# `skal-seg run --preset NAME`: argument defaults replaced by the preset (flags given explicitly still win).
+# "paper": the official protocol of the paper (arXiv 2510.22229), run with an ADM model (--model FILE.pt).
+PRESETS: dict[str, dict] = {
+    "paper": {
+        "size": [256],
+        "candidates_per_image": 10_000,
+        "candidates": "valid",  # drawn among non-ignore pixels
+        "budget_per_image": 0.1,
+        "local_budget": 50,
+        "keep_global": 0.5,
+        "n_draws": 5,
+        "timesteps": [50, 150, 250],
+        "rounds": 10,
+        "val_fraction": 0.0,  # the whole train split is the pool
+        "pool_limit": None,
+        "blocks": "paper",  # ADM output_blocks 5, 8, 12, 17: D = 6144
+    },
+}
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -223,6 +249,22 @@ def _add_run(sub) -> None:
                    help="continue the runs saved in OUT from their last completed round (or extend them to more "
                         "--rounds); other settings must match")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="'paper': the paper's settings (256 px, 10,000 candidates among non-ignore pixels, 10 rounds, "
+                        "ADM blocks 5/8/12/17, whole train split as pool); needs --model ADM.pt or a convert-adm "
+                        "folder; options given explicitly still win")
+    r.set_defaults(blocks=None)  # set by presets only
+
+
+def _add_convert_adm(sub) -> None:
+    p = sub.add_parser("convert-adm", formatter_class=_HelpFormatter,
+                       help="convert a guided-diffusion (ADM) .pt checkpoint into a diffusers folder")
+    p.add_argument("checkpoint", help="ADM state dict, e.g. 256x256_diffusion_uncond.pt")
+    p.add_argument("out_dir", help="new folder to write (then use --model OUT_DIR)")
+    p.add_argument("--num-head-channels", type=_positive_int, default=64,
+                   help="channels per attention head (64 in the released 256 models)")
+    p.add_argument("--image-size", type=_positive_int, default=256, help="input size the model was trained at")
+    p.set_defaults(handler=_convert_adm)
 
 
 def _add_plot(sub) -> None:
@@ -240,10 +282,10 @@ def _add_report(sub) -> None:
 
 
 #: Subcommand parser builders, in the order ``--help`` lists them.
-_SUBCOMMANDS = [_add_run, _add_plot, _add_report]
+_SUBCOMMANDS = [_add_run, _add_plot, _add_report, _add_convert_adm]
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(preset: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="skal-seg", formatter_class=_HelpFormatter,
         description=("Pixel-level active learning for semantic segmentation: which few pixels to label next.\n\n"
@@ -256,6 +298,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in _SUBCOMMANDS:
         add(sub)
+    if preset is not None:
+        sub.choices["run"].set_defaults(**PRESETS[preset])
     return p
 
 
@@ -267,6 +311,16 @@ def _plot(args: argparse.Namespace, argv: list[str]) -> int:
         print(plot_learning_curves(args.results))
     except (FileNotFoundError, ValueError) as err:
         raise _fail(err) from None
+    return 0
+
+
+def _convert_adm(args: argparse.Namespace, argv: list[str]) -> int:
+    try:
+        out = convert_adm_checkpoint(args.checkpoint, args.out_dir, num_head_channels=args.num_head_channels,
+                                     image_size=args.image_size)
+    except (OSError, ValueError) as err:
+        raise _fail(err) from None
+    print(f"wrote {out} (use --model {out})")
     return 0
 
 
@@ -290,7 +344,8 @@ def _config(args: argparse.Namespace, strategy: str, seed: int) -> ExperimentCon
         n_draws=args.n_draws, entropy_weight=args.entropy_weight, eval_stride=args.eval_stride,
         bandwidth=args.bandwidth, candidates=args.candidates, mi=args.mi,
         uherding_temperature=args.uherding_temperature, uherding_bandwidth=args.uherding_bandwidth,
-        featurizer={"model": args.model, "timesteps": args.timesteps},
+        featurizer={"model": args.model, "timesteps": args.timesteps,
+                    **({"blocks": args.blocks} if args.blocks is not None else {})},
     )
 
 
@@ -418,6 +473,12 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
         raise _fail(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)} or 'all'")
+    if args.preset == "paper" and not (
+        (is_adm_checkpoint_path(args.model) and Path(args.model).is_file()) or Path(args.model).is_dir()
+    ):
+        raise _fail(f"--preset paper needs the paper's ADM model, got --model {args.model}: pass --model "
+                    "256x256_diffusion_uncond.pt (https://github.com/openai/guided-diffusion) or a folder written "
+                    "by `skal-seg convert-adm`")
     size = _size(args.size)
     root = sample_dataset_dir() if args.data == "sample" else Path(args.data)
     try:
@@ -505,6 +566,8 @@ def main(argv: list[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    if getattr(args, "preset", None):
+        args = _parser(args.preset).parse_args(argv)  # preset defaults, explicit flags still win
     return args.handler(args, argv)
 
 

@@ -901,6 +901,10 @@ def class_names_for(n_classes: int, class_names: Sequence[str] | None = None) ->
     return CAMVID_CLASSES if n_classes == len(CAMVID_CLASSES) else tuple(f"class{i}" for i in range(n_classes))
 
 
+#: What runs saved before a setting existed did, where that differs from today's default.
+_SETTINGS_BEFORE_THEY_EXISTED = {"candidates": "all"}
+
+
 def settings_differences(saved: dict, new: dict, exempt: Sequence[str] = ("rounds",)) -> list[str]:
     """The settings in which two ``ExperimentConfig.to_dict()`` differ, as readable lines.
 
@@ -917,7 +921,8 @@ def settings_differences(saved: dict, new: dict, exempt: Sequence[str] = ("round
     list of str
         ``"name OLD (saved) vs NEW (now)"`` per differing setting, sorted
         by name; empty when the runs are the same. Settings older results
-        folders lack count as their default.
+        folders lack count as what the code did before they existed (their
+        default, except ``candidates``: ``"all"``).
     """
     def flat(d: dict, prefix: str = "") -> dict:
         out = {}
@@ -929,7 +934,7 @@ def settings_differences(saved: dict, new: dict, exempt: Sequence[str] = ("round
         return out
 
     defaults = flat(ExperimentConfig().to_dict())
-    a, b = {**defaults, **flat(saved)}, {**defaults, **flat(new)}
+    a, b = {**defaults, **_SETTINGS_BEFORE_THEY_EXISTED, **flat(saved)}, {**defaults, **flat(new)}
     missing = "(unset)"
     return [f"{k} {a.get(k, missing)!r} (saved) vs {b.get(k, missing)!r} (now)"
             for k in sorted(set(a) | set(b)) if k not in exempt and a.get(k, missing) != b.get(k, missing)]

@@ -22,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from skal_seg._validation import check_auto_or_positive_int
+from skal_seg.adm import paper_blocks
 from skal_seg.models import load_diffusion_model
 
 __all__ = ["DiffusionFeaturizer", "NoisyViewFunction"]
@@ -264,18 +265,25 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
     and passed through the UNet. The outputs of the decoder stages
     ``unet.up_blocks[b]`` for ``b`` in ``blocks`` are captured with forward
     hooks, bilinearly upsampled (``align_corners=False``) to the output grid,
-    concatenated and L2-normalised per pixel.
+    concatenated and L2-normalised per pixel. ``blocks="paper"`` takes the
+    paper's ADM decoder blocks instead (see :mod:`skal_seg.adm`).
 
     Parameters
     ----------
     model : str, path-like, UNet2DModel or (UNet2DModel, scheduler), default="embedded"
         Passed to :func:`skal_seg.models.load_diffusion_model`: ``"embedded"``
         (the DDPM shipped with the package, works offline), a local
-        ``save_pretrained`` folder, a Hugging Face Hub id, or a model instance.
+        ``save_pretrained`` folder, a Hugging Face Hub id, an ADM
+        (guided-diffusion) ``.pt`` / ``.pth`` checkpoint, or a model instance.
     timesteps : sequence of int, default=(50, 150, 250)
         Diffusion timesteps, each in ``[0, num_train_timesteps)``, distinct.
-    blocks : sequence of int or None, default=None
-        Indices into ``unet.up_blocks`` (distinct, in column order). None =
+    blocks : sequence of int, "paper" or None, default=None
+        ``"paper"``: the outputs of ADM ``output_blocks`` 5, 8, 12 and 17,
+        the paper's features, for a model converted from an ADM 256 x 256
+        checkpoint (1024 + 512 + 256 + 256 channels at 32, 64, 128, 256 px,
+        ``D = 6144`` at three timesteps; other models raise ValueError; the
+        diffusers sub-modules are listed in :mod:`skal_seg.adm`).
+        A sequence: indices into ``unet.up_blocks`` (distinct, in column order). None =
         every decoder stage, ``range(len(unet.up_blocks))``: coarse semantic
         stages plus fine full-resolution ones, valid for any ``UNet2DModel``.
         For the embedded model (128 x 128 input, 4 stages) these have
@@ -301,6 +309,13 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
         Dtype of the returned features; float16 halves their memory.
     progress : bool, default=True
         Show a tqdm bar over image batches.
+    adm_options : dict or None, default=None
+        For ADM checkpoint files: keywords of
+        :func:`skal_seg.adm.load_adm_checkpoint` (``num_head_channels``,
+        default 64; ``image_size``, default 256; ``attention_order``).
+    class_label : int or None, default=None
+        Class fed to a class-conditional model (required for those, an int
+        in ``[0, num_class_embeds)``; must be None for unconditional models).
 
     Attributes
     ----------
@@ -315,7 +330,10 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
         (S_h, S_w): the UNet input size images are resized to.
     timesteps_ : tuple of int
     blocks_ : tuple of int
-        Decoder stages used (``blocks`` resolved).
+        Decoder stages used (``blocks`` resolved): ``up_blocks`` indices, or
+        for ``blocks="paper"`` the ADM ``output_blocks`` indices (5, 8, 12, 17).
+    block_modules_ : tuple of str
+        The hooked ``unet_`` sub-modules, e.g. ``"up_blocks.0"`` or ``"up_blocks.1.upsamplers.0"``.
     block_channels_ : tuple of int
         Channels of each stage in ``blocks_``.
     batch_size_ : int
@@ -348,6 +366,8 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
         dtype: str = "float32",
         output_dtype: str = "float32",
         progress: bool = True,
+        adm_options: dict | None = None,
+        class_label: int | None = None,
     ):
         self.model = model
         self.timesteps = timesteps
@@ -359,6 +379,8 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
         self.dtype = dtype
         self.output_dtype = output_dtype
         self.progress = progress
+        self.adm_options = adm_options
+        self.class_label = class_label
 
     # ------------------------------------------------------------------ fitting
 
@@ -417,17 +439,36 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
             _check_images(images)
         device = _resolve_device(self.device)
         timesteps = self._int_tuple(self.timesteps, "timesteps")
-        unet, scheduler = load_diffusion_model(self.model, device=device, dtype=_UNET_DTYPES[self.dtype])
+        unet, scheduler = load_diffusion_model(
+            self.model, device=device, dtype=_UNET_DTYPES[self.dtype], adm_options=self.adm_options
+        )
 
         n_train = int(scheduler.config.num_train_timesteps)
         bad = [t for t in timesteps if not 0 <= t < n_train]
         if bad:
             raise ValueError(f"timesteps {bad} outside the schedule [0, {n_train})")
-        n_up = len(unet.up_blocks)
-        blocks = tuple(range(n_up)) if self.blocks is None else self._int_tuple(self.blocks, "blocks")
-        bad = [b for b in blocks if not 0 <= b < n_up]
-        if bad:
-            raise ValueError(f"blocks {bad} are not indices of unet.up_blocks (valid: 0..{n_up - 1})")
+        n_classes = unet.config.num_class_embeds
+        if n_classes is not None and not (_is_int(self.class_label) and 0 <= self.class_label < n_classes):
+            raise ValueError(f"the model is class-conditional ({n_classes} classes): pass class_label=an int in "
+                             f"[0, {n_classes}), got {self.class_label!r}")
+        if n_classes is None and self.class_label is not None:
+            raise ValueError(f"class_label={self.class_label!r} given but the model is not class-conditional; "
+                             "leave it None")
+        if isinstance(self.blocks, str):
+            if self.blocks != "paper":
+                raise ValueError(f"blocks must be 'paper', None or a sequence of up_blocks indices, got {self.blocks!r}")
+            taps = paper_blocks(unet)
+            blocks = tuple(o for o, _, _ in taps)
+            modules = tuple(name for _, name, _ in taps)
+            channels = tuple(c for _, _, c in taps)
+        else:
+            n_up = len(unet.up_blocks)
+            blocks = tuple(range(n_up)) if self.blocks is None else self._int_tuple(self.blocks, "blocks")
+            bad = [b for b in blocks if not 0 <= b < n_up]
+            if bad:
+                raise ValueError(f"blocks {bad} are not indices of unet.up_blocks (valid: 0..{n_up - 1})")
+            modules = tuple(f"up_blocks.{b}" for b in blocks)
+            channels = tuple(self._stage_channels(unet, b) for b in blocks)
 
         size = unet.config.sample_size
         if size is None:
@@ -444,7 +485,7 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
         if isinstance(batch, str):
             batch = max(1, _CPU_SAMPLES_PER_FORWARD // len(timesteps)) if device.type == "cpu" else 8
         self.batch_size_ = int(batch)
-        self.block_channels_ = tuple(self._stage_channels(unet, b) for b in blocks)
+        self.block_modules_, self.block_channels_ = modules, channels
         self.n_features_out_ = self.feature_dim_ = len(timesteps) * sum(self.block_channels_)
         gen = torch.Generator(device="cpu").manual_seed(int(self.noise_seed))
         self.noise_ = torch.randn((3, *size), generator=gen)
@@ -466,28 +507,30 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
 
     def _block_maps(self, x: torch.Tensor, t: torch.Tensor) -> list[torch.Tensor]:
         """Forward ``x`` (B, 3, S, S) at timesteps ``t`` (B,); returns each chosen stage's output, float32."""
-        captured: dict[int, torch.Tensor] = {}
-        last = len(self.unet_.up_blocks) - 1
-        stop = max(self.blocks_) if max(self.blocks_) < last else None
+        captured: dict[str, torch.Tensor] = {}
+        names = self.block_modules_
 
-        def make_hook(i):
-            def hook(module, args, output):
-                captured[i] = output[0] if isinstance(output, tuple) else output
-                if i == stop:
+        def hook(name):
+            def capture(module, args, output):
+                captured[name] = output[0] if isinstance(output, tuple) else output
+                if len(captured) == len(names):  # later layers are not needed
                     raise _StopForward
 
-            return hook
+            return capture
 
-        handles = [self.unet_.up_blocks[i].register_forward_hook(make_hook(i)) for i in self.blocks_]
+        handles = [self.unet_.get_submodule(n).register_forward_hook(hook(n)) for n in names]
+        labels = None
+        if self.class_label is not None:
+            labels = torch.full((len(x),), int(self.class_label), dtype=torch.int64, device=x.device)
         try:
             with torch.inference_mode():
-                self.unet_(x, t)
+                self.unet_(x, t, class_labels=labels)
         except _StopForward:
             pass
         finally:
             for h in handles:
                 h.remove()
-        return [captured[i].float() for i in self.blocks_]
+        return [captured[n].float() for n in names]
 
     def _run(self, imgs, jobs: list[_Job], noises: torch.Tensor, out: np.ndarray, desc: str) -> None:
         """Fill ``out[k, job.row : job.row + job.n_rows]`` for every job and noise draw ``k``."""
@@ -661,6 +704,8 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         """Names ``"t{timestep}_up{block}_c{channel:03d}"`` of the D columns, in column order.
 
+        With ``blocks="paper"`` the block part names the ADM output block: ``"t50_out5_c000"``.
+
         Parameters
         ----------
         input_features : ignored
@@ -677,8 +722,9 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
             The featurizer is not fitted.
         """
         check_is_fitted(self, "unet_")
+        kind = "out" if isinstance(self.blocks, str) else "up"
         names = [
-            f"t{t}_up{b}_c{c:03d}"
+            f"t{t}_{kind}{b}_c{c:03d}"
             for t in self.timesteps_
             for b, n_c in zip(self.blocks_, self.block_channels_)
             for c in range(n_c)

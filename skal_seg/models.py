@@ -4,6 +4,9 @@
 
 * ``"embedded"``: the small DDPM shipped in ``skal_seg/assets/embedded_ddpm``
   (see :mod:`skal_seg.embedded`); works offline;
+* an OpenAI guided-diffusion (ADM) checkpoint file, ``.pt`` or ``.pth``
+  (converted on load by :mod:`skal_seg.adm`; ``skal-seg convert-adm`` does it
+  once and writes a folder);
 * a local folder written by diffusers ``save_pretrained``: a pipeline folder
   with ``unet/`` (+ ``scheduler/``) sub-folders, or a folder that is itself
   the UNet (``config.json`` + weights);
@@ -23,6 +26,7 @@ from pathlib import Path
 import torch
 from diffusers import DDPMScheduler, SchedulerMixin, UNet2DModel
 
+from skal_seg.adm import is_adm_checkpoint_path, load_adm_checkpoint
 from skal_seg.embedded import EMBEDDED_SCHEDULER_CONFIG, embedded_model_dir
 
 __all__ = ["ModelNotAvailableError", "load_diffusion_model", "default_scheduler"]
@@ -155,6 +159,7 @@ def load_diffusion_model(
     model: str | os.PathLike | UNet2DModel | tuple[UNet2DModel, SchedulerMixin] = "embedded",
     device: str | torch.device = "cpu",
     dtype: str | torch.dtype = torch.float32,
+    adm_options: dict | None = None,
 ) -> tuple[UNet2DModel, DDPMScheduler]:
     """Load a diffusion UNet and its noise schedule, ready for inference.
 
@@ -166,7 +171,10 @@ def load_diffusion_model(
         output, either a pipeline folder (``unet/`` and optionally
         ``scheduler/``) or a UNet folder (``config.json`` + weights; the
         scheduler config is looked for in ``DIR/scheduler``, ``DIR`` and
-        ``DIR/../scheduler``). Any other string: a Hugging Face Hub id (the
+        ``DIR/../scheduler``). A path ending in ``.pt`` / ``.pth``: an ADM
+        (guided-diffusion) checkpoint, converted by
+        :func:`skal_seg.adm.load_adm_checkpoint`, with ADM's schedule (linear
+        betas 1e-4 to 0.02, 1000 steps). Any other string: a Hugging Face Hub id (the
         local Hub cache is tried first; ``HF_HUB_OFFLINE=1`` stops network
         access). A ``UNet2DModel`` instance is used as is when it is already in
         eval mode on ``device`` with ``dtype``, else a deep copy is moved, so
@@ -176,6 +184,11 @@ def load_diffusion_model(
         Device the UNet is moved to.
     dtype : {"float32", "float16", "bfloat16"} or torch.dtype, default=torch.float32
         Parameter dtype of the returned UNet.
+    adm_options : dict or None, default=None
+        Keywords of :func:`skal_seg.adm.load_adm_checkpoint` for ADM files
+        (what a state dict does not store): ``num_head_channels`` (default
+        64, the released 256 x 256 models), ``image_size`` (default 256),
+        ``attention_order`` (default ``"legacy"``). Ignored for other models.
 
     Returns
     -------
@@ -191,7 +204,10 @@ def load_diffusion_model(
         or a Hub id could not be loaded (offline, not cached, no such repo);
         the message says how to download it and pass a folder instead.
     ValueError
-        Unknown ``model`` type, a folder without a diffusers UNet, or a bad ``dtype``.
+        Unknown ``model`` type, a folder without a diffusers UNet, a file
+        that is not an ADM checkpoint (e.g. a diffusers weights file), a bad
+        ``dtype``, or an ADM file that is not a state dict, has missing or
+        unexpected keys (named) or an unsupported architecture.
     """
     torch_dtype = _check_dtype(dtype)
     device = torch.device(device)
@@ -213,8 +229,17 @@ def load_diffusion_model(
                     "or pass model=FOLDER / a Hub id."
                 )
             unet, scheduler = _from_folder(folder, torch_dtype)
+        elif is_adm_checkpoint_path(model) and not os.path.isdir(model):
+            unet, scheduler = load_adm_checkpoint(model, **(adm_options or {}))
         elif os.path.isdir(model):
             unet, scheduler = _from_folder(Path(model), torch_dtype)
+        elif os.path.isfile(model):
+            folder = Path(model).parent
+            raise ValueError(
+                f"model {str(model)!r} is a file; pass the folder that holds a diffusers model "
+                f"(here perhaps model={str(folder.parent if folder.name == 'unet' else folder)!r}) "
+                "or an ADM checkpoint ending in .pt / .pth"
+            )
         elif isinstance(model, os.PathLike) or not _HUB_ID.match(str(model)):
             raise ModelNotAvailableError(
                 f"model folder {str(model)!r} does not exist (and it is not a Hugging Face Hub id)"

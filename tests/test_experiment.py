@@ -414,3 +414,17 @@ def test_random_first_rounds_label_the_same_pixels(data, featurizer, tmp_path):
 
     text = markdown_summary(tmp_path)
     assert "| entropy (1, r0 random) |" in text and "| random (1) |" in text and "r0 random: round 0 of" in text
+
+
+def test_runs_saved_before_candidates_existed_resume_as_all(data, featurizer, tmp_path):
+    pool, test = data
+    run_experiment(config(rounds=1, candidates="all"), pool, test, tmp_path, featurizer=featurizer,
+                   progress=False, log=lambda s: None)
+    state = json.loads((tmp_path / "state.json").read_text())
+    del state["config"]["candidates"]  # as written before the setting existed, when every pixel was a candidate
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    run_experiment(config(rounds=1, candidates="all"), pool, test, tmp_path, featurizer=featurizer, resume=True,
+                   progress=False, log=lambda s: None)
+    with pytest.raises(ValueError, match=r"candidates 'all' \(saved\) vs 'valid' \(now\)"):
+        run_experiment(config(rounds=1, candidates="valid"), pool, test, tmp_path, featurizer=featurizer,
+                       resume=True, progress=False, log=lambda s: None)
