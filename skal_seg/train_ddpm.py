@@ -222,7 +222,7 @@ def random_crops(images: torch.Tensor, crop: int, batch: int, gen: torch.Generat
     idx = torch.randint(0, n, (batch,), generator=gen)
     ys = torch.randint(0, h - crop + 1, (batch,), generator=gen)
     xs = torch.randint(0, w - crop + 1, (batch,), generator=gen)
-    out = torch.stack([images[i, :, y : y + crop, x : x + crop] for i, y, x in zip(idx, ys, xs)])
+    out = torch.stack([images[i, :, y : y + crop, x : x + crop] for i, y, x in zip(idx.tolist(), ys.tolist(), xs.tolist())])
     return _random_flips(out, gen)
 
 
@@ -562,6 +562,9 @@ def train(args: argparse.Namespace) -> dict:
     opt = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.0)
     if state is not None:
         opt.load_state_dict(state["optimizer"])
+    if compile_:
+        # An unattended GPU run should not die on a graph the compiler cannot handle: fall back to eager.
+        torch._dynamo.config.suppress_errors = True
     model = torch.compile(unet) if compile_ else unet
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if amp else nullcontext
 
