@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> dict:
     device = summary["device"]
     common = dict(data=args.data, eval_split="val", val_fraction=args.val_fraction,
                   pixels_per_image=args.probe_pixels, train_images=args.probe_train_images,
-                  eval_images=args.probe_eval_images, device=device)
+                  eval_images=args.probe_eval_images, device=device, min_steps=args.probe_min_steps)
     t1 = time.time()
     new = run_probe(str(out), variants=args.probe_variants, label="new", **common)
     shipped = run_probe("embedded", variants=("embedded",), label="shipped", **common)
@@ -141,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--probe-pixels", type=int, default=200)
     r.add_argument("--probe-train-images", type=int, default=None)
     r.add_argument("--probe-eval-images", type=int, default=None)
+    r.add_argument("--probe-min-steps", type=int, default=500,
+                   help="the probe MLP's min_steps (500, its default, for every reported figure; less only in tests)")
     r.add_argument("--probe-variants", nargs="+", default=list(VARIANTS), choices=VARIANTS,
                    help="what to probe beside the shipped model ('embedded' = the new model)")
     return p

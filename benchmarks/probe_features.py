@@ -91,8 +91,12 @@ def probe_splits(data: str, eval_split: str, val_fraction: float = 0.1, train_im
     return evenly_spaced(train, train_images), evenly_spaced(evaluation, eval_images)
 
 
-def probe(featurize, train, test, pixels_per_image: int, seed: int, n_classes: int = 11, device="auto") -> dict:
-    """Train the MLP probe on random pixels of ``train`` and score every pixel of ``test``."""
+def probe(featurize, train, test, pixels_per_image: int, seed: int, n_classes: int = 11, device="auto",
+          min_steps: int = 500) -> dict:
+    """Train the MLP probe on random pixels of ``train`` and score every pixel of ``test``.
+
+    ``min_steps`` is the probe's ``TorchMLPClassifier(min_steps=...)`` (500, its default, for every figure).
+    """
     rng = np.random.default_rng(seed)
     hw = train.labels.shape[1] * train.labels.shape[2]
     pixels = [np.sort(rng.choice(hw, pixels_per_image, replace=False)) for _ in range(len(train))]
@@ -100,7 +104,7 @@ def probe(featurize, train, test, pixels_per_image: int, seed: int, n_classes: i
     X = featurize(train.images, pixels)
     y = np.concatenate([train.labels[i].reshape(-1)[p] for i, p in enumerate(pixels)])
     keep = y != IGNORE_INDEX
-    clf = TorchMLPClassifier(random_state=seed, device=device).fit(X[keep], y[keep])
+    clf = TorchMLPClassifier(random_state=seed, device=device, min_steps=min_steps).fit(X[keep], y[keep])
     cm = np.zeros((n_classes, n_classes), dtype=np.int64)
     for s in range(0, len(test), 16):
         Xt = featurize(test.images[s : s + 16], None)
@@ -111,7 +115,7 @@ def probe(featurize, train, test, pixels_per_image: int, seed: int, n_classes: i
 
 def run_probe(model, data: str, eval_split: str = "val", variants=VARIANTS, val_fraction: float = 0.1,
               pixels_per_image: int = 200, loss_images: int = 48, seed: int = 0, train_images=None,
-              eval_images=None, device: str = "cpu", label: str = "embedded") -> dict:
+              eval_images=None, device: str = "cpu", label: str = "embedded", min_steps: int = 500) -> dict:
     """Probe ``model`` (a name or folder for ``load_diffusion_model``) and the baselines; returns the results by variant.
 
     The trained model's entry is keyed ``label``; the others ``"untrained"``
@@ -122,7 +126,8 @@ def run_probe(model, data: str, eval_split: str = "val", variants=VARIANTS, val_
           f"torch threads {torch.get_num_threads()}, device {device}", flush=True)
     results = {"_protocol": {"eval_split": eval_split, "probe_train_images": len(train),
                              "eval_images": len(evaluation), "val_fraction": val_fraction if eval_split == "val" else None,
-                             "pixels_per_image": pixels_per_image, "seed": seed, "model": str(model)}}
+                             "pixels_per_image": pixels_per_image, "seed": seed, "model": str(model),
+                             "probe_min_steps": min_steps}}
     unets = []
     if "embedded" in variants or "untrained" in variants:
         trained, scheduler = load_diffusion_model(model, device=device, dtype=torch.float32)
@@ -136,12 +141,12 @@ def run_probe(model, data: str, eval_split: str = "val", variants=VARIANTS, val_
         loss = denoising_loss(unet, scheduler, x0, seed=seed)
         feat = DiffusionFeaturizer(model=(unet, scheduler), device=device, progress=False).fit()
         res = probe(lambda im, px: feat.transform(im, pixels=px), train, evaluation, pixels_per_image, seed,
-                    device=device)
+                    device=device, min_steps=min_steps)
         results[name] = {"denoising_loss": loss, "n_features": feat.n_features_out_, **res}
         print(f"{name:10s} denoising loss {loss:.4f}  probe mIoU {res['miou']:.4f}  "
               f"({res['train_rows']} train pixels, D={feat.n_features_out_}, {res['seconds']} s)", flush=True)
     if "rgb_position" in variants:
-        res = probe(rgb_position, train, evaluation, pixels_per_image, seed, device=device)
+        res = probe(rgb_position, train, evaluation, pixels_per_image, seed, device=device, min_steps=min_steps)
         results["rgb_position"] = res
         print(f"{'rgb+pos':10s} probe mIoU {res['miou']:.4f}  ({res['train_rows']} train pixels, D=5)", flush=True)
     return results

@@ -187,7 +187,8 @@ def test_gpu_script_end_to_end_on_cpu(tmp_path):
     results = _gpu_script().main([
         "run", "--data", str(packed), "--out", str(tmp_path / "out"), "--minutes", "0.2", "--max-steps", "2",
         "--arch", "embedded", "--batch", "2", "--crop", "16", "--threads", "1", "--probe-pixels", "10",
-        "--probe-train-images", "3", "--probe-eval-images", "1", "--probe-variants", "embedded",
+        "--probe-train-images", "2", "--probe-eval-images", "1", "--probe-variants", "embedded",
+        "--probe-min-steps", "20",
     ])
     assert results["training"]["step"] == 2 and results["training"]["device"] == "cpu"
     probe = results["probe_val"]
