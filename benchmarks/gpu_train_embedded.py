@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # probe_features beside it; skal_seg from this checkout, installed or not
 
 from probe_features import VARIANTS, run_probe  # noqa: E402
 

@@ -574,7 +574,11 @@ def train(args: argparse.Namespace) -> dict:
           f"device {device}, amp {amp}, compile {compile_}")
     log_path = workdir / "log.csv"
     new_log = not log_path.exists()
-    with_lr = new_log or "lr" in log_path.read_text().split("\n", 1)[0].split(",")
+    if new_log:
+        with_lr = True
+    else:  # a log of the first trainer has no lr column: keep its shape
+        with open(log_path) as f:
+            with_lr = "lr" in f.readline().strip().split(",")
     log = open(log_path, "a", newline="")
     writer = csv.writer(log)
     if new_log:
