@@ -28,6 +28,27 @@ EMBEDDED_UNET_CONFIG: dict[str, Any] = {
     "attention_head_dim": 32,
 }
 
+#: A wider variant for longer training runs (e.g. on a GPU; ``--arch wide`` of
+#: :mod:`skal_seg.train_ddpm`): channels 64-128-256-256 and self-attention at
+#: 32 x 32 *and* 16 x 16 (plus the mid block), GroupNorm with 4 channels per
+#: group as in :data:`EMBEDDED_UNET_CONFIG`. 18,073,283 parameters, 36.1 MB as
+#: float16 safetensors (the package keeps shipped weights at most 40 MB);
+#: features D = (256 + 256 + 128 + 64) x 3 timesteps = 2112, twice the
+#: embedded model's 1056.
+WIDE_UNET_CONFIG: dict[str, Any] = {
+    **EMBEDDED_UNET_CONFIG,
+    "block_out_channels": (64, 128, 256, 256),
+    "down_block_types": ("DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
+    "up_block_types": ("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+    "norm_num_groups": 16,
+}
+
+#: The named architectures :mod:`skal_seg.train_ddpm` trains (``--arch``).
+UNET_ARCHITECTURES: dict[str, dict[str, Any]] = {
+    "embedded": EMBEDDED_UNET_CONFIG,
+    "wide": WIDE_UNET_CONFIG,
+}
+
 #: The DDPM schedule the embedded model was trained with (diffusers defaults).
 EMBEDDED_SCHEDULER_CONFIG: dict[str, Any] = {
     "num_train_timesteps": 1000,
