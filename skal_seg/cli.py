@@ -21,6 +21,7 @@ from pathlib import Path
 
 from skal_seg.data import load_split, sample_dataset_dir, split_validation
 from skal_seg._validation import check_bandwidth
+from skal_seg.labeling import cli as labeling_cli
 from skal_seg.experiment import STRATEGIES, ExperimentConfig, fitted_featurizer, run_experiment, run_full_supervision
 from skal_seg.plotting import markdown_summary, plot_learning_curves, plot_queried_pixels
 
@@ -76,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("results")
     rp = sub.add_parser("report", help="print markdown tables (mIoU and seconds per round) of a results folder")
     rp.add_argument("results")
+    labeling_cli.add_subcommands(sub)  # init, query, label, import, export, status, predict
     return p
 
 
@@ -147,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         invalid settings (with a message naming the problem).
     """
     args = _parser().parse_args(argv)
+    if hasattr(args, "run_labeling"):
+        return args.run_labeling(args)
     if args.command == "plot":
         print(plot_learning_curves(args.results))
         return 0
