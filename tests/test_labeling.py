@@ -379,3 +379,114 @@ def test_predict_writes_full_resolution_masks_and_overlays(project, images, tmp_
 def test_predict_without_answers_says_so(project, tmp_path):
     with pytest.raises(ValueError, match="no answer with a class yet"):
         project.predict(None, tmp_path / "m")
+
+
+# --------------------------------------------------------------------------- a person in a real browser
+
+
+def _chromium():
+    """Debian's chromium and its driver, or None (Selenium must not download anything)."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = "/usr/bin/chromedriver" if os.path.exists("/usr/bin/chromedriver") else shutil.which("chromedriver")
+    return (browser, driver) if browser and driver else None
+
+
+def _screenshot(driver, tmp_path, name):
+    """A small PNG of the page; copied into docs/img/ when SKAL_SEG_DOCS_SCREENSHOTS=1 (for docs/labeling.md)."""
+    path = tmp_path / name
+    driver.save_screenshot(str(path))
+    with Image.open(path) as im:
+        im.convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(path, optimize=True)
+    if os.environ.get("SKAL_SEG_DOCS_SCREENSHOTS") == "1":
+        shutil.copy(path, ROOT / "docs" / "img" / name)
+    return path
+
+
+@pytest.mark.skipif(_chromium() is None, reason="Debian's chromium and chromium-driver are not installed "
+                    "(apt-get install -y chromium chromium-driver; .ci/run does)")
+def test_session_init_query_label_in_a_browser_import_query_predict(project, images, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    truth = images[1]
+    browser, driver_path = _chromium()
+    options = Options()
+    options.binary_location = browser  # the system browser and driver: nothing for Selenium Manager to fetch
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1000,720",
+                "--disable-gpu", "--force-device-scale-factor=1"):
+        options.add_argument(arg)
+    server = LabelingServer(project).start()
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    wait = WebDriverWait(driver, 30)
+    text = lambda css: driver.find_element(By.CSS_SELECTOR, css).text  # noqa: E731
+    answered = lambda: int(re.search(r"answered (\d+)", text("#progress")).group(1))  # noqa: E731
+
+    def where():
+        m = re.search(r"query (\d+) of \d+: (\S+), pixel \(y=(\d+), x=(\d+)\)", text("#where"))
+        return int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
+
+    def press(key):
+        ActionChains(driver).send_keys(key).perform()
+
+    def give(label, by_key):
+        n = answered()
+        i = CAMVID_CLASSES.index(label) if label != "void" else None
+        if by_key and (label == "void" or i < 10):
+            press("v" if label == "void" else str((i + 1) % 10))
+        else:
+            driver.find_element(By.CSS_SELECTOR, f'#classes button[data-label="{label}"]').click()
+        wait.until(lambda d: answered() == n + 1)
+
+    try:
+        driver.get(server.url.split("?")[0])  # without the token: refused
+        assert "missing or wrong token" in driver.find_element(By.TAG_NAME, "body").text
+        driver.get(server.url)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#classes button")) == len(CAMVID_CLASSES) + 1)
+        wait.until(lambda d: d.execute_script(
+            "return Object.values(images).length > 0 && Object.values(images).every(i => i.complete && i.naturalWidth > 0)"))
+        assert text("#progress") == "answered 0 / 8 · pending 8"
+        _screenshot(driver, tmp_path, "labeling-page.png")
+
+        first = where()
+        give(oracle(truth, *first[1:]), by_key=False)  # a click
+        second = where()
+        assert second[0] == first[0] + 1
+        wrong = "sky" if oracle(truth, *second[1:]) != "sky" else "road"
+        give(wrong, by_key=True)                    # a slip of the finger ...
+        press(Keys.BACKSPACE)                       # ... taken back
+        wait.until(lambda d: answered() == 1)
+        assert where() == second
+        assert len(project.answers()) == 1          # the wrong answer is gone from the database too
+        press(Keys.ARROW_RIGHT)                     # arrows move between queries
+        assert where()[0] == second[0] + 1
+        press(Keys.ARROW_LEFT)
+        assert where() == second
+        while answered() < 8:
+            q = where()
+            give(oracle(truth, *q[1:]), by_key=True)
+        _screenshot(driver, tmp_path, "labeling-done.png")
+        assert "pending 0" in text("#progress")
+    finally:
+        driver.quit()
+        server.stop()
+
+    # the database holds exactly what the person gave, each saved by the page
+    for q in project.queries():
+        assert q["label"] == oracle(truth, q["path"], q["y"], q["x"])
+    assert {a["source"] for a in project.answers()} == {"web"} and len(project.answers()) == 8
+
+    # more answers from another tool, one pixel nobody asked for among them
+    csv = tmp_path / "more.csv"
+    csv.write_text(f"image,y,x,label\n{SAMPLE[0]}.png,5,7,{oracle(truth, SAMPLE[0] + '.png', 5, 7)}\n")
+    report = project.import_answers(csv)
+    assert report.added == 1 and len(report.extra) == 1
+    new = project.query(4)
+    assert len(new) == 4 and project.status()["rounds"][1]["trained_on"] == sum(
+        a["label"] != "void" for a in project.answers())
+    masks = project.predict(images[0] / "street", tmp_path / "masks")
+    assert [m.name for m in masks] == ["wide.png"] and Image.open(masks[0]).size == (96, 144)

@@ -675,7 +675,7 @@ class LabelingProject:
         """The head trained from scratch on the answers (None when none carries a class)."""
         from skal_seg.experiment import _train
 
-        return _train(self.config(), X, y, np.arange(len(y)), round_id, {}, self.progress)
+        return _train(self.config(), X, y, np.arange(len(y)), round_id, {})  # seconds: no progress bar
 
     def query(self, budget: int) -> list[dict]:
         """One round: features (cached), train on the answers so far, two-stage query.

@@ -55,7 +55,7 @@ function buildButtons() {
     b.querySelector(".swatch").style.background = c.colour;
     b.querySelector(".name").textContent = c.label || c.name;
     if (c.key) b.querySelector("kbd").textContent = c.key;
-    b.addEventListener("click", () => give(c.name));
+    b.addEventListener("click", () => { b.blur(); give(c.name); });  // keys keep working after a click
     box.appendChild(b);
   }
 }
@@ -81,7 +81,9 @@ function draw() {
   const img = image(q.image_id);
   if (!img.complete || !img.naturalWidth) return;
   const canvas = document.getElementById("image");
-  const scale = Math.min(900 / q.width, 640 / q.height, 8);
+  // the whole image in the window beside the side panel, so the marked pixel is always in view
+  const maxW = Math.max(200, window.innerWidth - 390), maxH = Math.max(200, window.innerHeight - 80);
+  const scale = Math.min(maxW / q.width, maxH / q.height, 8);
   canvas.width = Math.round(q.width * scale); canvas.height = Math.round(q.height * scale);
   const ctx = canvas.getContext("2d");
   ctx.imageSmoothingEnabled = scale < 1;
@@ -156,6 +158,8 @@ document.addEventListener("keydown", (e) => {
   const c = state.classes.find(c => c.key === e.key);
   if (c) give(c.name);
 });
+
+window.addEventListener("resize", () => { if (state) draw(); });
 
 (async () => {
   await refresh();
