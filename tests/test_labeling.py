@@ -27,6 +27,7 @@ from skal_seg.cli import main as cli_main
 from skal_seg.data import CAMVID_CLASSES, IGNORE_INDEX, sample_dataset_dir
 from skal_seg.labeling import ImportValidationError, LabelingProject
 from skal_seg.labeling.server import LabelingServer
+from skal_seg.labeling.simulate import answer_from_label_maps
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = dict(candidates_per_image=48, local_budget=4, n_draws=2, featurizer={"model": "embedded", "timesteps": [50]},
@@ -80,8 +81,7 @@ def project(base, tmp_path):
 
 
 def answer_all(project, truth, source="test"):
-    for q in project.queries(pending_only=True):
-        project.answer(q["id"], oracle(truth, q["path"], q["y"], q["x"]), source=source)
+    return answer_from_label_maps(project, truth.__getitem__, source=source)
 
 
 def db_rows(project, sql):
@@ -118,10 +118,22 @@ def test_init_rejects_bad_classes_and_writes_nothing(images, tmp_path, classes, 
         LabelingProject(tmp_path / "p")
 
 
+def test_init_names_an_unreadable_image_and_writes_nothing(tmp_path):
+    (tmp_path / "photos").mkdir()
+    shutil.copy(sample_dataset_dir() / "train" / f"{SAMPLE[0]}.png", tmp_path / "photos")
+    (tmp_path / "photos" / "broken.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(ValueError, match="cannot read image .*broken.jpg"):
+        LabelingProject.init(tmp_path / "p", tmp_path / "photos", "sky,road")
+    assert not (tmp_path / "p" / "project.sqlite").exists()
+    LabelingProject.init(tmp_path / "p", tmp_path / "photos", "sky,road", exclude=["broken.*"])
+
+
 def test_classes_from_a_file_and_exclude_patterns(images, tmp_path):
     (tmp_path / "classes.txt").write_text("# my classes\nsky\nroad\n\n")
     p = LabelingProject.init(tmp_path / "p", images[0], tmp_path / "classes.txt", exclude=["*.jpg", "deep16.png"])
     assert [c["name"] for c in p.classes()] == ["sky", "road"]
+    with pytest.raises(FileNotFoundError, match="class list file not found"):
+        LabelingProject.init(tmp_path / "q", images[0], "clases.txt")
     assert sorted(im["path"] for im in p.images()) == sorted(f"{n}.png" for n in SAMPLE)
 
 
@@ -142,6 +154,41 @@ def test_second_round_trains_on_answers_scores_with_edald_and_never_requeries(pr
     assert not first & {(q["image_id"], q["y"], q["x"]) for q in new}
     taught = sum(a["label"] != "void" for a in project.answers())
     assert project.status()["rounds"][1]["trained_on"] == taught
+
+
+def test_simulated_annotator_answers_from_label_maps_and_checks_them(project, images):
+    assert answer_all(project, images[1]) == 8
+    for q in project.queries():
+        assert q["label"] == oracle(images[1], q["path"], q["y"], q["x"])
+    project.query(2)
+    with pytest.raises(ValueError, match="the label map of .* is \\(2, 2\\)"):
+        answer_from_label_maps(project, lambda path: np.zeros((2, 2), dtype=np.uint8))
+    with pytest.raises(ValueError, match="label value 11 is no class id"):
+        answer_from_label_maps(project, lambda path: np.full(images[1][path].shape, 11, dtype=np.uint8))
+
+
+def test_the_project_engine_asks_what_the_benchmark_runner_labels(images, tmp_path):
+    """Ground truth answering through the project API gets the runner's pixels, round after round."""
+    from skal_seg.data import load_split
+    from skal_seg.experiment import ExperimentConfig, run_experiment
+
+    names = SAMPLE
+    pool = load_split(sample_dataset_dir(), "train", size=128).subset(
+        [load_split(sample_dataset_dir(), "train", size=128).names.index(n) for n in names])
+    config = ExperimentConfig(rounds=3, budget_per_image=4 / 3, **SETTINGS)
+    run_experiment(config, pool, pool.subset([0]), tmp_path / "run", progress=False, log=lambda s: None)
+    runner = json.loads((tmp_path / "run" / "state.json").read_text())["labeled_pixels"]
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for n in names:
+        shutil.copy(sample_dataset_dir() / "train" / f"{n}.png", photos)
+    project = LabelingProject.init(tmp_path / "proj", photos, list(CAMVID_CLASSES), settings=SETTINGS)
+    for _ in range(3):
+        project.query(4)
+        answer_from_label_maps(project, lambda path: pool.labels[names.index(path[:-4])])
+    asked = [[q["path"][:-4], q["y"] * 128 + q["x"]] for q in project.queries()]
+    assert asked == runner
 
 
 def test_answer_and_undo(project):

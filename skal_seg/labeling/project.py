@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from skal_seg.data import IGNORE_INDEX, SegmentationSplit, read_image
-from skal_seg.labeling.store import VOID, ProjectStore, now, test_pause
+from skal_seg.labeling.store import VOID, ProjectStore, now, pause_point
 
 #: Colours of the first classes (then generated); CamVid-like, distinguishable on photos.
 PALETTE = (
@@ -113,6 +113,9 @@ def _parse_classes(classes) -> list[str]:
     if isinstance(classes, (str, Path)) and Path(classes).is_file():
         names = [line.strip() for line in Path(classes).read_text().splitlines()]
         names = [n for n in names if n and not n.startswith("#")]
+    elif isinstance(classes, Path) or (isinstance(classes, str) and "," not in classes
+                                       and classes.lower().endswith((".txt", ".csv", ".names"))):
+        raise FileNotFoundError(f"class list file not found: {classes}")
     elif isinstance(classes, str):
         names = [n.strip() for n in classes.split(",") if n.strip()]
     else:
@@ -256,7 +259,7 @@ class LabelingProject:
         FileExistsError
             ``folder`` already holds a project.
         FileNotFoundError
-            The image folder does not exist.
+            The image folder, or a class list file named in ``classes``, does not exist.
         ValueError
             No images, an unreadable image, bad classes or bad settings.
         """
@@ -280,7 +283,10 @@ class LabelingProject:
         base = root if root.is_dir() else root.parent
         records = []
         for path in files:
-            h, w = read_image(path).shape[:2]  # also proves the file is readable, before anything is written
+            try:  # also proves every file is readable, before anything is written
+                h, w = read_image(path).shape[:2]
+            except (OSError, ValueError) as err:
+                raise ValueError(f"cannot read image {path}: {err} (remove it or leave it out with exclude)") from err
             records.append((path.relative_to(base).as_posix(), _sha256(path), w, h))
         with store.transaction() as con:  # tables and contents at once: an interrupted init leaves no project
             store.create_tables(con)
@@ -551,7 +557,7 @@ class LabelingProject:
             half = len(items) // 2
             sql = "INSERT INTO answers (image_id, y, x, query_id, class_id, source, answered_at) VALUES (?,?,?,?,?,?,?)"
             con.executemany(sql, items[:half])
-            test_pause("import-commit")  # tests kill -9 here: half the rows written, none committed
+            pause_point("import-commit")  # tests kill -9 here: half the rows written, none committed
             con.executemany(sql, items[half:])
         report.added = len(items)
         return report
@@ -671,11 +677,16 @@ class LabelingProject:
         y = np.array([IGNORE_INDEX if a["class_id"] is None else a["class_id"] for a in answers], dtype=np.uint8)
         return X, y, np.asarray(sorted(taken), dtype=np.int64)
 
-    def _classifier(self, X: np.ndarray, y: np.ndarray, round_id: int):
-        """The head trained from scratch on the answers (None when none carries a class)."""
+    def _classifier(self, X: np.ndarray, y: np.ndarray, n_rounds: int):
+        """The head trained from scratch on the answers (None when none carries a class).
+
+        Seeded like the benchmark runner's head after round ``n_rounds - 1``
+        (the round whose answers it has last seen), so a simulated annotator
+        gets the runner's queries.
+        """
         from skal_seg.experiment import _train
 
-        return _train(self.config(), X, y, np.arange(len(y)), round_id, {})  # seconds: no progress bar
+        return _train(self.config(), X, y, np.arange(len(y)), max(0, n_rounds - 1), {})  # seconds: no progress bar
 
     def query(self, budget: int) -> list[dict]:
         """One round: features (cached), train on the answers so far, two-stage query.
@@ -753,7 +764,7 @@ class LabelingProject:
             sql = "INSERT INTO queries (image_id, y, x, round_id, strategy, score, rank) VALUES (?,?,?,?,?,?,?)"
             rows = [(im, y, x, round_id, name, s, rank) for rank, (im, y, x, s) in enumerate(picks)]
             con.executemany(sql, rows[:half])
-            test_pause("query-commit")  # tests kill -9 here: a round half-written, not committed
+            pause_point("query-commit")  # tests kill -9 here: a round half-written, not committed
             con.executemany(sql, rows[half:])
         return [q for q in self.queries() if q["round_id"] == round_id]
 

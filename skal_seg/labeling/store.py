@@ -82,7 +82,7 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def test_pause(point: str) -> None:
+def pause_point(point: str) -> None:
     """Hold here when the environment asks to (lets tests ``kill -9`` at a known point).
 
     With ``SKAL_SEG_LABELING_PAUSE=<point>`` the process creates the file
