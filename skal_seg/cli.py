@@ -58,6 +58,7 @@ from skal_seg.experiment import (
     CANDIDATES, NEEDS_NOISY, STRATEGIES, ExperimentConfig, fitted_featurizer, run_experiment, run_full_supervision,
     seconds_per_unet_sample,
 )
+from skal_seg.labeling import cli as labeling_cli
 from skal_seg.plotting import markdown_summary, plot_learning_curves, plot_queried_pixels
 from skal_seg.uncertainty import MI_OPTIONS
 
@@ -68,9 +69,10 @@ DEFAULT_CACHE = ".cache"
 #: (``FeatureCache``'s default limit; beyond it they are recomputed every round).
 _EVAL_MEMORY_BYTES = 1024 * 2**20
 
-# PLACEHOLDER for the lead: point to the labeling subcommands here once they exist.
-_LABELING_SENTENCE = ("To label images that have no ground truth yet, use the labeling commands "
-                      "(not part of this version).")
+# Said in the help of the benchmark commands: where a person labels images instead (skal_seg.labeling).
+_LABELING_SENTENCE = ("To label images that have no ground truth yet, use a labeling project: 'skal-seg init', "
+                      "'query', 'label' (a local web page), 'import'/'export', 'status', 'predict' "
+                      "(docs/labeling.md).")
 
 
 # `skal-seg run --preset NAME`: argument defaults replaced by the preset (flags given explicitly still win).
@@ -298,6 +300,7 @@ def _parser(preset: str | None = None) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in _SUBCOMMANDS:
         add(sub)
+    labeling_cli.add_subcommands(sub)  # init, query, label, import, export, status, predict
     if preset is not None:
         sub.choices["run"].set_defaults(**PRESETS[preset])
     return p
@@ -568,6 +571,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if getattr(args, "preset", None):
         args = _parser(args.preset).parse_args(argv)  # preset defaults, explicit flags still win
+    if hasattr(args, "run_labeling"):
+        return args.run_labeling(args)
     return args.handler(args, argv)
 
 

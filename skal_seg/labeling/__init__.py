@@ -1,0 +1,9 @@
+"""Label real pixels: a project folder that asks a person, remembers every answer and predicts masks.
+
+See :class:`~skal_seg.labeling.project.LabelingProject` (Python) and the
+``skal-seg init|query|label|import|export|status|predict`` commands.
+"""
+
+from skal_seg.labeling.project import ImportReport, ImportValidationError, LabelingProject
+
+__all__ = ["LabelingProject", "ImportReport", "ImportValidationError"]

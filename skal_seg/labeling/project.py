@@ -1,0 +1,875 @@
+"""A labeling project: ask a person which pixels to label, remember every answer, predict masks.
+
+The verbs, in the order a session uses them::
+
+    project = LabelingProject.init("myproject", images="photos/", classes=["sky", "road", "car"])
+    project.query(budget=40)          # features (cached), train on the answers so far, two-stage query
+    project.answer(query_id, "road")  # or the web page (skal-seg label), or import_answers(csv / Label Studio)
+    project.status()
+    project.predict("new/", "masks/") # full-resolution PNG masks and overlays
+
+Coordinates: images keep their own size and format; features are computed at
+a square working size (``working_size``, default 128, the embedded model's
+input); queries, answers and masks are in original-resolution pixels. A
+working pixel ``(v, u)`` stands for the original pixel at its centre,
+``y = floor((v + 0.5) * H / S)``; an original pixel maps back to the working
+pixel it falls in, ``v = floor((y + 0.5) * S / H)``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from skal_seg.data import IGNORE_INDEX, SegmentationSplit, read_image
+from skal_seg.labeling.store import VOID, ProjectStore, now, pause_point
+
+#: Colours of the first classes (then generated); CamVid-like, distinguishable on photos.
+PALETTE = (
+    "#4682b4", "#b22222", "#ffd700", "#808080", "#deb887", "#228b22", "#ff8c00", "#8a2be2",
+    "#00ced1", "#ff1493", "#7fff00", "#a0522d", "#000080", "#ff6347", "#2e8b57", "#daa520",
+)
+
+#: Extra words accepted for a void / unsure answer in imports.
+VOID_WORDS = (VOID, "unsure", "void/unsure")
+
+
+def class_colour(i: int) -> str:
+    """Colour ``'#rrggbb'`` of class ``i`` (the palette, then golden-angle hues)."""
+    if i < len(PALETTE):
+        return PALETTE[i]
+    import colorsys
+
+    r, g, b = colorsys.hsv_to_rgb((i * 0.618034) % 1.0, 0.75, 0.9)
+    return "#%02x%02x%02x" % (int(r * 255), int(g * 255), int(b * 255))
+
+
+def find_images(root: str | Path, exclude: Sequence[str] = ()) -> list[Path]:
+    """Image files under ``root`` (any depth), sorted by relative path.
+
+    Parameters
+    ----------
+    root : path
+        A folder (searched recursively) or one image file.
+    exclude : sequence of str
+        Glob patterns (``fnmatch``) matched against the relative path and the
+        file name; matching files are skipped (e.g. ``"*_label.png"``).
+
+    Returns
+    -------
+    list of Path
+        Files whose extension PIL registers as an image format, hidden
+        files and folders skipped.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``root`` does not exist.
+    """
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder not found: {root}")
+    extensions = {e.lower() for e in Image.registered_extensions()}
+    found = []
+    for p in root.rglob("*"):
+        rel = p.relative_to(root).as_posix()
+        if not p.is_file() or p.suffix.lower() not in extensions or any(part.startswith(".") for part in rel.split("/")):
+            continue
+        if any(fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch(p.name, pat) for pat in exclude):
+            continue
+        found.append(p)
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def to_original(v: np.ndarray, working: int, original: int) -> np.ndarray:
+    """Original coordinate of the centre of working pixel row/column ``v``."""
+    return np.minimum(original - 1, np.floor((np.asarray(v) + 0.5) * original / working)).astype(np.int64)
+
+
+def to_working(y: np.ndarray, original: int, working: int) -> np.ndarray:
+    """Working pixel row/column that original coordinate ``y`` falls in."""
+    return np.minimum(working - 1, np.floor((np.asarray(y) + 0.5) * working / original)).astype(np.int64)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _parse_classes(classes) -> list[str]:
+    if isinstance(classes, (str, Path)) and Path(classes).is_file():
+        names = [line.strip() for line in Path(classes).read_text().splitlines()]
+        names = [n for n in names if n and not n.startswith("#")]
+    elif isinstance(classes, Path) or (isinstance(classes, str) and "," not in classes
+                                       and classes.lower().endswith((".txt", ".csv", ".names"))):
+        raise FileNotFoundError(f"class list file not found: {classes}")
+    elif isinstance(classes, str):
+        names = [n.strip() for n in classes.split(",") if n.strip()]
+    else:
+        names = [str(n).strip() for n in classes]
+    if not names:
+        raise ValueError("classes: give at least one class name (comma-separated or a file with one per line)")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"classes: names must be unique, repeated: {dupes}")
+    reserved = [n for n in names if n.lower() in VOID_WORDS]
+    if reserved:
+        raise ValueError(f"classes: {reserved} is reserved for 'void / unsure' answers; rename that class")
+    if len(names) > 255:
+        raise ValueError(f"classes: at most 255 classes (masks are 8-bit), got {len(names)}")
+    return names
+
+
+@dataclass
+class Answer:
+    """One answer to import: where, what, and where it came from (for error messages)."""
+
+    where: str  # e.g. "line 4" or "task 2, result 1"
+    image: str
+    y: float  # pixel row, or percent of the height when ``percent``
+    x: float
+    label: str
+    percent: bool = False  # Label Studio: coordinates in percent of the original size
+
+
+@dataclass
+class ImportReport:
+    """What :meth:`LabelingProject.import_answers` did.
+
+    Attributes
+    ----------
+    added : int
+        New answers written.
+    already_known : int
+        Rows that repeat a stored answer (same pixel, same class): skipped.
+    extra : list of str
+        Rows answering a pixel that was never queried (imported, flagged).
+    skipped_empty : int
+        Rows without a label (e.g. an exported pending query left blank).
+    """
+
+    added: int = 0
+    already_known: int = 0
+    extra: list = field(default_factory=list)
+    skipped_empty: int = 0
+
+
+class ImportValidationError(ValueError):
+    """An import with bad rows; nothing was written. ``problems`` lists them."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.problems = problems
+        shown = "\n  ".join(problems[:50]) + (f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else "")
+        super().__init__(f"{source}: {len(problems)} bad row(s), nothing imported:\n  {shown}")
+
+
+@dataclass
+class _Engine:
+    """Everything derived from the images (recomputable; features cached on disk)."""
+
+    featurizer: object
+    split: SegmentationSplit
+    feats: object  # experiment.PoolFeatures
+    cache: object  # experiment.FeatureCache
+    image_rows: list  # sqlite rows of images, in split order
+
+
+class LabelingProject:
+    """A folder holding a labeling session: its SQLite record and a feature cache.
+
+    Open an existing project with ``LabelingProject(folder)``; create one
+    with :meth:`init`.
+
+    Parameters
+    ----------
+    folder : path
+        The project folder (holding ``project.sqlite``).
+    progress : bool, default=False
+        Progress bars while featurizing and training.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``folder`` holds no project.
+    """
+
+    def __init__(self, folder: str | Path, progress: bool = False):
+        self.folder = Path(folder)
+        self.progress = progress
+        self.store = ProjectStore(self.folder)
+        if not self.store.exists():
+            raise FileNotFoundError(f"{self.folder} is not a labeling project (no {self.store.path.name}); "
+                                    f"create one with 'skal-seg init {self.folder} --images DIR --classes ...'")
+        self._engine_cache: _Engine | None = None
+
+    # ------------------------------------------------------------------ creation
+
+    @classmethod
+    def init(
+        cls,
+        folder: str | Path,
+        images: str | Path,
+        classes,
+        *,
+        exclude: Sequence[str] = (),
+        working_size: int = 128,
+        settings: dict | None = None,
+        progress: bool = False,
+    ) -> "LabelingProject":
+        """Create a project over the images in a folder.
+
+        Parameters
+        ----------
+        folder : path
+            New project folder (created; must not hold a project yet).
+        images : path
+            Folder of images (any layout, any format PIL reads) or one image file.
+        classes : str, path or sequence of str
+            Class names in id order: a list, a comma-separated string, or a
+            text file with one name per line.
+        exclude : sequence of str, default=()
+            Glob patterns of files to leave out (see :func:`find_images`).
+        working_size : int, default=128
+            Images are resized to ``working_size`` squared for features.
+        settings : dict, optional
+            :class:`~skal_seg.experiment.ExperimentConfig` fields to change
+            (``candidates_per_image``, ``local_budget``, ``keep_global``,
+            ``n_draws``, ``seed``, ``featurizer``, ``classifier``, ...).
+        progress : bool, default=False
+
+        Returns
+        -------
+        LabelingProject
+
+        Raises
+        ------
+        FileExistsError
+            ``folder`` already holds a project.
+        FileNotFoundError
+            The image folder, or a class list file named in ``classes``, does not exist.
+        ValueError
+            No images, an unreadable image, bad classes or bad settings.
+        """
+        from skal_seg.experiment import ExperimentConfig
+
+        store = ProjectStore(folder)
+        if store.exists():
+            raise FileExistsError(f"{folder} already holds a labeling project")
+        names = _parse_classes(classes)
+        if isinstance(working_size, bool) or not isinstance(working_size, int) or working_size < 8:
+            raise ValueError(f"working_size must be an integer >= 8, got {working_size!r}")
+        config = ExperimentConfig(**{**(settings or {}), "strategy": "two_stage"})
+        config.validate()
+        if config.candidates_per_image > working_size**2:
+            raise ValueError(f"candidates_per_image={config.candidates_per_image} exceeds the "
+                             f"{working_size ** 2} pixels of the {working_size}x{working_size} working size")
+        root = Path(images).resolve()
+        files = find_images(root, exclude)
+        if not files:
+            raise ValueError(f"no image files found in {images} (after excluding {list(exclude)})")
+        base = root if root.is_dir() else root.parent
+        records = []
+        for path in files:
+            try:  # also proves every file is readable, before anything is written
+                h, w = read_image(path).shape[:2]
+            except (OSError, ValueError) as err:
+                raise ValueError(f"cannot read image {path}: {err} (remove it or leave it out with exclude)") from err
+            records.append((path.relative_to(base).as_posix(), _sha256(path), w, h))
+        with store.transaction() as con:  # tables and contents at once: an interrupted init leaves no project
+            store.create_tables(con)
+            stamp = now()
+            con.executemany("INSERT INTO images (path, sha256, width, height, added_at) VALUES (?, ?, ?, ?, ?)",
+                            [(*r, stamp) for r in records])
+            con.executemany("INSERT INTO classes (id, name, colour) VALUES (?, ?, ?)",
+                            [(i, n, class_colour(i)) for i, n in enumerate(names)])
+            for key, value in {"images_root": str(base), "working_size": working_size,
+                               "config": config.to_dict(), "created_at": stamp}.items():
+                con.execute("INSERT INTO settings (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+        return cls(folder, progress=progress)
+
+    # ------------------------------------------------------------------ reading the record
+
+    @property
+    def settings(self) -> dict:
+        """The project's settings (``images_root``, ``working_size``, ``config``, ...)."""
+        return self.store.settings()
+
+    def config(self):
+        """The settings as an :class:`~skal_seg.experiment.ExperimentConfig` (strategy ``two_stage``)."""
+        from skal_seg.experiment import ExperimentConfig
+
+        return ExperimentConfig(**self.settings["config"])
+
+    def classes(self) -> list[dict]:
+        """Classes in id order: ``{"id", "name", "colour"}``."""
+        return [dict(r) for r in self.store.rows("SELECT id, name, colour FROM classes ORDER BY id")]
+
+    def images(self) -> list[dict]:
+        """Images in id order: ``{"id", "path", "sha256", "width", "height"}`` (``path`` relative)."""
+        return [dict(r) for r in self.store.rows("SELECT id, path, sha256, width, height FROM images ORDER BY id")]
+
+    def image_path(self, image: dict) -> Path:
+        """Absolute path of an image record."""
+        return Path(self.settings["images_root"]) / image["path"]
+
+    def queries(self, pending_only: bool = False) -> list[dict]:
+        """Queries in asking order, with their answer if any.
+
+        Parameters
+        ----------
+        pending_only : bool, default=False
+            Only the queries not answered yet.
+
+        Returns
+        -------
+        list of dict
+            ``id, image_id, path, width, height, y, x, round_id, strategy,
+            score, answer_id, label`` (``label`` None when pending, ``"void"``
+            for a void answer).
+        """
+        sql = """SELECT q.id, q.image_id, i.path, i.width, i.height, q.y, q.x, q.round_id, q.strategy, q.score,
+                        a.id AS answer_id, CASE WHEN a.id IS NULL THEN NULL ELSE COALESCE(c.name, ?) END AS label
+                 FROM queries q JOIN images i ON i.id = q.image_id
+                 LEFT JOIN answers a ON a.query_id = q.id LEFT JOIN classes c ON c.id = a.class_id"""
+        if pending_only:
+            sql += " WHERE a.id IS NULL"
+        return [dict(r) for r in self.store.rows(sql + " ORDER BY q.round_id, q.rank", (VOID,))]
+
+    def answers(self) -> list[dict]:
+        """Every answer: ``id, image_id, path, y, x, query_id, label, source, answered_at``."""
+        sql = """SELECT a.id, a.image_id, i.path, a.y, a.x, a.query_id, COALESCE(c.name, ?) AS label,
+                        a.source, a.answered_at
+                 FROM answers a JOIN images i ON i.id = a.image_id LEFT JOIN classes c ON c.id = a.class_id
+                 ORDER BY a.id"""
+        return [dict(r) for r in self.store.rows(sql, (VOID,))]
+
+    def status(self) -> dict:
+        """Where the session stands.
+
+        Returns
+        -------
+        dict
+            ``images``, ``rounds`` (list of ``{id, created_at, budget,
+            trained_on, seconds}``), ``queries``, ``pending``, ``answers``,
+            ``extra`` (answers to pixels never queried), ``per_class``
+            (answers per class name, ``"void"`` included).
+        """
+        per_class = {c["name"]: 0 for c in self.classes()}
+        per_class[VOID] = 0
+        for r in self.store.rows("""SELECT COALESCE(c.name, ?) AS label, COUNT(*) AS n FROM answers a
+                                    LEFT JOIN classes c ON c.id = a.class_id GROUP BY label""", (VOID,)):
+            per_class[r["label"]] = r["n"]
+        return {
+            "images": self.store.scalar("SELECT COUNT(*) FROM images"),
+            "rounds": [dict(r) for r in self.store.rows(
+                "SELECT id, created_at, budget, trained_on, seconds FROM rounds ORDER BY id")],
+            "queries": self.store.scalar("SELECT COUNT(*) FROM queries"),
+            "pending": len(self.queries(pending_only=True)),
+            "answers": self.store.scalar("SELECT COUNT(*) FROM answers"),
+            "extra": self.store.scalar("SELECT COUNT(*) FROM answers WHERE query_id IS NULL"),
+            "per_class": per_class,
+        }
+
+    # ------------------------------------------------------------------ answering
+
+    def _class_id(self, label: str) -> int | None:
+        """Class id of a label name (None for void); ValueError for an unknown name."""
+        if label.strip().lower() in VOID_WORDS:
+            return None
+        for c in self.classes():
+            if c["name"] == label.strip():
+                return c["id"]
+        raise ValueError(f"unknown class {label!r}; classes are {[c['name'] for c in self.classes()]} or 'void'")
+
+    def answer(self, query_id: int, label: str, source: str = "api") -> int:
+        """Answer one query (saved at once, in its own transaction).
+
+        Parameters
+        ----------
+        query_id : int
+        label : str
+            A class name, or ``"void"`` for void / unsure.
+        source : str, default="api"
+
+        Returns
+        -------
+        int
+            The answer's id.
+
+        Raises
+        ------
+        ValueError
+            Unknown query or class, or a query already answered (undo it first).
+        """
+        class_id = self._class_id(label)
+        with self.store.transaction() as con:
+            q = con.execute("SELECT image_id, y, x FROM queries WHERE id = ?", (query_id,)).fetchone()
+            if q is None:
+                raise ValueError(f"no query with id {query_id}")
+            if con.execute("SELECT 1 FROM answers WHERE query_id = ?", (query_id,)).fetchone():
+                raise ValueError(f"query {query_id} is already answered; undo that answer first")
+            cur = con.execute(
+                "INSERT INTO answers (image_id, y, x, query_id, class_id, source, answered_at) VALUES (?,?,?,?,?,?,?)",
+                (q["image_id"], q["y"], q["x"], query_id, class_id, source, now()))
+            return int(cur.lastrowid)
+
+    def undo(self, answer_id: int) -> int | None:
+        """Delete one answer (the person takes it back); its query is pending again.
+
+        Parameters
+        ----------
+        answer_id : int
+
+        Returns
+        -------
+        int or None
+            The query it answered (None for an extra answer).
+
+        Raises
+        ------
+        ValueError
+            No such answer.
+        """
+        with self.store.transaction() as con:
+            row = con.execute("SELECT query_id FROM answers WHERE id = ?", (answer_id,)).fetchone()
+            if row is None:
+                raise ValueError(f"no answer with id {answer_id}")
+            con.execute("DELETE FROM answers WHERE id = ?", (answer_id,))
+            return row["query_id"]
+
+    def _resolve_image(self, ref: str, by_path: dict, by_name: dict) -> dict | None:
+        ref = ref.strip().replace("\\", "/")
+        if ref in by_path:
+            return by_path[ref]
+        name = ref.rsplit("/", 1)[-1]
+        hits = by_name.get(name, [])
+        return hits[0] if len(hits) == 1 else None
+
+    def import_answers(self, path: str | Path, format: str = "auto") -> ImportReport:
+        """Import answers from a CSV (``image,y,x,label``) or a Label Studio JSON export.
+
+        Every row is validated before anything is written, and the rows are
+        written in one transaction: an import is complete or absent.
+
+        Parameters
+        ----------
+        path : path
+        format : {"auto", "csv", "labelstudio"}, default="auto"
+            ``"auto"``: ``.json`` files are Label Studio exports, others CSV.
+
+        Returns
+        -------
+        ImportReport
+
+        Raises
+        ------
+        ImportValidationError
+            Unknown images or classes, pixels outside their image, malformed
+            rows, or a pixel given two different classes (in the file, or
+            differing from a stored answer); the message lists every bad row.
+        FileNotFoundError
+            ``path`` does not exist.
+        """
+        from skal_seg.labeling import formats
+
+        path = Path(path)
+        if format == "auto":
+            format = "labelstudio" if path.suffix.lower() == ".json" else "csv"
+        if format not in ("csv", "labelstudio"):
+            raise ValueError(f"format must be 'auto', 'csv' or 'labelstudio', got {format!r}")
+        rows, problems = formats.read_csv(path) if format == "csv" else formats.read_labelstudio(path)
+        return self._import_rows(rows, problems, f"{format}:{path.name}", str(path))
+
+    def _import_rows(self, rows: list[Answer], problems: list[str], source: str, where: str) -> ImportReport:
+        images = self.images()
+        by_path = {im["path"]: im for im in images}
+        by_name: dict[str, list] = {}
+        for im in images:
+            by_name.setdefault(im["path"].rsplit("/", 1)[-1], []).append(im)
+        problems = list(problems)
+        report = ImportReport()
+        stored = {(r["image_id"], r["y"], r["x"]): r for r in self.store.rows(
+            "SELECT image_id, y, x, class_id FROM answers")}
+        asked = {(r["image_id"], r["y"], r["x"]): r["id"] for r in self.store.rows(
+            "SELECT id, image_id, y, x FROM queries")}
+        new: dict[tuple, tuple] = {}  # pixel -> (class_id, where)
+        for row in rows:
+            if not row.label.strip():
+                report.skipped_empty += 1
+                continue
+            image = self._resolve_image(row.image, by_path, by_name)
+            if image is None:
+                ambiguous = len(by_name.get(row.image.strip().rsplit("/", 1)[-1], [])) > 1
+                problems.append(f"{row.where}: {'ambiguous' if ambiguous else 'unknown'} image {row.image!r}"
+                                + (" (give its path relative to the images folder)" if ambiguous else ""))
+                continue
+            y, x = row.y, row.x
+            if row.percent:  # the pixel the point falls in; 100 % is the far edge, inside the last pixel
+                if 0 <= y <= 100 and 0 <= x <= 100:
+                    y = min(image["height"] - 1, int(y * image["height"] // 100))
+                    x = min(image["width"] - 1, int(x * image["width"] // 100))
+                else:
+                    y, x = -1, -1
+            if not (0 <= y < image["height"] and 0 <= x < image["width"]):
+                what = f"point ({row.y:.2f} %, {row.x:.2f} %)" if row.percent else f"pixel (y={row.y}, x={row.x})"
+                problems.append(f"{row.where}: {what} is outside {image['path']} "
+                                f"({image['width']}x{image['height']})")
+                continue
+            try:
+                class_id = self._class_id(row.label)
+            except ValueError:
+                problems.append(f"{row.where}: unknown class {row.label!r}")
+                continue
+            key = (image["id"], y, x)
+            pixel = f"{image['path']} (y={y}, x={x})"
+            if key in new:
+                if new[key][0] != class_id:
+                    problems.append(f"{row.where}: {pixel} answered differently in {new[key][1]}")
+                continue
+            if key in stored:
+                if stored[key]["class_id"] != class_id:
+                    problems.append(f"{row.where}: {pixel} already has a different stored answer "
+                                    f"(undo it first to change it)")
+                else:
+                    report.already_known += 1
+                continue
+            new[key] = (class_id, row.where)
+            if key not in asked:
+                report.extra.append(f"{row.where}: {pixel}")
+        if problems:
+            raise ImportValidationError(where, problems)
+        stamp = now()
+        items = [(k[0], k[1], k[2], asked.get(k), v[0], source, stamp) for k, v in new.items()]
+        with self.store.transaction() as con:
+            half = len(items) // 2
+            sql = "INSERT INTO answers (image_id, y, x, query_id, class_id, source, answered_at) VALUES (?,?,?,?,?,?,?)"
+            con.executemany(sql, items[:half])
+            pause_point("import-commit")  # tests kill -9 here: half the rows written, none committed
+            con.executemany(sql, items[half:])
+        report.added = len(items)
+        return report
+
+    def export(self, out: str | Path, format: str = "csv", pending_only: bool = True,
+               image_prefix: str = "") -> list[Path]:
+        """Write the queries for another tool.
+
+        Parameters
+        ----------
+        out : path
+            Output folder (``queries.csv``, or ``tasks.json`` + ``label_config.xml``).
+        format : {"csv", "labelstudio"}, default="csv"
+        pending_only : bool, default=True
+            False also writes answered queries, with their labels.
+        image_prefix : str, default=""
+            Label Studio only: prefix of ``data.image`` (see
+            :func:`~skal_seg.labeling.formats.write_labelstudio`).
+
+        Returns
+        -------
+        list of Path
+            The files written.
+
+        Raises
+        ------
+        ValueError
+            An unknown format.
+        """
+        from skal_seg.labeling import formats
+
+        queries = self.queries(pending_only=pending_only)
+        if format == "csv":
+            return [formats.write_csv(queries, Path(out) / "queries.csv")]
+        if format == "labelstudio":
+            return formats.write_labelstudio(queries, [c["name"] for c in self.classes()], out, image_prefix)
+        raise ValueError(f"format must be 'csv' or 'labelstudio', got {format!r}")
+
+    # ------------------------------------------------------------------ features and the model
+
+    def _engine(self) -> _Engine:
+        """Featurizer, working-size images and candidate-pixel features (cached in ``folder/cache``)."""
+        if self._engine_cache is not None:
+            return self._engine_cache
+        from skal_seg.experiment import FeatureCache, fitted_featurizer, pool_features
+
+        settings = self.settings
+        config = self.config()
+        size = settings["working_size"]
+        rows = self.images()
+        images = np.stack([read_image(self.image_path(r), (size, size)) for r in rows])
+        # Names carry the content hash, so an edited image file never reuses stale features.
+        split = SegmentationSplit(images, np.full(images.shape[:3], IGNORE_INDEX, dtype=np.uint8),
+                                  tuple(f"{r['path']}@{r['sha256'][:16]}" for r in rows))
+        featurizer = fitted_featurizer(config, None, self.progress)
+        cache = FeatureCache(self.folder / "cache")
+        # No label exists before a person answers: every pixel is a candidate (the annotator may answer void).
+        feats = pool_features(featurizer, split, config.candidates_per_image, config.feature_seed, cache,
+                              candidates="all")
+        self._engine_cache = _Engine(featurizer, split, feats, cache, rows)
+        return self._engine_cache
+
+    def _training_set(self, engine: _Engine):
+        """Features and class ids of every answer (void = IGNORE_INDEX), and the pool rows already asked.
+
+        Returns
+        -------
+        X : ndarray (n_answers, D) float32
+        y : ndarray (n_answers,) uint8
+        taken : ndarray of int64
+            Candidate rows whose original pixel has been queried or answered.
+        """
+        from skal_seg.experiment import _digest, featurizer_key
+
+        size = self.settings["working_size"]
+        feats = engine.feats
+        index = {r["id"]: i for i, r in enumerate(engine.image_rows)}
+        # candidate row of each (image position, working flat pixel)
+        row_of = [dict(zip(p.tolist(), range(feats.offsets[i], feats.offsets[i + 1])))
+                  for i, p in enumerate(feats.pixels)]
+        answers = self.store.rows("SELECT image_id, y, x, class_id FROM answers ORDER BY id")
+        asked = self.store.rows("SELECT image_id, y, x FROM queries")
+        taken_pixels = {(r["image_id"], r["y"], r["x"]) for r in list(answers) + list(asked)}
+        taken = []
+        for i, im in enumerate(engine.image_rows):
+            p = feats.pixels[i]
+            ys = to_original(p // size, size, im["height"])
+            xs = to_original(p % size, size, im["width"])
+            taken += [feats.offsets[i] + j for j in range(len(p)) if (im["id"], ys[j], xs[j]) in taken_pixels]
+
+        X_rows, extra = [], {}  # extra: image position -> working pixels that are no candidates
+        for a in answers:
+            i = index[a["image_id"]]
+            im = engine.image_rows[i]
+            flat = int(to_working(a["y"], im["height"], size) * size + to_working(a["x"], im["width"], size))
+            row = row_of[i].get(flat)
+            if row is None:
+                extra.setdefault(i, []).append(flat)
+                X_rows.append(("extra", i, flat))
+            else:
+                X_rows.append(("pool", row, None))
+        D = feats.X.shape[1]
+        extra_X = {}
+        if extra:
+            order = sorted(extra)
+            pixels = [np.unique(extra[i]) for i in order]
+            key = "extra-" + _digest(featurizer_key(engine.featurizer), [engine.split.names[i] for i in order],
+                                     np.concatenate(pixels))
+            Xe = engine.cache.get(key, lambda: engine.featurizer.transform(
+                engine.split.images[order], pixels=pixels).astype(np.float16, copy=False))
+            start = 0
+            for i, p in zip(order, pixels):
+                for j, flat in enumerate(p.tolist()):
+                    extra_X[(i, flat)] = start + j
+                start += len(p)
+        X = np.empty((len(answers), D), dtype=np.float32)
+        for n, (kind, a, b) in enumerate(X_rows):
+            X[n] = feats.X[a] if kind == "pool" else Xe[extra_X[(a, b)]]
+        y = np.array([IGNORE_INDEX if a["class_id"] is None else a["class_id"] for a in answers], dtype=np.uint8)
+        return X, y, np.asarray(sorted(taken), dtype=np.int64)
+
+    def _classifier(self, X: np.ndarray, y: np.ndarray, n_rounds: int):
+        """The head trained from scratch on the answers (None when none carries a class).
+
+        Seeded like the benchmark runner's head after round ``n_rounds - 1``
+        (the round whose answers it has last seen), so a simulated annotator
+        gets the runner's queries.
+        """
+        from skal_seg.experiment import _train
+
+        return _train(self.config(), X, y, np.arange(len(y)), max(0, n_rounds - 1), {})  # seconds: no progress bar
+
+    def query(self, budget: int) -> list[dict]:
+        """One round: features (cached), train on the answers so far, two-stage query.
+
+        Round 0 (no answer with a class yet) uses stage 1 only (MaxHerding);
+        later rounds run MaxHerding then eDALD with the classifier trained on
+        every answer. The new queries are written in one transaction at the
+        end: an interrupted query leaves nothing behind and can be re-run.
+
+        Parameters
+        ----------
+        budget : int
+            Pixels to ask for (positive).
+
+        Returns
+        -------
+        list of dict
+            The new queries (as :meth:`queries` lists them).
+
+        Raises
+        ------
+        ValueError
+            A budget below 1 or larger than the candidate pixels not asked yet.
+        """
+        from skal_seg.experiment import CachedNoisyViews, _digest, featurizer_key, two_stage_query
+
+        if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
+            raise ValueError(f"budget must be a positive integer, got {budget!r}")
+        t0 = time.perf_counter()
+        config = self.config()
+        engine = self._engine()
+        feats = engine.feats
+        X_train, y_train, taken = self._training_set(engine)
+        round_id = self.store.scalar("SELECT COUNT(*) FROM rounds")
+        classifier = self._classifier(X_train, y_train, round_id) if len(y_train) else None
+        unl = np.setdiff1d(np.arange(len(feats.X)), taken)
+        if budget > len(unl):
+            raise ValueError(f"budget {budget} exceeds the {len(unl)} candidate pixels not asked yet "
+                             f"(raise candidates_per_image in a new project, or ask fewer)")
+        X_lab = np.asarray(feats.X[taken], dtype=np.float32) if len(taken) else None
+        strategy = two_stage_query(config, self.progress)
+        X_unl = np.asarray(feats.X[unl])
+        if classifier is None:
+            idx = strategy.query(None, X_unl, budget, groups=feats.groups[unl], X_labeled=X_lab)
+            name, scores = "maxherding", {}
+        else:
+            view_fn = engine.featurizer.noisy_view_fn(engine.split.images, feats.pixels, n_draws=config.n_draws,
+                                                      random_state=config.feature_seed)
+            key = _digest(featurizer_key(engine.featurizer), engine.split.names, np.concatenate(feats.pixels),
+                          config.n_draws, config.feature_seed)
+            noisy = CachedNoisyViews(view_fn, feats.offsets, feats.X.shape[1], directory=engine.cache.directory,
+                                     path=engine.cache.directory / f"noisy-{key}.npy")
+            idx = strategy.query(classifier, X_unl, budget, groups=feats.groups[unl],
+                                 X_noisy=lambda i: noisy(unl[i]), X_labeled=X_lab)
+            position = {int(r): n for n, r in enumerate(strategy.candidate_pool_)}
+            scores = {int(i): float(strategy.scores_[position[int(i)]]) for i in idx}
+            name = "two_stage"
+        size = self.settings["working_size"]
+        picks, seen = [], set()
+        for i in idx:
+            row = int(unl[i])
+            g = int(feats.groups[row])
+            im = engine.image_rows[g]
+            flat = int(feats.pixels[g][row - feats.offsets[g]])
+            y = int(to_original(flat // size, size, im["height"]))
+            x = int(to_original(flat % size, size, im["width"]))
+            if (im["id"], y, x) not in seen:  # images smaller than the working size: one pixel, several rows
+                seen.add((im["id"], y, x))
+                picks.append((im["id"], y, x, scores.get(int(i))))
+        with self.store.transaction() as con:
+            con.execute("INSERT INTO rounds (id, created_at, strategy, budget, trained_on, seconds) VALUES (?,?,?,?,?,?)",
+                        (round_id, now(), name, budget, int(np.sum(y_train != IGNORE_INDEX)),
+                         time.perf_counter() - t0))
+            half = len(picks) // 2
+            sql = "INSERT INTO queries (image_id, y, x, round_id, strategy, score, rank) VALUES (?,?,?,?,?,?,?)"
+            rows = [(im, y, x, round_id, name, s, rank) for rank, (im, y, x, s) in enumerate(picks)]
+            con.executemany(sql, rows[:half])
+            pause_point("query-commit")  # tests kill -9 here: a round half-written, not committed
+            con.executemany(sql, rows[half:])
+        return [q for q in self.queries() if q["round_id"] == round_id]
+
+    # ------------------------------------------------------------------ prediction
+
+    def model(self):
+        """The classifier trained on every answer so far, or None when no answer carries a class."""
+        engine = self._engine()
+        X, y, _ = self._training_set(engine)
+        return self._classifier(X, y, self.store.scalar("SELECT COUNT(*) FROM rounds")) if len(y) else None
+
+    def evaluate(self, split_dir: str | Path) -> dict:
+        """Quality of the classifier trained on every answer, on a labeled split (at the working size).
+
+        Parameters
+        ----------
+        split_dir : path
+            A folder of ``NAME.png`` + ``NAME_label.png`` pairs whose label
+            values are the project's class ids (255 = ignore).
+
+        Returns
+        -------
+        dict
+            ``{"miou": float, "iou": list of float or None per class}``.
+
+        Raises
+        ------
+        ValueError
+            No answer with a class yet, or a bad split folder (see
+            :func:`~skal_seg.data.load_split`).
+        """
+        from skal_seg.data import load_split
+        from skal_seg.experiment import evaluate
+        from skal_seg.metrics import iou_per_class, mean_iou
+
+        clf = self.model()
+        if clf is None:
+            raise ValueError("no answer with a class yet: nothing to evaluate")
+        split_dir = Path(split_dir)
+        n_classes = len(self.classes())
+        split = load_split(split_dir.parent, split_dir.name, size=(self.settings["working_size"],) * 2,
+                           n_classes=n_classes)
+        engine = self._engine()
+        cm = evaluate(clf, engine.featurizer, split, engine.cache, n_classes)
+        return {"miou": mean_iou(cm), "iou": [None if np.isnan(v) else float(v) for v in iou_per_class(cm)]}
+
+    def predict(self, images: str | Path | None, out: str | Path, exclude: Sequence[str] = ()) -> list[Path]:
+        """Full-resolution masks and overlays from the classifier trained on every answer.
+
+        Each image is featurized densely at the working size, classified, and
+        the class map is resized (nearest neighbour) to the image's own size.
+
+        Parameters
+        ----------
+        images : path or None
+            Folder (any layout) or file of images; None = the project's images.
+        out : path
+            Output folder: ``<relative path>.png`` (8-bit palette PNG of class
+            ids, coloured with the class colours) and ``<relative path>_overlay.png``.
+        exclude : sequence of str, default=()
+            Glob patterns of files to skip (see :func:`find_images`).
+
+        Returns
+        -------
+        list of Path
+            The mask files written.
+
+        Raises
+        ------
+        ValueError
+            No answer with a class yet, or no images found.
+        """
+        clf = self.model()
+        if clf is None:
+            raise ValueError("no answer with a class yet: answer some queries before predicting")
+        engine = self._engine()
+        if images is None:
+            root = Path(self.settings["images_root"])
+            files = [self.image_path(r) for r in self.images()]
+        else:
+            root = Path(images)
+            files = find_images(root, exclude)
+            root = root if root.is_dir() else root.parent
+        if not files:
+            raise ValueError(f"no image files found in {images}")
+        size = self.settings["working_size"]
+        palette = np.zeros((256, 3), dtype=np.uint8)
+        for c in self.classes():
+            palette[c["id"]] = [int(c["colour"][k : k + 2], 16) for k in (1, 3, 5)]
+        out = Path(out)
+        written = []
+        for path in files:
+            original = read_image(path)
+            h, w = original.shape[:2]
+            X = engine.featurizer.transform(np.array(read_image(path, (size, size))[None]))  # writable copy for torch
+            labels = np.asarray(clf.predict(X), dtype=np.uint8).reshape(size, size)
+            mask_img = Image.fromarray(labels).resize((w, h), Image.NEAREST)
+            mask_arr = np.asarray(mask_img)
+            target = out / Path(path).relative_to(root).with_suffix(".png")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            mask_img.putpalette(palette.reshape(-1).tolist())  # mode L -> P: values stay the class ids
+            mask_img.save(target)
+            overlay = (0.5 * original + 0.5 * palette[mask_arr]).astype(np.uint8)
+            Image.fromarray(overlay).save(target.with_name(target.stem + "_overlay.png"))
+            written.append(target)
+        return written
