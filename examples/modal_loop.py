@@ -68,7 +68,8 @@ def main(argv=None):
 
     # ---- the learner -----------------------------------------------------------------
     learner = ActiveLearner(
-        estimator=TorchMLPClassifier(min_steps=min_steps, random_state=0),
+        # ignore_index: a pixel labeled 'ignore' (255) carries no class; the classifier drops it.
+        estimator=TorchMLPClassifier(min_steps=min_steps, ignore_index=IGNORE_INDEX, random_state=0),
         query_strategy=TwoStageQuery(local_budget=local_budget, keep_global=0.5, random_state=0),
     )
     labeled = np.zeros(len(X), dtype=bool)  # queried rows, whether or not their label is 'ignore'
@@ -82,10 +83,11 @@ def main(argv=None):
                                X_noisy=lambda i: noisy(unlabeled[i]))
         picked = unlabeled[np.asarray(idx)]
         labeled[picked] = True
-        # The annotator labels the picked pixels; an 'ignore' pixel costs budget but teaches nothing.
-        useful = picked[y[picked] != IGNORE_INDEX]
-        if len(useful):
-            learner.teach(X[useful], y[useful])  # retrains on every labeled pixel so far
+        # The annotator labels the picked pixels. An 'ignore' pixel costs budget and teaches the
+        # classifier nothing, but it is taught all the same: the learner's X_training (every queried
+        # pixel) conditions the global MaxHerding stage. The classifier needs one pixel with a class.
+        if learner.X_training is not None or np.any(y[picked] != IGNORE_INDEX):
+            learner.teach(X[picked], y[picked])  # retrains on every labeled pixel so far
         if learner.X_training is None:
             print(f"round {r}  labeled {labeled.sum():4d}  (no class labeled yet)")
             continue

@@ -93,7 +93,8 @@ class ExperimentConfig:
         :class:`~skal_seg.featurizer.DiffusionFeaturizer` parameters.
     classifier : dict
         :class:`~skal_seg.classifier.TorchMLPClassifier` parameters
-        (``random_state`` is set per round from ``seed``).
+        (``random_state`` is set per round from ``seed``; ``ignore_index``
+        is 255, so ignore pixels never become a class).
     """
 
     strategy: str = "two_stage"
@@ -644,10 +645,11 @@ def _row_to_pixel(rows, groups, pixels, offsets, names) -> list[list]:
 def _train(config, X, y, labeled, r, times, progress=False) -> TorchMLPClassifier | None:
     t = time.perf_counter()
     rows = np.asarray(labeled, dtype=np.int64)
-    rows = rows[y[rows] != IGNORE_INDEX]  # an ignore pixel teaches nothing
-    if len(rows) == 0:
+    if not np.any(y[rows] != IGNORE_INDEX):  # no labeled pixel carries a class: nothing to train
         return None
-    params = {"progress": progress, **config.classifier, "random_state": config.seed * 1000 + r}
+    # An ignore pixel costs budget but teaches nothing: the classifier drops it.
+    params = {"progress": progress, **config.classifier, "ignore_index": IGNORE_INDEX,
+              "random_state": config.seed * 1000 + r}
     clf = TorchMLPClassifier(**params).fit(np.asarray(X[rows], dtype=np.float32), y[rows])
     times["train"] = times.get("train", 0.0) + time.perf_counter() - t
     return clf
@@ -776,7 +778,9 @@ def run_full_supervision(
     feats = pool_features(featurizer, pool, config.candidates_per_image, config.feature_seed, cache)
     X, y = feats.X, feats.y
     t = time.perf_counter()
-    clf = _train(config, X, y, np.arange(len(X)), 0, {}, progress)
+    # Every candidate pixel that carries a class: passing the ignore ones too would make the
+    # classifier copy the (many GB) feature rows to drop them.
+    clf = _train(config, X, y, np.flatnonzero(y != IGNORE_INDEX), 0, {}, progress)
     cm = evaluate(clf, featurizer, test, cache, n_classes, stride=config.eval_stride)
     iou = iou_per_class(cm)
     result = {
