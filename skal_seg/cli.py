@@ -15,6 +15,7 @@ The benchmark on full CamVid, every strategy, three seeds::
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -96,15 +97,26 @@ def _run(args: argparse.Namespace) -> int:
         raise SystemExit("skal-seg: the evaluation split is empty (raise --val-fraction for --eval-split val)")
     print(f"pool {len(pool)} images, {args.eval_split} {len(evaluation)} images at {args.size}x{args.size}")
     out = Path(args.out)
+    configs = {
+        (seed, strategy): ExperimentConfig(
+            strategy=strategy, seed=seed, feature_seed=args.feature_seed, rounds=args.rounds,
+            candidates_per_image=args.candidates_per_image, budget_per_image=args.budget_per_image, local_budget=args.local_budget, keep_global=args.keep_global,
+            n_draws=args.n_draws, entropy_weight=args.entropy_weight, eval_stride=args.eval_stride, bandwidth=args.bandwidth,
+            featurizer={"model": args.model, "timesteps": args.timesteps},
+        )
+        for seed in args.seeds for strategy in strategies
+    }
+    try:  # every run's settings, before any work: no run may fail after others have finished
+        for config in configs.values():
+            config.validate_for_pool(len(pool))
+    except ValueError as err:  # the message names settings; a command-line user sets them as flags
+        message = re.sub(r"\b([a-z]+(?:_[a-z]+)+)\b",
+                         lambda m: "--" + m[1].replace("_", "-") if hasattr(args, m[1]) else m[1], str(err))
+        raise SystemExit(f"skal-seg: {message}") from None
     featurizer = None
     for seed in args.seeds:
         for strategy in strategies:
-            config = ExperimentConfig(
-                strategy=strategy, seed=seed, feature_seed=args.feature_seed, rounds=args.rounds,
-                candidates_per_image=args.candidates_per_image, budget_per_image=args.budget_per_image, local_budget=args.local_budget, keep_global=args.keep_global,
-                n_draws=args.n_draws, entropy_weight=args.entropy_weight, eval_stride=args.eval_stride, bandwidth=args.bandwidth,
-                featurizer={"model": args.model, "timesteps": args.timesteps},
-            )
+            config = configs[seed, strategy]
             try:
                 featurizer = fitted_featurizer(config, featurizer, progress=not args.quiet)
                 run_dir = out / strategy / f"seed{seed}"

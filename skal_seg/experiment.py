@@ -141,6 +141,127 @@ class ExperimentConfig:
         check_non_negative(self.entropy_weight, "entropy_weight")
         check_bandwidth(self.bandwidth)
 
+    def validate_for_pool(self, n_pool_images: int) -> None:
+        """Check the settings, and that every round can query its full budget from this pool.
+
+        Cheap (no features needed): call it as soon as the pool size is known,
+        before any work; :func:`run_experiment` calls it first. Every round
+        ``r`` queries ``budget`` pixels from the candidates not labeled yet;
+        ``maxherding`` and ``two_stage`` query them through stage 1 of
+        :class:`~skal_seg.query.TwoStageQuery`, which keeps only
+
+        * the local picks: ``min(local_budget, candidates left)`` per image,
+          in round 0 and in every ``maxherding`` round;
+        * :meth:`~skal_seg.query.TwoStageQuery.global_keep` of them in
+          ``two_stage`` rounds 1 and later.
+
+        The candidates left per image depend on where earlier rounds labeled,
+        so the check takes the worst case: the ``r * budget`` pixels labeled
+        before round ``r`` crowded into as few images as stage 1 allows (at
+        most ``min(local_budget, candidates_per_image)`` per image per round).
+        A setting that passes can never come up short in any round.
+
+        Parameters
+        ----------
+        n_pool_images : int
+            Images in the pool.
+
+        Raises
+        ------
+        ValueError
+            What :meth:`validate` raises; an empty pool; more pixels over all
+            rounds than candidates; or a round where stage 1 could keep fewer
+            candidates than the budget. The message names the round and the
+            values of ``budget_per_image``, ``local_budget``, ``keep_global``
+            or ``rounds`` that would fit.
+        """
+        self.validate()
+        n = n_pool_images
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"the pool must hold at least one image, got {n_pool_images!r}")
+        budget, n_candidates = self.budget(n), self.candidates_per_image * n
+        if budget * self.rounds > n_candidates:
+            fixes = ["raise candidates_per_image"]
+            if n_candidates >= self.rounds:
+                fixes.insert(0, f"lower budget_per_image to {self._per_image(n_candidates // self.rounds, n)} or less")
+            fit = n_candidates // budget
+            if fit:
+                fixes.append(f"run at most {fit} round{'s' if fit > 1 else ''}")
+            raise ValueError(
+                f"{self.rounds} rounds x {budget} pixels exceed the {n_candidates} candidate pixels of the pool "
+                f"({self.candidates_per_image} per image x {n} images); {_either(fixes)}"
+            )
+        if self.strategy not in ("maxherding", "two_stage"):
+            return
+        short = self._first_short_round(n, budget, self.local_budget, self.keep_global)
+        if short is None:
+            return
+        r, kept, n_local = short
+        stage = f"{n_local} local picks" if r == 0 or self.strategy == "maxherding" else \
+            f"keep_global {self.keep_global} x {n_local} local picks"
+        stage += f", local_budget {self.local_budget} per image on {n} images"
+        if n_local < n * min(self.local_budget, self.candidates_per_image):
+            stage += f", fewer where the {r * budget} pixels labeled before could leave fewer candidates"
+        fixes = []
+        low, high = 1, budget  # the largest budget that fits every round (fitting is monotone in the budget)
+        while low < high:
+            mid = (low + high + 1) // 2
+            low, high = (mid, high) if self._first_short_round(n, mid, self.local_budget, self.keep_global) is None \
+                else (low, mid - 1)
+        fixes.append(f"lower budget_per_image to {self._per_image(low, n)} or less ({low} pixels per round)")
+        local = next((b for b in range(self.local_budget + 1, self.candidates_per_image + 1)
+                      if self._first_short_round(n, budget, b, self.keep_global) is None), None)
+        if local is not None:
+            fixes.append(f"raise local_budget to {local}")
+        if self.strategy == "two_stage" and r > 0:
+            keep = next((k / 100 for k in range(int(self.keep_global * 100) + 1, 101)
+                         if self._first_short_round(n, budget, self.local_budget, k / 100) is None), None)
+            if keep is not None:
+                fixes.append(f"raise keep_global to {keep:g}")
+        if r > 0:
+            fixes.append(f"run at most {r} round{'s' if r > 1 else ''}")
+        raise ValueError(
+            f"{self.strategy} cannot query {budget} pixels in round {r}: stage 1 may keep only {kept} candidates "
+            f"then ({stage}); {_either(fixes)}"
+        )
+
+    @staticmethod
+    def _per_image(pixels: int, n: int) -> str:
+        """Shortest ``budget_per_image`` text that :meth:`budget` turns into ``pixels`` per round."""
+        for digits in range(2, 10):
+            text = f"{pixels / n:.{digits}g}"
+            if max(1, int(round(float(text) * n))) == pixels:
+                return text
+        return repr(pixels / n)
+
+    def _first_short_round(self, n: int, budget: int, local_budget: int, keep_global: float) -> tuple | None:
+        """First round whose stage 1 may keep fewer than ``budget`` candidates, as (round, kept, local picks).
+
+        Local picks of round ``r`` in the worst case: ``min(local_budget, C)`` per image
+        less what labels took from them. An image loses local picks only once it has more
+        than ``C - min(local_budget, C)`` labels (``C`` candidates per image), and it gains
+        at most ``min(local_budget, C)`` labels per round (the picks of a round are local
+        picks), so the ``r * budget`` labels do the most harm crowded into as few images as
+        possible, each filled up to ``min(C, r * min(local_budget, C))``.
+        """
+        C = self.candidates_per_image
+        per_image = min(local_budget, C)
+        free = C - per_image  # labels an image takes before its local picks shrink
+        query = TwoStageQuery(local_budget, keep_global)
+        for r in range(self.rounds):
+            labeled = r * budget
+            cap = min(C, r * per_image)  # most labels one image can hold before round r
+            lost = 0
+            if cap > free:
+                full = min(n, labeled // cap)
+                rest = labeled - full * cap if full < n else 0
+                lost = full * (cap - free) + max(0, min(rest, cap) - free)
+            n_local = n * per_image - lost
+            kept = n_local if (r == 0 or self.strategy == "maxherding") else query.global_keep(n_local)
+            if budget > kept:
+                return r, kept, n_local
+        return None
+
     def budget(self, n_pool_images: int) -> int:
         """Pixels queried per round.
 
@@ -164,6 +285,11 @@ class ExperimentConfig:
             JSON-compatible (tuples become lists).
         """
         return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+def _either(options: list[str]) -> str:
+    """'a, b or c'."""
+    return ", ".join(options[:-1]) + (" or " if len(options) > 1 else "") + options[-1]
 
 
 # --------------------------------------------------------------------------- features
@@ -558,20 +684,16 @@ def run_experiment(
     Raises
     ------
     ValueError
-        Bad config, a per-round budget larger than the candidate pool, or a
-        resume whose saved config differs.
+        Bad config, a per-round budget that does not fit the pool (see
+        :meth:`ExperimentConfig.validate_for_pool`), or a resume whose saved
+        config differs.
     """
-    config.validate()
+    config.validate_for_pool(len(pool))  # before any work: a budget that cannot fit fails now, not in round r
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     state_path = out_dir / "state.json"
     settings = config.to_dict()
     budget = config.budget(len(pool))
-    n_candidates = config.candidates_per_image * len(pool)
-    if budget * config.rounds > n_candidates:
-        raise ValueError(
-            f"{config.rounds} rounds x {budget} pixels exceed the {n_candidates} candidate pixels of the pool"
-        )
 
     records: list[dict] = []
     labeled: list[int] = []
