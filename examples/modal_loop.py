@@ -14,7 +14,6 @@ and mIoU on every pixel of the test images are printed.
 """
 
 import argparse
-import warnings
 
 import numpy as np
 from modAL.models import ActiveLearner
@@ -25,9 +24,6 @@ from skal_seg.data import CAMVID_CLASSES, IGNORE_INDEX, load_split, sample_datas
 from skal_seg.experiment import CachedNoisyViews
 from skal_seg.featurizer import DiffusionFeaturizer
 from skal_seg.metrics import confusion_matrix, mean_iou
-
-# modAL 0.4.2.1 passes scikit-learn's old `force_all_finite` name; harmless on scikit-learn 1.6 and 1.7.
-warnings.filterwarnings("ignore", message="'force_all_finite' was renamed", category=FutureWarning)
 
 
 def main(argv=None):

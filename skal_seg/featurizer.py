@@ -21,7 +21,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from skal_seg._validation import check_auto_or_positive_int
+from skal_seg._validation import check_auto_or_positive_int, readonly_tensor
 from skal_seg.models import load_diffusion_model
 
 __all__ = ["DiffusionFeaturizer", "NoisyViewFunction"]
@@ -99,7 +99,9 @@ def _check_images(images) -> list[np.ndarray]:
 
 def _to_model_range(img: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8/int (0-255) or float (0-1) -> float32 (3, H, W) in [-1, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(img))
+    # A view without a copy, also of read-only arrays (np.asarray(PIL.Image) is one): it is only
+    # read, the arithmetic below writes new tensors.
+    t = readonly_tensor(np.ascontiguousarray(img))
     if img.dtype.kind in "iu":
         # Same formula as skal_seg.train_ddpm.to_model_range (training inputs).
         t = t.float().div(127.5).sub(1.0)
