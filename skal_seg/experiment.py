@@ -409,7 +409,9 @@ class CachedNoisyViews:
         Where that file goes (a temporary folder, removed with this object;
         default: the system's temporary folder).
     images_per_call : int, default=8
-        Images featurized together, bounding the transient memory.
+        Images featurized together, bounding the transient memory. Which
+        images go together changes the values only by float rounding (see
+        :meth:`~skal_seg.featurizer.DiffusionFeaturizer.noisy_view_fn`).
     path : path, optional
         Keep the values in this ``.npy`` file, with the list of images already
         computed beside it (``<path>.done.npy``, written atomically after each

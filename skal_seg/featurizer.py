@@ -635,8 +635,13 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
         Hand it to a sampler as its ``X_noisy``: a call computes only the
         images holding requested rows, and only the requested pixels. The
         ``n_draws`` noise tensors are drawn once, here, so a row gets the same
-        value in every call whatever else is requested with it (up to float
-        rounding from the UNet batch composition).
+        value in every call whatever else is requested with it, up to float
+        rounding: the images requested together share UNet forwards, and
+        another batch composition (or thread count) can change a value by
+        float32 rounding, well within 1e-5 (rows are unit vectors; a few 1e-7
+        were seen), before the cast to ``output_dtype``, which may then round
+        the two values to neighbouring float16 numbers. Calls with the same
+        rows and the same batch composition are bit-identical.
 
         Parameters
         ----------

@@ -333,11 +333,17 @@ def test_cached_noisy_views_memory_mapped_equal_in_memory(data, featurizer, tmp_
     view_fn = featurizer.noisy_view_fn(pool.images, pixels, n_draws=2, random_state=0)
     in_memory = exp.CachedNoisyViews(view_fn, offsets, featurizer.n_features_out_)
     mapped = exp.CachedNoisyViews(view_fn, offsets, featurizer.n_features_out_, memory_limit_mb=0,
-                                  directory=tmp_path, images_per_call=2)
+                                  directory=tmp_path, images_per_call=1)
     assert isinstance(mapped.values, np.memmap)
     rows = np.array([3, 45, 46, 119, 0])
-    np.testing.assert_array_equal(mapped(rows), in_memory(rows))
+    # One image per UNet forward here, three together in memory: equal up to the float rounding that
+    # noisy_view_fn documents (1e-5 before the float16 cast, then one float16 step), not bit for bit.
+    np.testing.assert_allclose(mapped(rows).astype(np.float32), in_memory(rows).astype(np.float32),
+                               rtol=2.0**-10, atol=1e-5)
     assert mapped.done.tolist() == [True, False, True, False, False, True]
+    same_batches = exp.CachedNoisyViews(view_fn, offsets, featurizer.n_features_out_, memory_limit_mb=0,
+                                        directory=tmp_path / "again", images_per_call=1)
+    np.testing.assert_array_equal(same_batches(rows), mapped(rows))  # same UNet batches: bit-identical
     np.testing.assert_allclose(mapped(rows), view_fn(rows).astype(np.float16), atol=1e-3)
 
 
