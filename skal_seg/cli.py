@@ -132,7 +132,9 @@ def _run(args: argparse.Namespace) -> int:
             res = run_full_supervision(config, pool, evaluation, out / "full_supervision" / f"seed{seed}.json",
                                        featurizer=featurizer, cache_dir=args.cache, progress=not args.quiet)
             print(f"== full supervision, seed {seed}: mIoU {res['miou']:.4f} on {res['taught_pixels']} pixels")
-    print(f"plot: {plot_learning_curves(out)}")
+    dataset = "CamVid sample" if args.data == "sample" else root.resolve().name
+    title = f"{dataset}: pool {len(pool)} images, mIoU on {args.eval_split} ({len(evaluation)} images)"
+    print(f"plot: {plot_learning_curves(out, title=title)}")
     summary = markdown_summary(out)
     (out / "summary.md").write_text(summary)
     print(summary)

@@ -257,7 +257,7 @@ def test_cli_runs_writes_results_and_resumes(data, tmp_path, capsys):
     assert cli_main(["report", str(res)]) == 0
     report = capsys.readouterr().out
     assert report == (res / "summary.md").read_text()
-    assert f"| two_stage (1) | {recs[0]['miou']:.4f} ± 0.0000 | {recs[1]['miou']:.4f} ± 0.0000 |" in report
+    assert f"| two_stage (1 seed) | {recs[0]['miou']:.4f} | {recs[1]['miou']:.4f} |" in report  # no spread of one run
 
 
 def test_cli_refuses_settings_before_any_run(data, tmp_path):
@@ -289,9 +289,10 @@ def test_markdown_summary_means_and_spreads_over_seeds(tmp_path):
     (tmp_path / "full_supervision").mkdir()
     (tmp_path / "full_supervision" / "seed0.json").write_text(json.dumps({"miou": 0.6}))
     text = markdown_summary(tmp_path)
-    assert "| random (2) | 0.2000 ± 0.1000 | 0.3000 ± 0.1000 | 0.4000 ± 0.1000 |" in text
-    assert "| two_stage (1) | 0.2000 ± 0.0000 | 0.3000 ± 0.0000 |  |" in text
-    assert "r2 (30 px)" in text and "mIoU 0.6000" in text
+    assert "| random (2 seeds) | 0.2000 ± 0.1000 | 0.3000 ± 0.1000 | 0.4000 ± 0.1000 |" in text
+    assert "| two_stage (1 seed) | 0.2000 | 0.3000 |  |" in text  # one seed: no '± 0.0000'
+    assert "mean ± standard deviation over seeds" in text
+    assert "r2 (30 px)" in text and "Full supervision (every candidate pixel, 1 seed): mIoU 0.6000\n" in text
     assert "| random | 4.0 | 1.0 | 3.0 |" in text  # rounds 1..: train mean 3.0 + evaluate 1.0
     with pytest.raises(FileNotFoundError):
         markdown_summary(tmp_path / "empty")
