@@ -214,7 +214,7 @@ class ExperimentConfig:
         if local is not None:
             fixes.append(f"raise local_budget to {local}")
         if self.strategy == "two_stage" and r > 0:
-            keep = next((k / 100 for k in range(int(self.keep_global * 100) + 1, 101)
+            keep = next((k / 100 for k in range(int(round(self.keep_global * 100)) + 1, 101)
                          if self._first_short_round(n, budget, self.local_budget, k / 100) is None), None)
             if keep is not None:
                 fixes.append(f"raise keep_global to {keep:g}")
