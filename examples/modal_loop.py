@@ -14,7 +14,6 @@ and mIoU on every pixel of the test images are printed.
 """
 
 import argparse
-import warnings
 
 import numpy as np
 from modAL.models import ActiveLearner
@@ -25,9 +24,6 @@ from skal_seg.data import CAMVID_CLASSES, IGNORE_INDEX, load_split, sample_datas
 from skal_seg.experiment import CachedNoisyViews
 from skal_seg.featurizer import DiffusionFeaturizer
 from skal_seg.metrics import confusion_matrix, mean_iou
-
-# modAL 0.4.2.1 passes scikit-learn's old `force_all_finite` name; harmless on scikit-learn 1.6 and 1.7.
-warnings.filterwarnings("ignore", message="'force_all_finite' was renamed", category=FutureWarning)
 
 
 def main(argv=None):
@@ -68,7 +64,8 @@ def main(argv=None):
 
     # ---- the learner -----------------------------------------------------------------
     learner = ActiveLearner(
-        estimator=TorchMLPClassifier(min_steps=min_steps, random_state=0),
+        # ignore_index: a pixel labeled 'ignore' (255) carries no class; the classifier drops it.
+        estimator=TorchMLPClassifier(min_steps=min_steps, ignore_index=IGNORE_INDEX, random_state=0),
         query_strategy=TwoStageQuery(local_budget=local_budget, keep_global=0.5, random_state=0),
     )
     labeled = np.zeros(len(X), dtype=bool)  # queried rows, whether or not their label is 'ignore'
@@ -82,10 +79,11 @@ def main(argv=None):
                                X_noisy=lambda i: noisy(unlabeled[i]))
         picked = unlabeled[np.asarray(idx)]
         labeled[picked] = True
-        # The annotator labels the picked pixels; an 'ignore' pixel costs budget but teaches nothing.
-        useful = picked[y[picked] != IGNORE_INDEX]
-        if len(useful):
-            learner.teach(X[useful], y[useful])  # retrains on every labeled pixel so far
+        # The annotator labels the picked pixels. An 'ignore' pixel costs budget and teaches the
+        # classifier nothing, but it is taught all the same: the learner's X_training (every queried
+        # pixel) conditions the global MaxHerding stage. The classifier needs one pixel with a class.
+        if learner.X_training is not None or np.any(y[picked] != IGNORE_INDEX):
+            learner.teach(X[picked], y[picked])  # retrains on every labeled pixel so far
         if learner.X_training is None:
             print(f"round {r}  labeled {labeled.sum():4d}  (no class labeled yet)")
             continue

@@ -64,15 +64,15 @@ def main(argv=None):
     X = featurizer.transform(train.images, pixels=pixels)  # (n_train * pixels_per_image, D), float32
     y = np.concatenate([lab.reshape(-1)[p] for lab, p in zip(train.labels, pixels)])
     groups = np.repeat(np.arange(len(train)), pixels_per_image)  # the image each row comes from
-    keep = y != IGNORE_INDEX  # 'ignore' pixels carry no class
-    X, y, groups = X[keep], y[keep], groups[keep]
     print(f"features: X {X.shape} {X.dtype}, D = {featurizer.n_features_out_} "
           f"({len(featurizer.timesteps_)} timesteps x {sum(featurizer.block_channels_)} decoder channels)")
 
     # ---- the estimator: a plain scikit-learn Pipeline -------------------------------------
     # Feature rows are L2-normalised, so individual columns are tiny; standardising them
-    # gives the MLP inputs of unit scale.
-    pipe = make_pipeline(StandardScaler(), TorchMLPClassifier(max_epochs=5, min_steps=min_steps, random_state=0))
+    # gives the MLP inputs of unit scale. ignore_index: 'ignore' pixels (255) carry no class,
+    # so the classifier drops them in fit (and the mIoU scorer skips them in the ground truth).
+    clf = TorchMLPClassifier(max_epochs=5, min_steps=min_steps, ignore_index=IGNORE_INDEX, random_state=0)
+    pipe = make_pipeline(StandardScaler(), clf)
 
     # ---- model selection: grid search, folds split by image, scored by mIoU -----------------
     # GroupKFold keeps all pixels of an image in one fold: neighbouring pixels are near
@@ -93,7 +93,7 @@ def main(argv=None):
     cm = confusion_matrix(test.labels.reshape(-1), pred, N_CLASSES)
     iou = iou_per_class(cm)
     print(f"test mIoU {mean_iou(cm):.4f} on {len(test)} images "
-          f"({np.sum(~np.isnan(iou))} classes present), trained on {len(y)} labeled pixels")
+          f"({np.sum(~np.isnan(iou))} classes present), trained on {np.sum(y != IGNORE_INDEX)} labeled pixels")
     seg = pred.reshape(len(test), size, size)  # the predicted label maps, per image
     print(f"predicted label maps: {seg.shape}")
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import math
 import numbers
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -161,6 +162,10 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         the chunk and its first hidden layer stay in the CPU cache: on
         262,144 CamVid rows (D = 1056) this predicted in 0.91 s against
         1.69 s with 65536-row chunks (``benchmarks/bench_predict.py``).
+    ignore_index : scalar or None, default=None
+        A label that means "no class" (CamVid's 255): rows carrying it are
+        dropped in :meth:`fit` and never become a class. ``None`` (the
+        scikit-learn convention) treats every label as a class.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling, dropout and the validation
         split. An int gives identical results across fits on CPU (CUDA
@@ -225,6 +230,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         class_weight: None | str | Mapping[Any, float] = None,
         device: str | torch.device = "auto",
         predict_batch_size: int | str = "auto",
+        ignore_index: Any = None,
         random_state: None | int | np.random.RandomState = None,
         verbose: bool = False,
         progress: bool = False,
@@ -243,6 +249,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.device = device
         self.predict_batch_size = predict_batch_size
+        self.ignore_index = ignore_index
         self.random_state = random_state
         self.verbose = verbose
         self.progress = progress
@@ -288,6 +295,8 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         _int("n_iter_no_change", 1)
         _real("tol", 0.0, math.inf, False, True)
         check_auto_or_positive_int(self.predict_batch_size, "predict_batch_size")
+        if np.ndim(self.ignore_index) != 0:
+            raise ValueError(f"ignore_index must be None or a single label, got {self.ignore_index!r}")
         cw = self.class_weight
         if not (cw is None or (isinstance(cw, str) and cw == "balanced") or isinstance(cw, Mapping)):
             raise ValueError(f"class_weight must be None, 'balanced' or a dict, got {cw!r}")
@@ -322,7 +331,8 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         y : array-like of shape (n_samples,)
             Class labels of any type ``np.unique`` sorts (ints, strings...).
             A single class is allowed: nothing is trained and every
-            prediction is that class.
+            prediction is that class. Rows labeled ``ignore_index`` are
+            dropped (``n_features_in_`` still comes from every row).
 
         Returns
         -------
@@ -333,8 +343,8 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         ------
         ValueError
             Invalid parameters, ``X`` not 2-D, with NaN/inf or no rows, ``y``
-            missing, continuous or of a different length than ``X``, CUDA
-            requested but unavailable.
+            missing, continuous or of a different length than ``X``, every
+            row labeled ``ignore_index``, CUDA requested but unavailable.
         """
         hidden, device = self._validate_params()
         if y is None:
@@ -344,6 +354,15 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         X = self._check_X(X, reset=True)
         y = column_or_1d(y, warn=True)
         check_consistent_length(X, y)
+        if self.ignore_index is not None:
+            keep = ~_equals(y, self.ignore_index)
+            if not keep.any():
+                raise ValueError(
+                    f"every label is ignore_index={self.ignore_index!r}: no row to learn from; "
+                    "label at least one row with a class"
+                )
+            if not keep.all():
+                X, y = X[keep], y[keep]
         check_classification_targets(y)
 
         encoder = LabelEncoder()
@@ -576,6 +595,17 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
             # Pickles load on machines without the training GPU.
             state["model_"] = copy.deepcopy(model).to("cpu")
         return state
+
+
+def _equals(y: np.ndarray, value) -> np.ndarray:
+    """Boolean mask ``y == value`` of ``y``'s shape, False where the types cannot be equal (str vs int)."""
+    with warnings.catch_warnings():  # numpy < 2 warns "elementwise comparison failed" for str vs int
+        warnings.simplefilter("ignore", (FutureWarning, DeprecationWarning))
+        try:
+            mask = np.asarray(y == value)
+        except (TypeError, ValueError):
+            mask = np.zeros(len(y), dtype=bool)
+    return mask if mask.shape == y.shape else np.zeros(len(y), dtype=bool)
 
 
 def _num_rows(X) -> int:

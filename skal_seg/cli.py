@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import shlex
 import sys
 import time
@@ -55,8 +56,8 @@ from skal_seg.data import (
     split_validation,
 )
 from skal_seg.experiment import (
-    CANDIDATES, NEEDS_NOISY, STRATEGIES, ExperimentConfig, fitted_featurizer, run_experiment, run_full_supervision,
-    seconds_per_unet_sample,
+    CANDIDATES, NEEDS_NOISY, STRATEGIES, ExperimentConfig, candidate_pixels, fitted_featurizer, run_experiment,
+    run_full_supervision, seconds_per_unet_sample,
 )
 from skal_seg.labeling import cli as labeling_cli
 from skal_seg.plotting import markdown_summary, plot_learning_curves, plot_queried_pixels
@@ -300,7 +301,7 @@ def _parser(preset: str | None = None) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in _SUBCOMMANDS:
         add(sub)
-    labeling_cli.add_subcommands(sub)  # init, query, label, import, export, status, predict
+    labeling_cli.add_subcommands(sub, _HelpFormatter)  # init, query, label, import, export, status, predict
     if preset is not None:
         sub.choices["run"].set_defaults(**PRESETS[preset])
     return p
@@ -459,16 +460,23 @@ def _saved_rounds(run_dir: Path) -> int:
     return len(json.loads(state.read_text()).get("records", []))
 
 
-def _finish(out: Path) -> None:
+def _finish(out: Path, title: str | None = None) -> None:
     """Plot and summary of whatever runs ``out`` holds."""
     try:
-        print(f"plot: {plot_learning_curves(out)}")
+        print(f"plot: {plot_learning_curves(out, title=title)}")
     except FileNotFoundError:
         print(f"no completed round in {out} yet: no plot or summary")
         return
     summary = markdown_summary(out)
     (out / "summary.md").write_text(summary)
     print(summary)
+
+
+def _flag_name(args: argparse.Namespace, setting: str) -> str:
+    """The ``run`` option that sets an ExperimentConfig field (``budget_per_round`` is ``--budget``)."""
+    if setting == "budget_per_round":
+        return "--budget"
+    return "--" + setting.replace("_", "-") if hasattr(args, setting) else setting
 
 
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
@@ -497,9 +505,20 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     evaluation = val if args.eval_split == "val" else test
     if len(evaluation) == 0:
         raise _fail("the evaluation split is empty (raise --val-fraction for --eval-split val)")
+    try:  # every run's settings against this pool, before any work: no run may fail after others finished
+        counts = [len(p) for p in candidate_pixels(pool, args.candidates_per_image, args.feature_seed,
+                                                   args.candidates)]
+        for seed in args.seeds:
+            for strategy in strategies:
+                _config(args, strategy, seed).validate_for_pool(len(pool), counts)
+    except ValueError as err:  # the message names settings; a command-line user sets them as flags
+        message = re.sub(r"\b([a-z]+(?:_[a-z]+)+)\b", lambda m: _flag_name(args, m[1]), str(err))
+        raise _fail(message) from None
     held_out = _held_out_line(len(train), val, args.val_fraction, args.eval_split)
     if held_out:
         print(held_out)
+    dataset = "CamVid sample" if args.data == "sample" else root.resolve().name
+    title = f"{dataset}: pool {len(pool)} images, mIoU on {args.eval_split} ({len(evaluation)} images)"
     out = Path(args.out)
     cache, cache_eval = _cache_dir(args)
     progress = not args.quiet
@@ -537,9 +556,9 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
               file=sys.stderr)
         if current is not None and _saved_rounds(current):
             plot_queried_pixels(pool, current)
-        _finish(out)
+        _finish(out, title)
         return 130
-    _finish(out)
+    _finish(out, title)
     if cache is not None and cache.is_dir():
         print(f"feature cache: {cache} ({_folder_mb(cache):.0f} MB; delete it freely, --cache none skips it)")
     return 0

@@ -61,6 +61,8 @@ NEEDS_NOISY = ("bald", "edald", "two_stage")
 RANDOM_FIRST_ROUND = ("random", "entropy", "margin", "bald", "edald")
 #: Strategies built on :class:`~skal_seg.query.TwoStageQuery` (round 0: its stage 1).
 HERDING = ("maxherding", "two_stage", "uherding", "two_stage_uherding")
+#: Herding strategies whose stage 1 keeps every local pick (no global stage after round 0).
+_KEEPS_EVERY_LOCAL_PICK = ("maxherding", "uherding")
 #: Where candidate pixels are drawn: see :func:`candidate_pixels`.
 CANDIDATES = ("valid", "all")
 
@@ -120,7 +122,8 @@ class ExperimentConfig:
         :class:`~skal_seg.featurizer.DiffusionFeaturizer` parameters.
     classifier : dict
         :class:`~skal_seg.classifier.TorchMLPClassifier` parameters
-        (``random_state`` is set per round from ``seed``).
+        (``random_state`` is set per round from ``seed``; ``ignore_index``
+        is 255, so ignore pixels never become a class).
     """
 
     strategy: str = "two_stage"
@@ -182,6 +185,148 @@ class ExperimentConfig:
         check_positive_or_word(self.uherding_temperature, "uherding_temperature")
         check_positive_or_word(self.uherding_bandwidth, "uherding_bandwidth", ("labeled", "auto"))
 
+    def validate_for_pool(self, n_pool_images: int, candidate_counts: Sequence[int] | None = None) -> None:
+        """Check the settings, and that every round can query its full budget from this pool.
+
+        Cheap (no features needed): call it as soon as the pool size is known,
+        before any work; :func:`run_experiment` calls it first. Every round
+        ``r`` queries ``budget`` pixels from the candidates not labeled yet;
+        the herding strategies (``maxherding``, ``two_stage``, ``uherding``,
+        ``two_stage_uherding``) query them through stage 1 of
+        :class:`~skal_seg.query.TwoStageQuery`, which keeps only
+
+        * the local picks: ``min(local_budget, candidates left)`` per image,
+          in round 0 and in every ``maxherding`` round;
+        * :meth:`~skal_seg.query.TwoStageQuery.global_keep` of them in
+          ``two_stage`` rounds 1 and later.
+
+        The candidates left per image depend on where earlier rounds labeled,
+        so the check takes the worst case: the ``r * budget`` pixels labeled
+        before round ``r`` crowded into as few images as stage 1 allows (at
+        most ``min(local_budget, candidates_per_image)`` per image per round).
+        A setting that passes can never come up short in any round.
+
+        Parameters
+        ----------
+        n_pool_images : int
+            Images in the pool.
+        candidate_counts : sequence of int, optional
+            Candidates actually drawn per image (:func:`candidate_pixels`;
+            with ``candidates="valid"`` an image may have fewer than
+            ``candidates_per_image``, or none). Without it every image has
+            ``candidates_per_image``. With it the check counts the real total
+            and takes, for stage 1, the images that have candidates, each at
+            the smallest count among them (a safe bound).
+
+        Raises
+        ------
+        ValueError
+            What :meth:`validate` raises; an empty pool; more pixels over all
+            rounds than candidates; or a round where stage 1 could keep fewer
+            candidates than the budget. The message names the round and the
+            values of ``budget_per_image``, ``local_budget``, ``keep_global``
+            or ``rounds`` that would fit.
+        """
+        self.validate()
+        n = n_pool_images
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"the pool must hold at least one image, got {n_pool_images!r}")
+        budget, n_candidates = self.budget(n), self.candidates_per_image * n
+        per_image = self.candidates_per_image
+        if candidate_counts is not None:
+            counts = np.asarray(candidate_counts, dtype=np.int64)
+            if counts.shape != (n,):
+                raise ValueError(f"candidate_counts must hold one count per pool image ({n}), got shape {counts.shape}")
+            n_candidates = int(counts.sum())
+            if n_candidates == 0:
+                raise ValueError(f"no candidate pixel in the pool (candidates={self.candidates!r}: every pixel of "
+                                 f"every pool image is ignore); use candidates='all' or other images")
+            n, per_image = int(np.count_nonzero(counts)), int(counts[counts > 0].min())
+        if budget * self.rounds > n_candidates:
+            fixes = ["raise candidates_per_image"]
+            if n_candidates >= self.rounds:
+                fixes.insert(0, f"lower budget_per_image to {self._per_image(n_candidates // self.rounds, n)} or less")
+            fit = n_candidates // budget
+            if fit:
+                fixes.append(f"run at most {fit} round{'s' if fit > 1 else ''}")
+            raise ValueError(
+                f"{self.rounds} rounds x {budget} pixels exceed the {n_candidates} candidate pixels of the pool "
+                f"({'at most ' if candidate_counts is not None else ''}{self.candidates_per_image} per image x "
+                f"{len(candidate_counts) if candidate_counts is not None else n} images); {_either(fixes)}"
+            )
+        if self.strategy not in HERDING:
+            return
+        short = self._first_short_round(n, budget, self.local_budget, self.keep_global, per_image)
+        if short is None:
+            return
+        r, kept, n_local = short
+        stage = f"{n_local} local picks" if r == 0 or self.strategy in _KEEPS_EVERY_LOCAL_PICK else \
+            f"keep_global {self.keep_global} x {n_local} local picks"
+        stage += f", local_budget {self.local_budget} per image on {n} images"
+        if n_local < n * min(self.local_budget, per_image):
+            stage += f", fewer where the {r * budget} pixels labeled before could leave fewer candidates"
+        fixes = []
+        low, high = 1, budget  # the largest budget that fits every round (fitting is monotone in the budget)
+        while low < high:
+            mid = (low + high + 1) // 2
+            low, high = (mid, high) if self._first_short_round(
+                n, mid, self.local_budget, self.keep_global, per_image) is None else (low, mid - 1)
+        fixes.append(f"lower budget_per_round to {low} or less" if self.budget_per_round is not None else
+                     f"lower budget_per_image to {self._per_image(low, n_pool_images)} or less "
+                     f"({low} pixels per round)")
+        local = next((b for b in range(self.local_budget + 1, per_image + 1)
+                      if self._first_short_round(n, budget, b, self.keep_global, per_image) is None), None)
+        if local is not None:
+            fixes.append(f"raise local_budget to {local}")
+        if self.strategy not in _KEEPS_EVERY_LOCAL_PICK and r > 0:
+            keep = next((k / 100 for k in range(int(round(self.keep_global * 100)) + 1, 101)
+                         if self._first_short_round(n, budget, self.local_budget, k / 100, per_image) is None), None)
+            if keep is not None:
+                fixes.append(f"raise keep_global to {keep:g}")
+        if r > 0:
+            fixes.append(f"run at most {r} round{'s' if r > 1 else ''}")
+        raise ValueError(
+            f"{self.strategy} cannot query {budget} pixels in round {r}: stage 1 may keep only {kept} candidates "
+            f"then ({stage}); {_either(fixes)}"
+        )
+
+    @staticmethod
+    def _per_image(pixels: int, n: int) -> str:
+        """Shortest ``budget_per_image`` text that :meth:`budget` turns into ``pixels`` per round."""
+        for digits in range(2, 10):
+            text = f"{pixels / n:.{digits}g}"
+            if max(1, int(round(float(text) * n))) == pixels:
+                return text
+        return repr(pixels / n)
+
+    def _first_short_round(self, n: int, budget: int, local_budget: int, keep_global: float,
+                           C: int) -> tuple | None:
+        """First round whose stage 1 may keep fewer than ``budget`` candidates, as (round, kept, local picks).
+
+        Local picks of round ``r`` in the worst case: ``min(local_budget, C)`` per image
+        less what labels took from them. An image loses local picks only once it has more
+        than ``C - min(local_budget, C)`` labels (``C`` candidates per image), and it gains
+        at most ``min(local_budget, C)`` labels per round (the picks of a round are local
+        picks), so the ``r * budget`` labels do the most harm crowded into as few images as
+        possible, each filled up to ``min(C, r * min(local_budget, C))``.
+        """
+        per_image = min(local_budget, C)
+        free = C - per_image  # labels an image takes before its local picks shrink
+        query = TwoStageQuery(local_budget, keep_global)
+        for r in range(self.rounds):
+            labeled = r * budget
+            cap = min(C, r * per_image)  # most labels one image can hold before round r
+            lost = 0
+            if cap > free:
+                full = min(n, labeled // cap)
+                rest = labeled - full * cap if full < n else 0
+                lost = full * (cap - free) + max(0, min(rest, cap) - free)
+            n_local = n * per_image - lost
+            kept = n_local if (r == 0 or self.strategy in _KEEPS_EVERY_LOCAL_PICK) else query.global_keep(n_local)
+            if budget > kept:
+                return r, kept, n_local
+        return None
+
     def budget(self, n_pool_images: int) -> int:
         """Pixels queried per round.
 
@@ -208,6 +353,11 @@ class ExperimentConfig:
             JSON-compatible (tuples become lists).
         """
         return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+def _either(options: list[str]) -> str:
+    """'a, b or c'."""
+    return ", ".join(options[:-1]) + (" or " if len(options) > 1 else "") + options[-1]
 
 
 # --------------------------------------------------------------------------- features
@@ -338,7 +488,9 @@ class CachedNoisyViews:
         Where that file goes (a temporary folder, removed with this object;
         default: the system's temporary folder).
     images_per_call : int, default=8
-        Images featurized together, bounding the transient memory.
+        Images featurized together, bounding the transient memory. Which
+        images go together changes the values only by float rounding (see
+        :meth:`~skal_seg.featurizer.DiffusionFeaturizer.noisy_view_fn`).
     path : path, optional
         Keep the values in this ``.npy`` file, with the list of images already
         computed beside it (``<path>.done.npy``, written atomically after each
@@ -687,23 +839,21 @@ def run_experiment(
     Raises
     ------
     ValueError
-        Bad config, a per-round budget larger than the candidate pool, or a
-        resume whose saved settings differ (each differing setting is named
-        with its saved and its new value).
+        Bad config, a per-round budget that does not fit the pool (see
+        :meth:`ExperimentConfig.validate_for_pool`), or a resume whose saved
+        settings differ (each differing setting is named with its saved and
+        its new value).
     """
-    config.validate()
+    # Before any work: a budget that cannot fit fails now, not in round r. The candidates are cheap to
+    # draw (no features), and with candidates="valid" an image may have fewer than candidates_per_image.
+    config.validate_for_pool(len(pool), [len(p) for p in candidate_pixels(
+        pool, config.candidates_per_image, config.feature_seed, config.candidates)])
     names = class_names_for(n_classes, class_names)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     state_path = out_dir / "state.json"
     settings = config.to_dict()
     budget = config.budget(len(pool))
-    n_candidates = sum(map(len, candidate_pixels(pool, config.candidates_per_image, config.feature_seed,
-                                                 config.candidates)))
-    if budget * config.rounds > n_candidates:
-        raise ValueError(
-            f"{config.rounds} rounds x {budget} pixels exceed the {n_candidates} candidate pixels of the pool"
-        )
 
     records: list[dict] = []
     labeled: list[int] = []
@@ -785,10 +935,11 @@ def _row_to_pixel(rows, groups, pixels, offsets, names) -> list[list]:
 def _train(config, X, y, labeled, r, times, progress=False) -> TorchMLPClassifier | None:
     t = time.perf_counter()
     rows = np.asarray(labeled, dtype=np.int64)
-    rows = rows[y[rows] != IGNORE_INDEX]  # an ignore pixel teaches nothing
-    if len(rows) == 0:
+    if not np.any(y[rows] != IGNORE_INDEX):  # no labeled pixel carries a class: nothing to train
         return None
-    params = {"progress": progress, **config.classifier, "random_state": config.seed * 1000 + r}
+    # An ignore pixel costs budget but teaches nothing: the classifier drops it.
+    params = {"progress": progress, **config.classifier, "ignore_index": IGNORE_INDEX,
+              "random_state": config.seed * 1000 + r}
     clf = TorchMLPClassifier(**params).fit(np.asarray(X[rows], dtype=np.float32), y[rows])
     times["train"] = times.get("train", 0.0) + time.perf_counter() - t
     return clf
@@ -1007,7 +1158,9 @@ def run_full_supervision(
     feats = pool_features(featurizer, pool, config.candidates_per_image, config.feature_seed, cache, config.candidates)
     X, y = feats.X, feats.y
     t = time.perf_counter()
-    clf = _train(config, X, y, np.arange(len(X)), 0, {}, progress)
+    # Every candidate pixel that carries a class: passing the ignore ones too would make the
+    # classifier copy the (many GB) feature rows to drop them.
+    clf = _train(config, X, y, np.flatnonzero(y != IGNORE_INDEX), 0, {}, progress)
     cm = evaluate(clf, featurizer, test, cache, n_classes, stride=config.eval_stride)
     iou = iou_per_class(cm)
     result = {

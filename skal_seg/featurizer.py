@@ -21,7 +21,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from skal_seg._validation import check_auto_or_positive_int
+from skal_seg._validation import check_auto_or_positive_int, readonly_tensor
 from skal_seg.adm import paper_blocks
 from skal_seg.models import load_diffusion_model
 
@@ -100,7 +100,9 @@ def _check_images(images) -> list[np.ndarray]:
 
 def _to_model_range(img: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8/int (0-255) or float (0-1) -> float32 (3, H, W) in [-1, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(img))
+    # A view without a copy, also of read-only arrays (np.asarray(PIL.Image) is one): it is only
+    # read, the arithmetic below writes new tensors.
+    t = readonly_tensor(np.ascontiguousarray(img))
     if img.dtype.kind in "iu":
         # Same formula as skal_seg.train_ddpm.to_model_range (training inputs).
         t = t.float().div(127.5).sub(1.0)
@@ -676,8 +678,13 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
         Hand it to a sampler as its ``X_noisy``: a call computes only the
         images holding requested rows, and only the requested pixels. The
         ``n_draws`` noise tensors are drawn once, here, so a row gets the same
-        value in every call whatever else is requested with it (up to float
-        rounding from the UNet batch composition).
+        value in every call whatever else is requested with it, up to float
+        rounding: the images requested together share UNet forwards, and
+        another batch composition (or thread count) can change a value by
+        float32 rounding, well within 1e-5 (rows are unit vectors; a few 1e-7
+        were seen), before the cast to ``output_dtype``, which may then round
+        the two values to neighbouring float16 numbers. Calls with the same
+        rows and the same batch composition are bit-identical.
 
         Parameters
         ----------

@@ -114,6 +114,15 @@ def full_supervision(results_dir: str | Path) -> list[float]:
     return out
 
 
+def _seeds(n: int) -> str:
+    return f"{n} seed{'s' if n != 1 else ''}"
+
+
+def _mean_spread(mean: float, std: float, n_seeds: int) -> str:
+    """'0.2000 ± 0.1000' over several seeds; '0.2000' for one (a spread of one run is no spread)."""
+    return f"{mean:.4f} ± {std:.4f}" if n_seeds > 1 else f"{mean:.4f}"
+
+
 def markdown_summary(results_dir: str | Path) -> str:
     """Markdown tables of a results folder: mIoU per round and seconds per round, per strategy.
 
@@ -127,10 +136,11 @@ def markdown_summary(results_dir: str | Path) -> str:
     -------
     str
         Table 1: mean +- standard deviation over seeds of the mIoU after each
-        round (rounds that every seed of a strategy completed), with the
-        labeled pixels; strategies whose round 0 is random are marked
-        "r0 random" (for a given seed they label the same pixels in round 0);
-        the full-supervision ceiling below it when present.
+        round (rounds that every seed of a strategy completed; the mIoU alone
+        for a strategy run with one seed), with the labeled pixels;
+        strategies whose round 0 is random are marked "r0 random" (for a
+        given seed they label the same pixels in round 0); the
+        full-supervision ceiling below it when present.
         Table 2: wall seconds per round per strategy, mean over seeds and
         rounds 1.. (round 0 also pays one-off featurizing), and the mean of
         each phase.
@@ -153,10 +163,12 @@ def markdown_summary(results_dir: str | Path) -> str:
              "|---" * (n_rounds + 1) + "|"]
     for s in order:
         st = stats[s]
-        cells = [f"{m:.4f} ± {d:.4f}" for m, d in zip(st["mean"], st["std"])]
+        cells = [_mean_spread(m, d, st["n_seeds"]) for m, d in zip(st["mean"], st["std"])]
         cells += [""] * (n_rounds - len(cells))
         r0 = ", r0 random" if s in RANDOM_FIRST_ROUND and s != "random" else ""
-        lines.append(f"| {s} ({st['n_seeds']}{r0}) | " + " | ".join(cells) + " |")
+        lines.append(f"| {s} ({_seeds(st['n_seeds'])}{r0}) | " + " | ".join(cells) + " |")
+    if any(stats[s]["n_seeds"] > 1 for s in order):
+        lines += ["", "mean ± standard deviation over seeds"]
     marked = [s for s in order if s in RANDOM_FIRST_ROUND and s != "random"]
     if marked:
         lines += ["", f"r0 random: round 0 of {', '.join(marked)} picks at random (no classifier yet), "
@@ -164,8 +176,8 @@ def markdown_summary(results_dir: str | Path) -> str:
     full = full_supervision(results_dir)
     if full:
         lines.append("")
-        lines.append(f"Full supervision (every candidate pixel, {len(full)} seed{'s' if len(full) != 1 else ''}): mIoU "
-                     f"{np.mean(full):.4f} ± {np.std(full):.4f}")
+        lines.append(f"Full supervision (every candidate pixel, {_seeds(len(full))}): mIoU "
+                     f"{_mean_spread(np.mean(full), np.std(full), len(full))}")
     phases = sorted({k for r in runs.values() for rec in r[0] for k in rec["seconds"]} - {"featurize"})
     lines += ["", "| strategy | s / round | " + " | ".join(phases) + " |", "|---" * (len(phases) + 2) + "|"]
     for s in order:
@@ -178,14 +190,22 @@ def markdown_summary(results_dir: str | Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_learning_curves(results_dir: str | Path, out_png: str | Path | None = None) -> Path:
+def plot_learning_curves(results_dir: str | Path, out_png: str | Path | None = None, title: str | None = None) -> Path:
     """mIoU against labeled pixels, one curve per strategy (mean, band = +-1 std over seeds).
+
+    The y axis starts at 0 (and ends at the next tenth above the highest
+    value, at most 1), so a change looks as large as it is against the whole
+    score rather than against the spread of the curves.
 
     Parameters
     ----------
     results_dir : path
     out_png : path, optional
         Default ``results_dir/miou.png``.
+    title : str, optional
+        First title line, e.g. the dataset; default: the results folder's
+        name. The second line says what is plotted (strategies, seeds,
+        pixels per round).
 
     Returns
     -------
@@ -204,18 +224,29 @@ def plot_learning_curves(results_dir: str | Path, out_png: str | Path | None = N
     _require_runs(stats, results_dir)
     plt = _pyplot()
     out_png = Path(out_png) if out_png else results_dir / "miou.png"
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for strategy, s in sorted(stats.items()):
-        line, = ax.plot(s["labeled"], s["mean"], marker="o", ms=3, label=f"{strategy} ({s['n_seeds']} seed{'s' if s['n_seeds'] != 1 else ''})")
-        if s["n_seeds"] > 1:
-            ax.fill_between(s["labeled"], s["mean"] - s["std"], s["mean"] + s["std"], color=line.get_color(), alpha=0.2)
+    fig, ax = plt.subplots(figsize=(8.5, 4.8))
+    top = 0.0
+    for strategy, st in sorted(stats.items()):
+        line, = ax.plot(st["labeled"], st["mean"], marker="o", ms=3, label=f"{strategy} ({_seeds(st['n_seeds'])})")
+        if st["n_seeds"] > 1:
+            ax.fill_between(st["labeled"], st["mean"] - st["std"], st["mean"] + st["std"], color=line.get_color(),
+                            alpha=0.2)
+        top = max(top, np.nanmax(st["mean"] + st["std"], initial=0.0))
     full = full_supervision(results_dir)
     if full:
         ax.axhline(np.mean(full), color="k", ls="--", lw=1, label=f"full supervision ({np.mean(full):.3f})")
-    ax.set_xlabel("labeled pixels")
-    ax.set_ylabel("mIoU")
+        top = max(top, float(np.mean(full)))
+    ax.set_ylim(0.0, min(1.0, np.floor(top * 10 + 1) / 10))
+    seeds = sorted({st["n_seeds"] for st in stats.values()})
+    per_round = next(iter(stats.values()))["labeled"][0]
+    what = (f"mIoU after each round: {len(stats)} strateg{'ies' if len(stats) != 1 else 'y'}, "
+            f"{_seeds(seeds[0]) if len(seeds) == 1 else ', '.join(map(str, seeds[:-1])) + f' or {seeds[-1]} seeds'}"
+            f"{' each' if len(stats) > 1 and len(seeds) == 1 else ''}, {per_round} pixels labeled per round")
+    ax.set_title(f"{title or results_dir.resolve().name}\n{what}", fontsize=10)
+    ax.set_xlabel("labeled pixels (cumulative, whole pool)")
+    ax.set_ylabel("mIoU (0 to 1; axis from 0)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes: never over a curve
     fig.tight_layout()
     fig.savefig(out_png, dpi=120)
     plt.close(fig)
@@ -223,9 +254,13 @@ def plot_learning_curves(results_dir: str | Path, out_png: str | Path | None = N
 
 
 def plot_queried_pixels(
-    pool: SegmentationSplit, run_dir: str | Path, out_png: str | Path | None = None, n_images: int = 4
+    pool: SegmentationSplit, run_dir: str | Path, out_png: str | Path | None = None, n_images: int | None = None
 ) -> Path:
-    """The pool images that received the most labels, with each queried pixel coloured by round.
+    """Every pool image that received labels, with each queried pixel as a dot coloured by its round.
+
+    Images are laid out in pool order on a near-square grid whose cells
+    shrink as the number of images grows (3 inches across up to 16 images,
+    a 12-inch-wide figure beyond); dots at image borders are drawn whole.
 
     Parameters
     ----------
@@ -235,7 +270,9 @@ def plot_queried_pixels(
         Holds the run's ``state.json``.
     out_png : path, optional
         Default ``run_dir/queried_pixels.png``.
-    n_images : int, default=4
+    n_images : int, optional
+        Show only the ``n_images`` images with the most labels (still in pool
+        order); default: every image that received labels.
 
     Returns
     -------
@@ -248,26 +285,50 @@ def plot_queried_pixels(
         ``run_dir`` has no ``state.json``.
     """
     plt = _pyplot()
+    from matplotlib.colors import BoundaryNorm
+
     run_dir = Path(run_dir)
     state = json.loads((run_dir / "state.json").read_text())
     budget = state["budget"]
-    names = [n for n, _ in state["labeled_pixels"]]
-    counts = {n: names.count(n) for n in set(names)}
-    shown = sorted(counts, key=lambda n: (-counts[n], n))[:n_images]
-    index = {n: i for i, n in enumerate(pool.names)}
-    n_rounds = max(1, -(-len(names) // budget))
+    labeled = state["labeled_pixels"]
+    counts: dict[str, int] = {}
+    for name, _ in labeled:
+        counts[name] = counts.get(name, 0) + 1
+    counts_all = dict(counts)
+    if n_images is not None:
+        counts = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n_images])
+    shown = [n for n in pool.names if n in counts]  # pool order: easy to find an image
+    n_rounds = max(1, -(-len(labeled) // budget))
     cmap = plt.get_cmap("viridis", n_rounds)
-    fig, axes = plt.subplots(1, max(1, len(shown)), figsize=(3.2 * max(1, len(shown)), 3.4), squeeze=False)
-    w = pool.images.shape[2]
-    for ax, name in zip(axes[0], shown):
-        ax.imshow(pool.images[index[name]])
-        for k, (n, flat) in enumerate(state["labeled_pixels"]):
-            if n == name:
-                ax.scatter(flat % w, flat // w, s=22, color=cmap(k // budget), edgecolors="white", linewidths=0.6)
-        ax.set_title(f"{name} ({counts[name]} px)", fontsize=8)
+    n = max(1, len(shown))
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = -(-n // cols)
+    cell = 3.0 if n <= 16 else 12.0 / cols  # inches per image
+    h, w = pool.images.shape[1:3]
+    fig, axes = plt.subplots(rows, cols, figsize=(cell * cols + 1.0, cell * rows * h / w + 0.6), squeeze=False,
+                             layout="constrained")
+    fig.get_layout_engine().set(wspace=0.04, hspace=0.04)  # room for the dots on image borders
+    scale = min(1.0, max(0.5, cell / 3.0))  # markers shrink with the cells, but stay visible
+    dot = 22 * scale  # marker area, points^2
+    index = {name: i for i, name in enumerate(pool.names)}
+    for ax in axes.flat:
         ax.axis("off")
-    sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(-0.5, n_rounds - 0.5))
-    fig.colorbar(sm, ax=axes[0].tolist(), label="round", fraction=0.02)
+    for ax, name in zip(axes.flat, shown):
+        ax.imshow(pool.images[index[name]])
+        mine = [(k, flat) for k, (m, flat) in enumerate(labeled) if m == name]
+        ks = np.array([k for k, _ in mine])
+        flat = np.array([f for _, f in mine])
+        # clip_on=False: a pixel on the image border gets its whole dot, not half of it.
+        ax.scatter(flat % w, flat // w, s=dot, c=ks // budget, cmap=cmap, vmin=-0.5, vmax=n_rounds - 0.5,
+                   edgecolors="white", linewidths=0.6 * scale, clip_on=False)
+        ax.set_title(f"{name} ({counts[name]} px)", fontsize=8 if n <= 16 else 6)
+    norm = BoundaryNorm(np.arange(n_rounds + 1) - 0.5, n_rounds)
+    bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes.ravel().tolist(), fraction=0.02,
+                       ticks=np.arange(n_rounds))
+    bar.set_label("round in which the pixel was labeled")
+    which = "every one shown" if len(shown) == len(counts_all) else f"the {len(shown)} with the most shown"
+    fig.suptitle(f"{len(labeled)} labeled pixels ({budget} per round, {n_rounds} round{'s' if n_rounds != 1 else ''}) "
+                 f"in {len(counts_all)} of the {len(pool)} pool images, {which}", fontsize=10)
     out_png = Path(out_png) if out_png else run_dir / "queried_pixels.png"
     fig.savefig(out_png, dpi=110, bbox_inches="tight")
     plt.close(fig)

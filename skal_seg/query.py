@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
@@ -61,6 +60,15 @@ class TwoStageQuery(BaseEstimator):
     fitted yet (round 0) stage 2 is skipped and the global stage picks
     ``n_instances`` directly.
 
+    Stage 1 bounds what a call can return: at most the local picks
+    (``sum over images of min(local_budget, rows of the image)``) in round 0,
+    at most :meth:`global_keep` of them once the classifier is fitted. Asking
+    for more raises ``ValueError`` (before any herding) rather than returning
+    fewer rows: an active-learning loop pays for ``n_instances`` labels per
+    round, and a short answer (or a warning, easily lost in a loop) would
+    silently shrink every later round's budget. Ask for fewer rows, or raise
+    ``local_budget`` or ``keep_global``.
+
     Parameters
     ----------
     local_budget : int, default=50
@@ -113,6 +121,27 @@ class TwoStageQuery(BaseEstimator):
         self.random_state = random_state
         self.progress = progress
 
+    def global_keep(self, n_local: int) -> int:
+        """Rows the global stage keeps for eDALD out of ``n_local`` local picks (rounds after the first).
+
+        Parameters
+        ----------
+        n_local : int
+            Local picks of the call.
+
+        Returns
+        -------
+        int
+            ``max(1, round(keep_global * n_local))``.
+        """
+        return max(1, int(round(self.keep_global * n_local)))
+
+    def _local_budget(self) -> int:
+        budget = check_budget(self.local_budget, "local_budget")
+        if budget == 0:
+            raise ValueError("local_budget must be a positive integer, got 0")
+        return budget
+
     def _herding(self, seed: int) -> MaxHerdingSampler:
         base = MaxHerdingSampler() if self.herding is None else self.herding
         return clone(base).set_params(random_state=seed)
@@ -133,9 +162,7 @@ class TwoStageQuery(BaseEstimator):
         ndarray of int64
             Sorted rows of ``X``: ``min(local_budget, rows of the image)`` per image.
         """
-        budget = check_budget(self.local_budget, "local_budget")
-        if budget == 0:
-            raise ValueError("local_budget must be a positive integer, got 0")
+        budget = self._local_budget()
         picks = []
         names, inverse = np.unique(groups, return_inverse=True)
         seeds = rng.randint(0, 2**31 - 1, size=len(names))
@@ -189,16 +216,16 @@ class TwoStageQuery(BaseEstimator):
 
         Returns
         -------
-        ndarray of int64, at most ``n_instances`` unique rows of ``X_pool``
+        ndarray of int64, ``n_instances`` unique rows of ``X_pool``
             In stage-2 order (highest eDALD first, or Uncertainty Herding's
-            greedy order), or in MaxHerding order in round 0. Fewer than
-            ``n_instances`` (with a warning) when the candidate pool is smaller.
+            greedy order), or in MaxHerding order in round 0.
 
         Raises
         ------
         ValueError
             Bad features, ``groups`` of the wrong length, negative budgets,
-            ``keep_global`` outside (0, 1], missing or misaligned ``X_noisy``.
+            ``keep_global`` outside (0, 1], missing or misaligned ``X_noisy``,
+            or ``n_instances`` larger than stage 1 keeps (see the class notes).
         """
         X = check_features(X_pool, "X_pool")
         n_instances = check_budget(n_instances)
@@ -216,6 +243,8 @@ class TwoStageQuery(BaseEstimator):
         herding_stage2 = isinstance(sampler, UncertaintyHerdingSampler)
         if fitted and not herding_stage2:  # fail before the expensive stage 1, not after
             check_noisy_views(X_noisy, len(X), X.shape[1])
+        if n_instances > 0:
+            self._check_stage1_keeps(n_instances, groups, fitted)
         rng = check_random_state(self.random_state)
         self.scores_ = None
         self.timings_ = {"stage1": 0.0}
@@ -228,38 +257,41 @@ class TwoStageQuery(BaseEstimator):
         self.local_picks_ = local
         herding = self._herding(int(rng.randint(0, 2**31 - 1)))
         if not fitted:
-            if n_instances > len(local):
-                warnings.warn(
-                    f"n_instances={n_instances} exceeds the {len(local)} local picks; returning all of them",
-                    UserWarning, stacklevel=2,
-                )
-            keep = min(n_instances, len(local))
-            picked = local[herding.select(X[local], keep, X_labeled=X_labeled)]
+            picked = local[herding.select(X[local], n_instances, X_labeled=X_labeled)]
             self.candidate_pool_ = picked
             self.timings_["stage1"] = time.perf_counter() - start
             return picked
 
-        keep = max(1, int(round(self.keep_global * len(local))))
+        keep = self.global_keep(len(local))
         # Keeping every local pick needs no global herding (stage 2 re-orders the pool anyway).
         pool = local if keep >= len(local) else local[herding.select(X[local], keep, X_labeled=X_labeled)]
         self.candidate_pool_ = pool
         self.timings_["stage1"] = time.perf_counter() - start
         start = time.perf_counter()
-        if n_instances > len(pool):
-            warnings.warn(
-                f"n_instances={n_instances} exceeds the {len(pool)}-row candidate pool "
-                f"(keep_global={self.keep_global} of {len(local)} local picks); returning the whole pool",
-                UserWarning, stacklevel=2,
-            )
         if herding_stage2:
-            picked = pool[sampler.query(classifier, X[pool], min(n_instances, len(pool)),
-                                        X_labeled=X_labeled, y_labeled=y_labeled)]
+            picked = pool[sampler.query(classifier, X[pool], n_instances, X_labeled=X_labeled, y_labeled=y_labeled)]
             self.scores_ = sampler.uncertainty_ if sampler.uncertainty_ is not None else np.ones(len(pool))
         else:
             self.scores_ = sampler.scores(classifier, X, X_noisy, indices=pool)
             picked = pool[top_k(self.scores_, n_instances)]
         self.timings_["stage2"] = time.perf_counter() - start
         return picked
+
+    def _check_stage1_keeps(self, n_instances: int, groups: np.ndarray, fitted: bool) -> None:
+        """ValueError when stage 1 would keep fewer than ``n_instances`` rows (counted before any herding)."""
+        budget = self._local_budget()
+        sizes = np.unique(groups, return_counts=True)[1]
+        n_local = int(np.minimum(sizes, budget).sum())
+        kept = self.global_keep(n_local) if fitted else n_local
+        if n_instances <= kept:
+            return
+        how = f"local_budget={budget} per image over {len(sizes)} images (fewer where an image has fewer rows)"
+        if fitted:
+            how = f"keep_global={self.keep_global} x {n_local} local picks: {how}"
+        raise ValueError(
+            f"n_instances={n_instances} exceeds the {kept} rows stage 1 keeps ({how}); "
+            f"ask for at most {kept}, or raise local_budget{' or keep_global' if fitted else ''}"
+        )
 
     def __call__(self, classifier, X_pool, n_instances: int = 1, **kwargs):
         """modAL strategy: ``(indices, metrics)``, metrics being the stage-2 scores

@@ -122,6 +122,28 @@ def test_string_and_noncontiguous_labels():
     assert np.mean(clf.predict(X) == ints[y]) > 0.95
 
 
+def test_ignore_index_rows_are_dropped_never_a_class():
+    X, y = _blobs(3, n=150)
+    y = y.copy()
+    y[::10] = 255  # CamVid's ignore value on some rows
+    default = TorchMLPClassifier(**FAST).fit(X, y)
+    np.testing.assert_array_equal(default.classes_, [0, 1, 2, 255])  # scikit-learn semantics: a label is a class
+    clf = TorchMLPClassifier(ignore_index=255, **FAST).fit(X, y)
+    np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
+    assert clf.predict_proba(X).shape == (150, 3) and clf.n_features_in_ == X.shape[1]
+    keep = y != 255
+    by_hand = TorchMLPClassifier(**FAST).fit(X[keep], y[keep])  # the same as dropping the rows first
+    np.testing.assert_array_equal(clf.predict_proba(X), by_hand.predict_proba(X))
+    assert TorchMLPClassifier(ignore_index=255, **FAST).get_params()["ignore_index"] == 255
+    names = np.array(["road", "sky", "void"])[np.minimum(np.arange(150) % 4, 2)]
+    np.testing.assert_array_equal(TorchMLPClassifier(ignore_index="void", **FAST).fit(X, names).classes_, ["road", "sky"])
+    assert len(TorchMLPClassifier(ignore_index=255, **FAST).fit(X, names).classes_) == 3  # str labels never equal 255
+    with pytest.raises(ValueError, match="every label is ignore_index=255"):
+        TorchMLPClassifier(ignore_index=255, **FAST).fit(X, np.full(150, 255))
+    with pytest.raises(ValueError, match="ignore_index"):
+        TorchMLPClassifier(ignore_index=[255, 254], **FAST).fit(X, y)
+
+
 def test_single_class():
     X = np.random.default_rng(0).normal(size=(5, 3))
     clf = TorchMLPClassifier(device="cpu").fit(X, ["cat"] * 5)

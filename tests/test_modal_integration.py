@@ -1,5 +1,11 @@
 """The samplers and the classifier inside modAL and scikit-learn machinery."""
 
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
 import numpy as np
 import pytest
 from modAL.models import ActiveLearner
@@ -96,3 +102,45 @@ def test_every_public_estimator_is_exported_at_the_top_level():
             "print(a, 'diffusers' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "True"]
+
+
+def test_teach_does_not_warn_in_user_code():
+    # 'always' overrides any filter, so nothing can hide the warning: it must not be raised at all.
+    X, y, _, _ = toy_pixels(n_images=2)
+    learner = ActiveLearner(estimator=TorchMLPClassifier(max_epochs=1, min_steps=5, random_state=0))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        learner.teach(X[:10], y[:10])
+        learner.teach(X[10:20], y[10:20])
+    assert [str(w.message) for w in caught] == []
+    with pytest.raises(ValueError, match="NaN"):  # modAL's finiteness check still runs under the new name
+        learner.teach(np.full((2, X.shape[1]), np.nan), y[:2])
+
+
+def test_a_user_script_sees_none_of_our_warnings(tmp_path):
+    """A fresh interpreter with default filters (torch warns about read-only arrays once per process)."""
+    script = tmp_path / "user.py"
+    script.write_text(textwrap.dedent("""
+        import numpy as np
+        from PIL import Image
+        from modAL.models import ActiveLearner
+        from skal_seg import DiffusionFeaturizer, TorchMLPClassifier, TwoStageQuery
+
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(60, 4))
+        y = (X[:, 0] > 0).astype(int)
+        learner = ActiveLearner(estimator=TorchMLPClassifier(max_epochs=1, min_steps=2, random_state=0),
+                                query_strategy=TwoStageQuery(local_budget=5, random_state=0))
+        learner.teach(X[:10], y[:10])
+        learner.teach(X[10:20], y[10:20])
+        image = np.asarray(Image.new("RGB", (16, 16), (120, 30, 200)))  # read-only
+        assert not image.flags.writeable
+        DiffusionFeaturizer(timesteps=(50,), progress=False).fit().transform([image])
+        print("ok")
+    """))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    env["OMP_NUM_THREADS"] = "1"
+    result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+    assert "force_all_finite" not in result.stderr, result.stderr
+    assert "not writable" not in result.stderr, result.stderr

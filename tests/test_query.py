@@ -109,11 +109,28 @@ def test_budget_edge_cases(pool):
     X, groups, clf, X_noisy = pool
     q = TwoStageQuery(local_budget=2, keep_global=0.5, random_state=0)
     assert q.query(clf, X, 0, groups=groups, X_noisy=X_noisy).shape == (0,)
-    with pytest.warns(UserWarning, match="candidate pool"):
-        idx = q.query(clf, X, 50, groups=groups, X_noisy=X_noisy)
+    # Stage 1 keeps 10 rows (0.5 x 2 local picks x 10 images) once fitted, 20 in round 0: exactly that many
+    # come back, one more is refused up front, never answered short.
+    idx = q.query(clf, X, 10, groups=groups, X_noisy=X_noisy)
     assert len(idx) == 10 and len(set(idx.tolist())) == 10
-    with pytest.warns(UserWarning, match="local picks"):
-        assert len(q.query(None, X, 50, groups=groups)) == 20
+    assert len(q.query(None, X, 20, groups=groups)) == 20
+    with pytest.raises(ValueError, match=r"n_instances=11 exceeds the 10 rows stage 1 keeps \(keep_global=0.5 x 20"):
+        q.query(clf, X, 11, groups=groups, X_noisy=X_noisy)
+    with pytest.raises(ValueError, match="n_instances=21 exceeds the 20 rows .* raise local_budget$"):
+        q.query(None, X, 21, groups=groups)
+    with pytest.raises(ValueError, match="exceeds the 19 rows"):  # image 9 left with 1 row: min(2, 1) picks
+        q.query(None, X[:541], 20, groups=groups[:541])
+
+
+def test_refusal_comes_before_any_herding(pool, monkeypatch):
+    X, groups, clf, X_noisy = pool
+
+    def no_herding(*args, **kwargs):
+        raise AssertionError("herded before refusing the budget")
+
+    monkeypatch.setattr(MaxHerdingSampler, "select", no_herding)
+    with pytest.raises(ValueError, match="stage 1 keeps"):
+        TwoStageQuery(local_budget=3, keep_global=0.5).query(clf, X, 16, groups=groups, X_noisy=X_noisy)
 
 
 @pytest.mark.parametrize("kwargs, params, match", [

@@ -121,15 +121,22 @@ def _predict(args) -> int:
     return 0
 
 
-def add_subcommands(sub: argparse._SubParsersAction) -> None:
+def add_subcommands(sub: argparse._SubParsersAction, formatter_class: type | None = None) -> None:
     """Add the labeling subcommands to the ``skal-seg`` subparsers.
 
     Parameters
     ----------
     sub : argparse subparsers action
         From ``ArgumentParser.add_subparsers``.
+    formatter_class : argparse formatter class, optional
+        The help formatter of every added subcommand (``skal-seg``'s shows defaults).
     """
-    p = sub.add_parser("init", help="create a labeling project over a folder of images")
+    add_parser = sub.add_parser
+    if formatter_class is not None:
+        def add_parser(*args, **kwargs):
+            return sub.add_parser(*args, formatter_class=formatter_class, **kwargs)
+    project_help = "the project folder (made by 'skal-seg init')"
+    p = add_parser("init", help="create a labeling project over a folder of images")
     p.add_argument("project", help="new project folder")
     p.add_argument("--images", required=True, help="folder of images (any layout, any format PIL reads)")
     p.add_argument("--classes", required=True, help="class names, comma-separated, or a text file with one per line")
@@ -144,43 +151,44 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timesteps", nargs="+", type=int, default=None, help="diffusion timesteps (default 50 150 250)")
     p.set_defaults(run_labeling=_init)
 
-    p = sub.add_parser("query", help="one round: train on the answers so far and ask for the next pixels")
-    p.add_argument("project")
+    p = add_parser("query", help="one round: train on the answers so far and ask for the next pixels")
+    p.add_argument("project", help=project_help)
     p.add_argument("--budget", type=int, required=True, help="pixels to ask for")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run_labeling=_query)
 
-    p = sub.add_parser("label", help="answer the pending queries in a local web page")
-    p.add_argument("project")
+    p = add_parser("label", help="answer the pending queries in a local web page")
+    p.add_argument("project", help=project_help)
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (default: this machine only)")
     p.add_argument("--port", type=int, default=0, help="port (default: any free one)")
     p.add_argument("--no-browser", action="store_true", help="print the address instead of opening a browser")
     p.set_defaults(run_labeling=_label)
 
-    p = sub.add_parser("import", help="import answers from a CSV (image,y,x,label) or a Label Studio JSON export")
-    p.add_argument("project")
-    p.add_argument("file")
+    p = add_parser("import", help="import answers from a CSV (image,y,x,label) or a Label Studio JSON export")
+    p.add_argument("project", help=project_help)
+    p.add_argument("file", help="a CSV file (image,y,x,label) or a Label Studio JSON export")
     p.add_argument("--format", choices=["auto", "csv", "labelstudio"], default="auto",
                    help="'auto': .json = Label Studio, anything else CSV")
     p.set_defaults(run_labeling=_import)
 
-    p = sub.add_parser("export", help="write the pending queries for another tool (CSV or Label Studio)")
-    p.add_argument("project")
-    p.add_argument("--format", choices=["csv", "labelstudio"], default="csv")
+    p = add_parser("export", help="write the pending queries for another tool (CSV or Label Studio)")
+    p.add_argument("project", help=project_help)
+    p.add_argument("--format", choices=["csv", "labelstudio"], default="csv",
+                   help="'csv': queries.csv (image,y,x,label); 'labelstudio': tasks with KeyPoint predictions")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--all", action="store_true", help="also the answered queries, with their labels")
     p.add_argument("--image-prefix", default="", help="Label Studio: prefix of each task's image path or URL")
     p.set_defaults(run_labeling=_export)
 
-    p = sub.add_parser("status", help="rounds, answers per class, pending queries")
-    p.add_argument("project")
+    p = add_parser("status", help="rounds, answers per class, pending queries")
+    p.add_argument("project", help=project_help)
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.add_argument("--eval", default=None,
                    help="a labeled split folder (NAME.png + NAME_label.png, project class ids): report mIoU")
     p.set_defaults(run_labeling=_status)
 
-    p = sub.add_parser("predict", help="full-resolution masks (PNG) and overlays with the current classifier")
-    p.add_argument("project")
+    p = add_parser("predict", help="full-resolution masks (PNG) and overlays with the current classifier")
+    p.add_argument("project", help=project_help)
     p.add_argument("--images", default=None, help="folder or file of images (default: the project's images)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--exclude", nargs="*", default=[], help="glob patterns of files to leave out")
