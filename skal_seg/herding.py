@@ -254,7 +254,7 @@ class MaxHerdingSampler(BaseEstimator):
         tile = self._tile(n, itemsize, budget - cache_bytes if cache_bytes < budget else budget)
         cache_full = n_instances > 1 and cache_bytes + 3 * tile * tile * itemsize <= budget
         reads = n_instances * (self.lazy_batch + 1)
-        if not cache_full and reads >= 4 * n:
+        if not cache_full and n_instances > 1 and reads >= 4 * n:  # one pick is one pass: nothing to cache
             warnings.warn(
                 f"{type(self).__name__}: picking {n_instances} of {n} rows without caching the {cache_bytes / 2**30:.2f} GiB "
                 f"kernel (max_memory_mb={self.max_memory_mb:g}) recomputes kernel columns at every step, which is "

@@ -199,3 +199,13 @@ def test_coverage_gains_match_the_definition(chunk):
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-6, atol=1e-9)
     # The kernel itself is left unchanged.
     np.testing.assert_array_equal(K, before)
+
+
+def test_one_pick_does_not_warn_about_an_uncached_kernel():
+    """One pick is a single pass over the kernel: the 'raise max_memory_mb' advice would be wrong."""
+    import warnings
+
+    X = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(MaxHerdingSampler(random_state=0).select(X, 1)) == 1
