@@ -1,9 +1,10 @@
 """Benchmark: herding alone and beside a busy CPU-heavy process, with and without the thread policy.
 
-Run (from the repository root; takes 2-4 minutes on a 2-core CPU)::
+Run (from the repository root; 2-4 minutes on a 2-core CPU, more with --classifier)::
 
     .venv/bin/python benchmarks/bench_contention.py
     .venv/bin/python benchmarks/bench_contention.py --stage1            # + local/global stage 1 at D = 1056
+    .venv/bin/python benchmarks/bench_contention.py --classifier       # + the segmentation head's fit and predict
     .venv/bin/python benchmarks/bench_contention.py --threads-policy off   # only the code before the fix
 
 Check ``uptime`` first: other work on the machine makes "alone" not alone.
@@ -24,8 +25,15 @@ Cases:
   images per call) and ``global``, 100 of 8,000 rows conditioned on 33
   labeled rows.
 
+* with ``--classifier``: ``fit``, ``TorchMLPClassifier(max_epochs=20)`` on
+  2,000 rows of D = 1056 with 11 classes (a loop of ~500 small optimizer
+  steps), and ``predict``, ``predict_proba`` of 100,000 rows (cache-sized
+  chunks); their "picks" are the predicted classes (on a different thread
+  count the classes may differ in a few rows: reductions round differently).
+
 Thread policy: ``on`` is the library's default (small-op phases of herding
-on one torch thread, see ``skal_seg/_threads.py``); ``off`` sets
+and of the classifier's fit and predict on one torch thread, see
+``skal_seg/_threads.py``); ``off`` sets
 ``SKAL_SEG_SMALL_OP_THREADS=off`` in the measuring process, which runs every
 op on the caller's torch threads (the code before the fix). The measuring
 process keeps torch's default thread count (the number of cores) unless
@@ -89,6 +97,16 @@ def cases(args) -> dict:
         out["local"] = (local, f"50 of 2,500 x 4 images, D={D}")
         out["global"] = (lambda: MaxHerdingSampler(bandwidth=bw_global).select(G, 100, X_labeled=L),
                          f"100 of 8,000 | 33 labeled, D={D}")
+    if args.classifier:
+        from skal_seg.classifier import TorchMLPClassifier
+
+        D = 1056
+        Xc, yc = unit_rows(2000, D, 30), np.random.default_rng(31).integers(0, 11, 2000)
+        P = unit_rows(100_000, D, 32)
+        fitted = TorchMLPClassifier(max_epochs=2, random_state=0).fit(Xc, yc)
+        out["fit"] = (lambda: TorchMLPClassifier(max_epochs=20, random_state=0).fit(Xc, yc).predict(Xc),
+                      f"TorchMLPClassifier.fit, 2,000 rows, 20 epochs, D={D}")
+        out["predict"] = (lambda: fitted.predict_proba(P).argmax(1), f"predict_proba, 100,000 rows, D={D}")
     return out
 
 
@@ -133,6 +151,8 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--n-select", type=int, default=50)
     ap.add_argument("--stage1", action="store_true", help="also the local and global stage at D = 1056")
+    ap.add_argument("--classifier", action="store_true",
+                    help="also TorchMLPClassifier.fit (2,000 rows, 20 epochs) and predict_proba (100,000 rows)")
     ap.add_argument("--repeat", type=int, default=3, help="calls per condition; the best is reported")
     ap.add_argument("--threads", type=int, default=None, help="torch threads of the measuring process")
     ap.add_argument("--threads-policy", choices=("on", "off", "both"), default="both")
@@ -156,7 +176,7 @@ def main() -> None:
     policies = ("off", "on") if args.threads_policy == "both" else (args.threads_policy,)
     forwarded = [f"--n={args.n}", f"--dim={args.dim}", f"--n-select={args.n_select}", f"--repeat={args.repeat}",
                  f"--busy={args.busy}", f"--busy-threads={args.busy_threads}", f"--busy-max-s={args.busy_max_s}"]
-    forwarded += ["--stage1"] * args.stage1 + [f"--threads={args.threads}"] * bool(args.threads)
+    forwarded += ["--stage1"] * args.stage1 + ["--classifier"] * args.classifier + [f"--threads={args.threads}"] * bool(args.threads)
     header = f"{'case':<8} {'policy':<6} {'threads':>7} {'alone_s':>8} {'busy_s':>8} {'ratio':>6}  {'picks':<12} same"
     print(header)
     print("-" * len(header))

@@ -108,3 +108,19 @@ def test_uncertainty_herding_keeps_the_callers_setting(two_threads):
     picks = UncertaintyHerdingSampler(temperature=1.0).select(X, 5, uncertainty=rng.random(100), X_labeled=L)
     assert len(picks) == 5
     assert torch.get_num_threads() == 2
+
+
+def test_classifier_trains_on_one_thread_and_keeps_the_callers_setting(two_threads):
+    from skal_seg.classifier import TorchMLPClassifier
+
+    seen = []
+
+    class Recording(TorchMLPClassifier):
+        def _fit_seeded(self, *args):
+            seen.append(torch.get_num_threads())
+            return super()._fit_seeded(*args)
+
+    rng = np.random.default_rng(4)
+    Recording(max_epochs=1, min_steps=1, random_state=0).fit(rng.normal(size=(40, 3)), rng.integers(0, 2, 40))
+    assert seen == [1]
+    assert torch.get_num_threads() == 2
