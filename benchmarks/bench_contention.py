@@ -18,6 +18,10 @@ conditions).
 
 Cases:
 
+* ``control``: a pure-Python loop on one thread (no torch, no barriers):
+  its ratio is what losing CPU share alone costs a single-threaded call
+  under the conditions of the run (other users of the machine included),
+  the floor for the ratios of the other cases.
 * ``herding``: ``MaxHerdingSampler.select`` of ``--n-select`` (50) of ``--n``
   (10,000) random unit rows of D = ``--dim`` (256), float32, fixed bandwidth.
 * with ``--stage1`` (random unit rows of D = 1056, the featurizer's default):
@@ -79,7 +83,10 @@ def cases(args) -> dict:
 
     from skal_seg.herding import MaxHerdingSampler, auto_bandwidth
 
-    out = {}
+    def control():  # one thread of plain Python: what a CPU share alone does to a single-threaded call
+        return [sum(i * i for i in range(3_000_000)) % 7]
+
+    out = {"control": (control, "pure-Python loop, one thread, no torch")}
     X = unit_rows(args.n, args.dim, 0)
     bw = auto_bandwidth(X, 0)
     out["herding"] = (lambda: MaxHerdingSampler(bandwidth=bw).select(X, args.n_select),
