@@ -57,10 +57,12 @@ def small_op_thread_cap() -> int | None:
 def torch_threads(n: int | None) -> Iterator[None]:
     """Run the body with ``torch.set_num_threads(n)``; the caller's count is restored on exit.
 
-    Restored also when the body raises. ``n`` None, or equal to the current
-    count, changes nothing. Torch's setting (OpenMP's) belongs to the calling
-    OS thread, so other Python threads keep theirs, except one that starts
-    its first torch work during the body, which may begin with ``n``.
+    Restored also when the body raises, and in the thread that changed it.
+    ``n`` None, or equal to the current count, changes nothing. Torch's
+    count is process state, partly per OS thread: while the body runs, other
+    Python threads may see ``n`` too; calls from worker threads, also
+    overlapping ones, leave the main thread's count as it was
+    (``tests/test_threads.py``).
 
     Parameters
     ----------

@@ -124,3 +124,33 @@ def test_classifier_trains_on_one_thread_and_keeps_the_callers_setting(two_threa
     Recording(max_epochs=1, min_steps=1, random_state=0).fit(rng.normal(size=(40, 3)), rng.integers(0, 2, 40))
     assert seen == [1]
     assert torch.get_num_threads() == 2
+
+
+def test_calls_from_other_python_threads_keep_the_main_threads_setting(two_threads):
+    import threading
+
+    def call():
+        with small_op_threads():
+            torch.ones(100_000).exp().sum()
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    worker.join()
+    assert torch.get_num_threads() == 2
+    # Overlapping: a worker enters, the main thread enters, the worker leaves, then the main thread.
+    entered, release, left = threading.Event(), threading.Event(), threading.Event()
+
+    def overlapping():
+        with small_op_threads():
+            entered.set()
+            release.wait(10)
+        left.set()
+
+    worker = threading.Thread(target=overlapping)
+    worker.start()
+    assert entered.wait(10)
+    with small_op_threads():
+        release.set()
+        assert left.wait(10)
+    worker.join()
+    assert torch.get_num_threads() == 2
