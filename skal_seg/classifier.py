@@ -42,6 +42,7 @@ from sklearn.utils.validation import (
 from torch import nn
 from tqdm.auto import tqdm
 
+from skal_seg._threads import small_op_threads
 from skal_seg._validation import all_finite, check_auto_or_positive_int, check_features, readonly_tensor
 
 #: Least seconds between two redraws of the training progress bar.
@@ -389,7 +390,8 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         fork_devices = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=fork_devices):
+        # Training is a loop of small ops: one thread each, not a collapse beside a busy process (_threads.py).
+        with torch.random.fork_rng(devices=fork_devices), small_op_threads():
             torch.manual_seed(seed)
             self._fit_seeded(X, y_enc, n_classes, hidden, device, weights, rng)
         return self
@@ -506,7 +508,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         model.eval()
         bs = self._predict_rows(dev)
         out = np.empty((X.shape[0], len(self.classes_)), dtype=np.float64)
-        with torch.inference_mode():
+        with torch.inference_mode(), small_op_threads():  # cache-sized chunks: small ops (_threads.py)
             for start in range(0, X.shape[0], bs):
                 chunk = X[start : start + bs]
                 if chunk.dtype == np.float16:  # widened by torch: several times faster than numpy's astype

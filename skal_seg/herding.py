@@ -32,6 +32,7 @@ from scipy.spatial.distance import pdist
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
+from skal_seg._threads import LARGE_OP_ELEMENTS, small_op_threads, torch_threads
 from skal_seg._validation import check_bandwidth, check_budget, check_features
 
 KernelLike = Union[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]
@@ -236,6 +237,16 @@ class MaxHerdingSampler(BaseEstimator):
         if n_instances == 0:
             self.gains_ = np.empty(0)
             return np.empty(0, dtype=np.int64)
+        # The greedy is a loop of many small torch ops: on a CPU shared with another busy
+        # process, several intra-op threads wait at every op's barrier for a descheduled one
+        # (skal_seg/_threads.py); they run on one thread, large kernel blocks on the caller's.
+        with small_op_threads() as caller:
+            picks, gains = self._greedy(X, n_instances, X_labeled, weights, _threaded_large(kernel, caller))
+        self.gains_ = gains
+        return picks
+
+    def _greedy(self, X: np.ndarray, n_instances: int, X_labeled, weights, kernel: Callable) -> tuple:
+        """The greedy of :meth:`_herd` on checked input: (picks, gains)."""
         dtype = torch.float64 if X.dtype == np.float64 else torch.float32
         Xt = torch.as_tensor(X, dtype=dtype, device=self.device)
         w = None if weights is None else torch.as_tensor(weights, dtype=dtype, device=self.device)
@@ -273,8 +284,7 @@ class MaxHerdingSampler(BaseEstimator):
             gains0 = _first_pass(Xt, kernel, coverage, tile, None, symmetric, w)
             picks, gains = _lazy_greedy(Xt, kernel, coverage, gains0, n_instances, block, self.lazy_batch,
                                         symmetric, w)
-        self.gains_ = gains
-        return picks
+        return picks, gains
 
     def __call__(self, classifier, X_pool, n_instances: int = 1, X_labeled=None, **kwargs):
         """modAL query strategy: MaxHerding over ``X_pool``.
@@ -326,6 +336,18 @@ def training_rows(classifier) -> np.ndarray | None:
         return None
     X = np.asarray(X)
     return X if X.ndim == 2 and len(X) else None
+
+
+def _threaded_large(kernel: Callable, threads: int) -> Callable:
+    """``kernel`` computing blocks of at least ``LARGE_OP_ELEMENTS`` entries with ``threads`` threads."""
+
+    def fn(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+        if len(A) * len(B) < LARGE_OP_ELEMENTS:
+            return kernel(A, B)
+        with torch_threads(threads):
+            return kernel(A, B)
+
+    return fn
 
 
 def _sum_rows(T: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
