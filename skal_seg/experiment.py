@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from modAL.uncertainty import entropy_sampling, margin_sampling
 
-from skal_seg._validation import check_bandwidth, check_non_negative, check_positive_or_word
+from skal_seg._validation import check_non_negative, check_positive_or_word
 from skal_seg.classifier import TorchMLPClassifier
 from skal_seg.data import CAMVID_CLASSES, IGNORE_INDEX, SegmentationSplit
 from skal_seg.featurizer import DiffusionFeaturizer
@@ -177,7 +177,7 @@ class ExperimentConfig:
         if not (0 < self.keep_global <= 1):
             raise ValueError(f"keep_global must be in (0, 1], got {self.keep_global!r}")
         check_non_negative(self.entropy_weight, "entropy_weight")
-        check_bandwidth(self.bandwidth)
+        check_positive_or_word(self.bandwidth, "bandwidth")
         if self.candidates not in CANDIDATES:
             raise ValueError(f"unknown candidates {self.candidates!r}; choose from {CANDIDATES}")
         if self.mi not in MI_OPTIONS:
