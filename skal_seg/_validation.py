@@ -79,25 +79,6 @@ def check_positive_or_word(value, name: str, words: tuple[str, ...] = ("auto",))
     raise ValueError(f"{name} must be {choices} or a positive number, got {value!r}")
 
 
-def check_bandwidth(value) -> str | float:
-    """An RBF bandwidth setting: ``"auto"`` or a positive, finite number.
-
-    Parameters
-    ----------
-    value : object
-
-    Returns
-    -------
-    "auto" or float
-
-    Raises
-    ------
-    ValueError
-        Anything else (other strings, booleans, zero, negative, NaN, inf).
-    """
-    return check_positive_or_word(value, "bandwidth")
-
-
 def check_auto_or_positive_int(value, name: str) -> str | int:
     """A size setting: ``"auto"`` or an integer >= 1 (booleans excluded).
 

@@ -395,9 +395,9 @@ def _held_out_line(n_train: int, val, fraction: float, eval_split: str) -> str |
             f"{shown}; {use}")
 
 
-def _plan(args, strategies, pool, evaluation, classes, class_source, featurizer, cache, cache_eval) -> list[str]:
+def _plan(args, strategies, config, pool, evaluation, classes, class_source, featurizer, cache,
+          cache_eval) -> list[str]:
     """The lines printed before any work: images, classes, budget, runs and an estimate of the feature time."""
-    config = _config(args, strategies[0], args.seeds[0])
     budget = config.budget(len(pool))
     h, w = pool.images.shape[1:3]
     if class_source == "default":
@@ -491,9 +491,11 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
                     "256x256_diffusion_uncond.pt (https://github.com/openai/guided-diffusion) or a folder written "
                     "by `skal-seg convert-adm`")
     size = _size(args.size)
+    planned = [(strategy, seed) for seed in args.seeds for strategy in strategies]
+    configs = {key: _config(args, *key) for key in planned}  # one ExperimentConfig per run, built once
     root = sample_dataset_dir() if args.data == "sample" else Path(args.data)
     try:
-        _config(args, strategies[0], args.seeds[0]).validate()
+        configs[planned[0]].validate()
         if not root.is_dir():
             raise FileNotFoundError(f"dataset folder not found: {root}")
         classes, class_source = dataset_classes(root, args.classes)
@@ -508,9 +510,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     try:  # every run's settings against this pool, before any work: no run may fail after others finished
         counts = [len(p) for p in candidate_pixels(pool, args.candidates_per_image, args.feature_seed,
                                                    args.candidates)]
-        for seed in args.seeds:
-            for strategy in strategies:
-                _config(args, strategy, seed).validate_for_pool(len(pool), counts)
+        for config in configs.values():
+            config.validate_for_pool(len(pool), counts)
     except ValueError as err:  # the message names settings; a command-line user sets them as flags
         message = re.sub(r"\b([a-z]+(?:_[a-z]+)+)\b", lambda m: _flag_name(args, m[1]), str(err))
         raise _fail(message) from None
@@ -522,12 +523,12 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     out = Path(args.out)
     cache, cache_eval = _cache_dir(args)
     progress = not args.quiet
-    planned = [(strategy, seed) for seed in args.seeds for strategy in strategies]
     run_dirs = {key: out / key[0] / f"seed{key[1]}" for key in planned}
     current = None
     try:
-        featurizer = fitted_featurizer(_config(args, *planned[0]), None, progress=progress)
-        for line in _plan(args, strategies, pool, evaluation, classes, class_source, featurizer, cache, cache_eval):
+        featurizer = fitted_featurizer(configs[planned[0]], None, progress=progress)
+        for line in _plan(args, strategies, configs[planned[0]], pool, evaluation, classes, class_source, featurizer,
+                          cache, cache_eval):
             print(line)
         if cache is not None:
             _mark_cache_dir(cache)
@@ -535,7 +536,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
                       progress=progress)
         for seed in args.seeds:
             for strategy in strategies:
-                config = _config(args, strategy, seed)
+                config = configs[(strategy, seed)]
                 current = run_dir = run_dirs[(strategy, seed)]
                 print(f"== {strategy}, seed {seed} -> {run_dir}")
                 t = time.perf_counter()

@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from modAL.uncertainty import entropy_sampling, margin_sampling
 
-from skal_seg._validation import check_bandwidth, check_non_negative, check_positive_or_word
+from skal_seg._validation import check_non_negative, check_positive_or_word
 from skal_seg.classifier import TorchMLPClassifier
 from skal_seg.data import CAMVID_CLASSES, IGNORE_INDEX, SegmentationSplit
 from skal_seg.featurizer import DiffusionFeaturizer
@@ -177,7 +177,7 @@ class ExperimentConfig:
         if not (0 < self.keep_global <= 1):
             raise ValueError(f"keep_global must be in (0, 1], got {self.keep_global!r}")
         check_non_negative(self.entropy_weight, "entropy_weight")
-        check_bandwidth(self.bandwidth)
+        check_positive_or_word(self.bandwidth, "bandwidth")
         if self.candidates not in CANDIDATES:
             raise ValueError(f"unknown candidates {self.candidates!r}; choose from {CANDIDATES}")
         if self.mi not in MI_OPTIONS:
@@ -640,7 +640,7 @@ class PoolFeatures:
 
 def pool_features(
     featurizer: DiffusionFeaturizer, pool: SegmentationSplit, n_per_image: int, seed: int, cache: FeatureCache,
-    candidates: str = "valid",
+    candidates: str = "valid", *, pixels: list | None = None,
 ) -> PoolFeatures:
     """Draw the candidate pixels of ``pool`` and featurize them once (cached).
 
@@ -655,13 +655,17 @@ def pool_features(
     cache : FeatureCache
     candidates : {"valid", "all"}, default="valid"
         Where candidates are drawn (:func:`candidate_pixels`).
+    pixels : list of ndarray, optional
+        ``candidate_pixels(pool, n_per_image, seed, candidates)`` when the
+        caller has drawn them already (not drawn again).
 
     Returns
     -------
     PoolFeatures
     """
     t0 = time.perf_counter()
-    pixels = candidate_pixels(pool, n_per_image, seed, candidates)
+    if pixels is None:
+        pixels = candidate_pixels(pool, n_per_image, seed, candidates)
     # The images' contents are part of the key: an image edited under the same name must not reuse stale features.
     key = "pool-" + _digest(featurizer_key(featurizer), pool.names, pool.images, np.concatenate(pixels), candidates)
     X = cache.get(key, lambda: featurizer.transform(pool.images, pixels=pixels).astype(np.float16, copy=False))
@@ -846,8 +850,8 @@ def run_experiment(
     """
     # Before any work: a budget that cannot fit fails now, not in round r. The candidates are cheap to
     # draw (no features), and with candidates="valid" an image may have fewer than candidates_per_image.
-    config.validate_for_pool(len(pool), [len(p) for p in candidate_pixels(
-        pool, config.candidates_per_image, config.feature_seed, config.candidates)])
+    pixels = candidate_pixels(pool, config.candidates_per_image, config.feature_seed, config.candidates)
+    config.validate_for_pool(len(pool), [len(p) for p in pixels])
     names = class_names_for(n_classes, class_names)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -876,7 +880,8 @@ def run_experiment(
 
     featurizer = fitted_featurizer(config, featurizer, progress)
     cache = FeatureCache(cache_dir, persist_optional=cache_evaluation)
-    feats = pool_features(featurizer, pool, config.candidates_per_image, config.feature_seed, cache, config.candidates)
+    feats = pool_features(featurizer, pool, config.candidates_per_image, config.feature_seed, cache, config.candidates,
+                          pixels=pixels)  # the candidates validated above, not drawn again
     X, y, groups, pixels, offsets = feats.X, feats.y, feats.groups, feats.pixels, feats.offsets
     noisy = None
     if config.strategy in NEEDS_NOISY:

@@ -33,7 +33,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
 from skal_seg._threads import LARGE_OP_ELEMENTS, small_op_threads, torch_threads
-from skal_seg._validation import check_bandwidth, check_budget, check_features
+from skal_seg._validation import check_budget, check_features, check_positive_or_word
 
 KernelLike = Union[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]
 
@@ -165,7 +165,7 @@ class MaxHerdingSampler(BaseEstimator):
             return fn
         if self.kernel not in _KERNELS:
             raise ValueError(f"unknown kernel {self.kernel!r}; use one of {_KERNELS} or a callable")
-        bw = check_bandwidth(self.bandwidth)
+        bw = check_positive_or_word(self.bandwidth, "bandwidth")
         if bw == "auto":
             bw = auto_bandwidth(X, self.random_state)
         self.bandwidth_ = bw

@@ -82,8 +82,13 @@ def summarize(results_dir: str | Path) -> dict[str, dict[str, np.ndarray]]:
         ``{strategy: {"labeled", "mean", "std", "n_seeds"}}``: arrays over the
         rounds that every seed completed (population std, 0 for one seed).
     """
+    return _summarize_runs(collect_runs(results_dir))
+
+
+def _summarize_runs(runs_by_strategy: dict[str, list[list[dict]]]) -> dict[str, dict[str, np.ndarray]]:
+    """:func:`summarize` of runs already read by :func:`collect_runs`."""
     out = {}
-    for strategy, runs in collect_runs(results_dir).items():
+    for strategy, runs in runs_by_strategy.items():
         n = min(len(r) for r in runs)
         miou = np.array([[rec["miou"] for rec in r[:n]] for r in runs])
         out[strategy] = {
@@ -154,7 +159,7 @@ def markdown_summary(results_dir: str | Path) -> str:
     """
     runs = collect_runs(results_dir)
     _require_runs(runs, results_dir)
-    stats = summarize(results_dir)
+    stats = _summarize_runs(runs)  # every rounds.json read once
     order = [s for s in STRATEGIES if s in stats]
     order += sorted(set(stats) - set(order))
     n_rounds = max(len(stats[s]["mean"]) for s in order)
