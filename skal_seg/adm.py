@@ -531,11 +531,8 @@ def convert_adm_state_dict(
     new, used, missing = _convert_keys(state_dict, arch)
     extra = sorted(set(state_dict) - used)
     if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {missing[:8]}" + (f" and {len(missing) - 8} more" if len(missing) > 8 else ""))
-        if extra:
-            parts.append(f"unexpected keys {extra[:8]}" + (f" and {len(extra) - 8} more" if len(extra) > 8 else ""))
+        parts = [f"{what} keys {keys[:8]}" + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+                 for what, keys in (("missing", missing), ("unexpected", extra)) if keys]
         raise ValueError(f"the ADM state dict does not match the architecture read from it "
                          f"({describe_architecture(arch)}): " + "; ".join(parts))
     unet = UNet2DModel(**arch.diffusers_config())
