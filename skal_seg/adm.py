@@ -226,7 +226,7 @@ def load_adm_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         diffusers ``UNet2DModel`` (pass its folder instead), or anything that
         is not a mapping of names to tensors.
     """
-    from skal_seg.models import ModelNotAvailableError
+    from skal_seg.models import ModelNotAvailableError, _model_folder_of
 
     path = Path(path)
     if path.is_dir():
@@ -255,10 +255,9 @@ def load_adm_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         )
     sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
     if "conv_in.weight" in sd or any(k.startswith("down_blocks.") for k in sd):
-        folder = path.parent.parent if path.parent.name == "unet" else path.parent
         raise ValueError(
             f"{str(path)!r} holds a diffusers UNet2DModel, not an ADM checkpoint; pass its folder instead: "
-            f"model={str(folder)!r}"
+            f"model={str(_model_folder_of(path))!r}"
         )
     return sd
 
