@@ -64,7 +64,7 @@ import subprocess
 import sys
 import time
 
-from _common import REPO, unit_rows
+from _common import run_worker, unit_rows
 from _common import RESULT_PREFIX as _RESULT
 
 BUSY_LOOPS = {
@@ -193,12 +193,7 @@ def main() -> None:
             env["SKAL_SEG_SMALL_OP_THREADS"] = "off"
         else:
             env.pop("SKAL_SEG_SMALL_OP_THREADS", None)
-        argv = [sys.executable, __file__, "--_worker", *forwarded]
-        proc = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=env)
-        line = next((s for s in proc.stdout.splitlines() if s.startswith(_RESULT)), None)
-        if line is None:
-            raise RuntimeError(f"worker ({policy}) failed (rc={proc.returncode}):\n{proc.stderr[-3000:]}")
-        res = json.loads(line[len(_RESULT) :])
+        res = run_worker([__file__, "--_worker", *forwarded], f"policy {policy}", env=env)
         for name, r in res["cases"].items():
             print(f"{name:<8} {policy:<6} {res['threads']:>7} {r['alone']:>8.2f} {r['busy']:>8.2f} "
                   f"{r['busy'] / r['alone']:>6.1f}  {r['digest']:<12} {'yes' if r['same_picks'] else 'NO'}", flush=True)
