@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import resource
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,6 +13,18 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = (REPO / ".." / "shared" / "data" / "camvid").resolve()
 RESULT_PREFIX = "@@RESULT@@ "
+
+
+def run_worker(argv: list[str], what: str, env: dict | None = None) -> dict:
+    """Run ``python *argv`` from the repository root; the JSON its ``RESULT_PREFIX`` line holds.
+
+    Raises RuntimeError (naming ``what``, with the end of stderr) when no such line was printed.
+    """
+    proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=REPO, env=env)
+    for line in proc.stdout.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            return json.loads(line[len(RESULT_PREFIX) :])
+    raise RuntimeError(f"{what} worker failed (rc={proc.returncode}):\n{proc.stderr[-3000:]}")
 
 
 def _status_kb(key: str) -> int | None:

@@ -64,7 +64,7 @@ import subprocess
 import sys
 import time
 
-from _common import REPO, unit_rows
+from _common import run_worker, unit_rows
 from _common import RESULT_PREFIX as _RESULT
 
 BUSY_LOOPS = {
@@ -117,13 +117,21 @@ def cases(args) -> dict:
     return out
 
 
-def best_of(call, repeat: int) -> tuple[float, list]:
+def best_of(call, repeat: int) -> tuple[float, str]:
+    """Best time of ``repeat`` calls and a digest of the last call's picks."""
     times, picks = [], None
     for _ in range(repeat):
         t0 = time.perf_counter()
         picks = call()
         times.append(time.perf_counter() - t0)
-    return min(times), [int(p) for p in picks]
+    return min(times), hashlib.sha1(json.dumps([int(p) for p in picks]).encode()).hexdigest()[:12]
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
 
 
 def worker(args) -> None:
@@ -136,14 +144,13 @@ def worker(args) -> None:
         call()
     result = {"threads": torch.get_num_threads(), "cases": {}}
     for name, (call, _) in todo.items():
-        t, picks = best_of(call, args.repeat)
-        result["cases"][name] = {"alone": t, "digest": hashlib.sha1(json.dumps(picks).encode()).hexdigest()[:12]}
+        t, digest = best_of(call, args.repeat)
+        result["cases"][name] = {"alone": t, "digest": digest}
     busy = subprocess.Popen([sys.executable, "-c", busy_code(args.busy, args.busy_threads, args.busy_max_s)])
     try:
         time.sleep(1.0)  # let the busy process start its loop
         for name, (call, _) in todo.items():
-            t, picks = best_of(call, args.repeat)
-            digest = hashlib.sha1(json.dumps(picks).encode()).hexdigest()[:12]
+            t, digest = best_of(call, args.repeat)
             result["cases"][name].update(busy=t, same_picks=digest == result["cases"][name]["digest"])
         result["busy_alive"] = busy.poll() is None  # False: the busy process ended before the timing did
     finally:
@@ -172,10 +179,7 @@ def main() -> None:
         worker(args)
         return
 
-    try:
-        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        load = "n/a"
+    load = load_average()
     import torch
 
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, load average at start {load}; "
@@ -193,22 +197,13 @@ def main() -> None:
             env["SKAL_SEG_SMALL_OP_THREADS"] = "off"
         else:
             env.pop("SKAL_SEG_SMALL_OP_THREADS", None)
-        argv = [sys.executable, __file__, "--_worker", *forwarded]
-        proc = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=env)
-        line = next((s for s in proc.stdout.splitlines() if s.startswith(_RESULT)), None)
-        if line is None:
-            raise RuntimeError(f"worker ({policy}) failed (rc={proc.returncode}):\n{proc.stderr[-3000:]}")
-        res = json.loads(line[len(_RESULT) :])
+        res = run_worker([__file__, "--_worker", *forwarded], f"policy {policy}", env=env)
         for name, r in res["cases"].items():
             print(f"{name:<8} {policy:<6} {res['threads']:>7} {r['alone']:>8.2f} {r['busy']:>8.2f} "
                   f"{r['busy'] / r['alone']:>6.1f}  {r['digest']:<12} {'yes' if r['same_picks'] else 'NO'}", flush=True)
         if not res["busy_alive"]:
             print("warning: the busy process stopped before the timing ended (raise --busy-max-s)")
-    try:
-        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        load = "n/a"
-    print(f"load average at end {load}")
+    print(f"load average at end {load_average()}")
 
 
 if __name__ == "__main__":

@@ -43,14 +43,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from _common import DEFAULT_DATA, REPO, PeakRSS, load_model
+from _common import DEFAULT_DATA, PeakRSS, load_model, run_worker
 from _common import RESULT_PREFIX as _RESULT
 MODES = ("transform/all", "transform/subset", "noisy_views/subset")
 
@@ -159,13 +157,7 @@ def worker(job: dict) -> dict:
 
 def measure(mode: str, args) -> dict:
     job = {"mode": mode, "args": {k: v for k, v in vars(args).items() if k != "_worker"}}
-    proc = subprocess.run(
-        [sys.executable, __file__, "--_worker", json.dumps(job)], capture_output=True, text=True, cwd=REPO
-    )
-    for line in proc.stdout.splitlines():
-        if line.startswith(_RESULT):
-            return json.loads(line[len(_RESULT) :])
-    raise RuntimeError(f"{mode} worker failed (rc={proc.returncode}):\n{proc.stderr[-3000:]}")
+    return run_worker([__file__, "--_worker", json.dumps(job)], mode)
 
 
 # ----------------------------------------------------------------------------- driver

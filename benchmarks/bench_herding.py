@@ -49,7 +49,6 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -57,7 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import DEFAULT_DATA, REPO, PeakRSS, unit_rows
+from _common import DEFAULT_DATA, PeakRSS, run_worker, unit_rows
 from _common import RESULT_PREFIX as _RESULT
 
 
@@ -163,13 +162,7 @@ def measure(role: str, data: dict, args, bw: float) -> dict:
         "device": args.device,
         "repeat": args.repeat,
     }
-    proc = subprocess.run(
-        [sys.executable, __file__, "--_worker", json.dumps(job)], capture_output=True, text=True, cwd=REPO
-    )
-    for line in proc.stdout.splitlines():
-        if line.startswith(_RESULT):
-            return json.loads(line[len(_RESULT) :])
-    raise RuntimeError(f"{role} worker failed (rc={proc.returncode}):\n{proc.stderr[-3000:]}")
+    return run_worker([__file__, "--_worker", json.dumps(job)], role)
 
 
 # ----------------------------------------------------------------------------- driver

@@ -226,7 +226,7 @@ def load_adm_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         diffusers ``UNet2DModel`` (pass its folder instead), or anything that
         is not a mapping of names to tensors.
     """
-    from skal_seg.models import ModelNotAvailableError
+    from skal_seg.models import ModelNotAvailableError, _model_folder_of
 
     path = Path(path)
     if path.is_dir():
@@ -255,10 +255,9 @@ def load_adm_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         )
     sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
     if "conv_in.weight" in sd or any(k.startswith("down_blocks.") for k in sd):
-        folder = path.parent.parent if path.parent.name == "unet" else path.parent
         raise ValueError(
             f"{str(path)!r} holds a diffusers UNet2DModel, not an ADM checkpoint; pass its folder instead: "
-            f"model={str(folder)!r}"
+            f"model={str(_model_folder_of(path))!r}"
         )
     return sd
 
@@ -531,11 +530,8 @@ def convert_adm_state_dict(
     new, used, missing = _convert_keys(state_dict, arch)
     extra = sorted(set(state_dict) - used)
     if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {missing[:8]}" + (f" and {len(missing) - 8} more" if len(missing) > 8 else ""))
-        if extra:
-            parts.append(f"unexpected keys {extra[:8]}" + (f" and {len(extra) - 8} more" if len(extra) > 8 else ""))
+        parts = [f"{what} keys {keys[:8]}" + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+                 for what, keys in (("missing", missing), ("unexpected", extra)) if keys]
         raise ValueError(f"the ADM state dict does not match the architecture read from it "
                          f"({describe_architecture(arch)}): " + "; ".join(parts))
     unet = UNet2DModel(**arch.diffusers_config())

@@ -93,6 +93,12 @@ def _load_scheduler(folder: Path | str, subfolder: str | None = None, **kwargs) 
     return DDPMScheduler.from_pretrained(folder, subfolder=subfolder, **kwargs)
 
 
+def _model_folder_of(weights_file: str | os.PathLike) -> Path:
+    """The folder to pass as ``model=`` for a diffusers weights file: its pipeline folder when it sits in ``unet/``."""
+    folder = Path(weights_file).parent
+    return folder.parent if folder.name == "unet" else folder
+
+
 def _from_folder(path: Path, dtype: torch.dtype) -> tuple[UNet2DModel, DDPMScheduler]:
     if (path / "unet" / "config.json").is_file():
         unet = UNet2DModel.from_pretrained(path, subfolder="unet", torch_dtype=dtype, **_LOAD_KW)
@@ -234,10 +240,9 @@ def load_diffusion_model(
         elif os.path.isdir(model):
             unet, scheduler = _from_folder(Path(model), torch_dtype)
         elif os.path.isfile(model):
-            folder = Path(model).parent
             raise ValueError(
                 f"model {str(model)!r} is a file; pass the folder that holds a diffusers model "
-                f"(here perhaps model={str(folder.parent if folder.name == 'unet' else folder)!r}) "
+                f"(here perhaps model={str(_model_folder_of(model))!r}) "
                 "or an ADM checkpoint ending in .pt / .pth"
             )
         elif isinstance(model, os.PathLike) or not _HUB_ID.match(str(model)):

@@ -541,9 +541,10 @@ def train(args: argparse.Namespace) -> dict:
             noise_gen.set_state(state["noise_generator"])
         step, wall, running = state["step"], state["wall_seconds"], state.get("running_loss")
         run_start = state.get("run_start_step", 0)  # checkpoints of the first trainer: schedule from step 0
-        old = state.get("schedule")
-        if old is not None and old != _schedule(args):
-            print(f"note: the learning-rate schedule changed from {old} to {_schedule(args)} at step {step}")
+        # Checkpoints of the first trainer have no schedule options in their args: nothing to compare.
+        old = _schedule(state["args"]) if "lr_schedule" in state["args"] else None
+        if old is not None and old != _schedule(vars(args)):
+            print(f"note: the learning-rate schedule changed from {old} to {_schedule(vars(args))} at step {step}")
         print(f"resumed from {ckpt_path} at step {step} ({wall / 60:.1f} min trained)")
     elif args.init_from:
         # Warm start from exported weights (e.g. the shipped model): optimizer and LR schedule start afresh.
@@ -591,7 +592,7 @@ def train(args: argparse.Namespace) -> dict:
                 "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
                 "noise_generator": None if noise_gen is gen else noise_gen.get_state(),
                 "step": step, "wall_seconds": wall, "running_loss": running, "args": vars(args),
-                "arch": args.arch, "run_start_step": run_start, "schedule": _schedule(args),
+                "run_start_step": run_start,
             },
             ckpt_path,
         )
@@ -654,7 +655,7 @@ def train(args: argparse.Namespace) -> dict:
             "steps": step, "wall_minutes": round(wall / 60, 1), "final_smoothed_loss": running,
             "data": f"{args.data}{'' if str(args.data).endswith('.npz') else '/train'} (images only)",
             "arch": args.arch, "resolution": args.size, "crop": args.crop, "full_prob": args.full_prob,
-            "batch": args.batch, "lr": args.lr, **_schedule(args), "run_start_step": run_start,
+            "batch": args.batch, "lr": args.lr, **_schedule(vars(args)), "run_start_step": run_start,
             "clip_grad": args.clip_grad, "ema_decay": args.ema_decay, "seed": args.seed, "threads": args.threads,
             "device": str(device), "amp_bf16": amp, "compile": compile_,
             "steps_per_second_last_session": summary["steps_per_second"],
@@ -664,9 +665,10 @@ def train(args: argparse.Namespace) -> dict:
     return summary
 
 
-def _schedule(args: argparse.Namespace) -> dict:
-    return {"lr_peak": args.lr, "warmup_steps": args.warmup_steps, "lr_schedule": args.lr_schedule,
-            "schedule_steps": args.schedule_steps, "min_lr_ratio": args.min_lr_ratio}
+def _schedule(args: dict) -> dict:
+    """The learning-rate schedule of the options ``args`` (``vars`` of the parsed command line)."""
+    return {"lr_peak": args["lr"], "warmup_steps": args["warmup_steps"], "lr_schedule": args["lr_schedule"],
+            "schedule_steps": args["schedule_steps"], "min_lr_ratio": args["min_lr_ratio"]}
 
 
 def _progress_mode(mode: str) -> str:
