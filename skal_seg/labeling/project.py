@@ -385,14 +385,18 @@ class LabelingProject:
 
     # ------------------------------------------------------------------ answering
 
-    def _class_id(self, label: str) -> int | None:
-        """Class id of a label name (None for void); ValueError for an unknown name."""
+    def _class_id(self, label: str, ids: dict[str, int] | None = None) -> int | None:
+        """Class id of a label name (None for void); ValueError for an unknown name.
+
+        ``ids`` (name -> id, in id order) saves reading the classes table once per label in an import.
+        """
         if label.strip().lower() in VOID_WORDS:
             return None
-        for c in self.classes():
-            if c["name"] == label.strip():
-                return c["id"]
-        raise ValueError(f"unknown class {label!r}; classes are {[c['name'] for c in self.classes()]} or 'void'")
+        if ids is None:
+            ids = {c["name"]: c["id"] for c in self.classes()}
+        if label.strip() in ids:
+            return ids[label.strip()]
+        raise ValueError(f"unknown class {label!r}; classes are {list(ids)} or 'void'")
 
     def answer(self, query_id: int, label: str, source: str = "api") -> int:
         """Answer one query (saved at once, in its own transaction).
@@ -500,6 +504,7 @@ class LabelingProject:
         for im in images:
             by_name.setdefault(im["path"].rsplit("/", 1)[-1], []).append(im)
         problems = list(problems)
+        class_ids = {c["name"]: c["id"] for c in self.classes()}
         report = ImportReport()
         stored = {(r["image_id"], r["y"], r["x"]): r for r in self.store.rows(
             "SELECT image_id, y, x, class_id FROM answers")}
@@ -529,7 +534,7 @@ class LabelingProject:
                                 f"({image['width']}x{image['height']})")
                 continue
             try:
-                class_id = self._class_id(row.label)
+                class_id = self._class_id(row.label, class_ids)
             except ValueError:
                 problems.append(f"{row.where}: unknown class {row.label!r}")
                 continue
