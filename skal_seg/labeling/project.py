@@ -866,7 +866,9 @@ class LabelingProject:
         for path in files:
             original = read_image(path)
             h, w = original.shape[:2]
-            X = engine.featurizer.transform(np.array(read_image(path, (size, size))[None]))  # writable copy for torch
+            # read_image's bilinear resize, from the decoded original rather than a second read of the file
+            small = np.asarray(Image.fromarray(original).resize((size, size), Image.BILINEAR))
+            X = engine.featurizer.transform(np.array(small[None]))  # writable copy for torch
             labels = np.asarray(clf.predict(X), dtype=np.uint8).reshape(size, size)
             mask_img = Image.fromarray(labels).resize((w, h), Image.NEAREST)
             mask_arr = np.asarray(mask_img)
