@@ -635,7 +635,7 @@ class LabelingProject:
         taken : ndarray of int64
             Candidate rows whose original pixel has been queried or answered.
         """
-        from skal_seg.experiment import _digest, featurizer_key
+        from skal_seg.experiment import cache_key, featurizer_key
 
         size = self.settings["working_size"]
         feats = engine.feats
@@ -669,7 +669,7 @@ class LabelingProject:
         if extra:
             order = sorted(extra)
             pixels = [np.unique(extra[i]) for i in order]
-            key = "extra-" + _digest(featurizer_key(engine.featurizer), [engine.split.names[i] for i in order],
+            key = "extra-" + cache_key(featurizer_key(engine.featurizer), [engine.split.names[i] for i in order],
                                      np.concatenate(pixels))
             Xe = engine.cache.get(key, lambda: engine.featurizer.transform(
                 engine.split.images[order], pixels=pixels).astype(np.float16, copy=False))
@@ -691,9 +691,10 @@ class LabelingProject:
         (the round whose answers it has last seen), so a simulated annotator
         gets the runner's queries.
         """
-        from skal_seg.experiment import _train
+        from skal_seg.experiment import train_classifier
 
-        return _train(self.config(), X, y, np.arange(len(y)), max(0, n_rounds - 1), {})  # seconds: no progress bar
+        # seconds of training: no progress bar
+        return train_classifier(self.config(), X, y, np.arange(len(y)), max(0, n_rounds - 1), {})
 
     def query(self, budget: int) -> list[dict]:
         """One round: features (cached), train on the answers so far, two-stage query.
@@ -718,7 +719,7 @@ class LabelingProject:
         ValueError
             A budget below 1 or larger than the candidate pixels not asked yet.
         """
-        from skal_seg.experiment import CachedNoisyViews, _digest, featurizer_key, two_stage_query
+        from skal_seg.experiment import CachedNoisyViews, cache_key, featurizer_key, two_stage_query
 
         if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
             raise ValueError(f"budget must be a positive integer, got {budget!r}")
@@ -742,7 +743,7 @@ class LabelingProject:
         else:
             view_fn = engine.featurizer.noisy_view_fn(engine.split.images, feats.pixels, n_draws=config.n_draws,
                                                       random_state=config.feature_seed)
-            key = _digest(featurizer_key(engine.featurizer), engine.split.names, np.concatenate(feats.pixels),
+            key = cache_key(featurizer_key(engine.featurizer), engine.split.names, np.concatenate(feats.pixels),
                           config.n_draws, config.feature_seed)
             noisy = CachedNoisyViews(view_fn, feats.offsets, feats.X.shape[1], directory=engine.cache.directory,
                                      path=engine.cache.directory / f"noisy-{key}.npy")
