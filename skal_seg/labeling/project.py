@@ -101,6 +101,12 @@ def to_working(y: np.ndarray, original: int, working: int) -> np.ndarray:
     return np.minimum(working - 1, np.floor((np.asarray(y) + 0.5) * working / original)).astype(np.int64)
 
 
+def _original_pixels(flat, size: int, image: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Original ``(y, x)`` of flat working pixels ``flat = v * size + u`` of an image record."""
+    flat = np.asarray(flat)
+    return to_original(flat // size, size, image["height"]), to_original(flat % size, size, image["width"])
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -649,8 +655,7 @@ class LabelingProject:
         taken = []
         for i, im in enumerate(engine.image_rows):
             p = feats.pixels[i]
-            ys = to_original(p // size, size, im["height"])
-            xs = to_original(p % size, size, im["width"])
+            ys, xs = _original_pixels(p, size, im)
             taken += [feats.offsets[i] + j for j in range(len(p)) if (im["id"], ys[j], xs[j]) in taken_pixels]
 
         X_rows, extra = [], {}  # extra: image position -> working pixels that are no candidates
@@ -759,8 +764,7 @@ class LabelingProject:
             g = int(feats.groups[row])
             im = engine.image_rows[g]
             flat = int(feats.pixels[g][row - feats.offsets[g]])
-            y = int(to_original(flat // size, size, im["height"]))
-            x = int(to_original(flat % size, size, im["width"]))
+            y, x = (int(c) for c in _original_pixels(flat, size, im))
             if (im["id"], y, x) not in seen:  # images smaller than the working size: one pixel, several rows
                 seen.add((im["id"], y, x))
                 picks.append((im["id"], y, x, scores.get(int(i))))
