@@ -363,7 +363,19 @@ def _either(options: list[str]) -> str:
 # --------------------------------------------------------------------------- features
 
 
-def _digest(*parts: Any) -> str:
+def cache_key(*parts: Any) -> str:
+    """Short content hash of ``parts``, for :class:`FeatureCache` keys and feature file names.
+
+    Parameters
+    ----------
+    *parts
+        Arrays (hashed with their dtype, shape and bytes) and JSON-able values.
+
+    Returns
+    -------
+    str
+        16 hex digits.
+    """
     h = hashlib.sha1()
     for p in parts:
         if isinstance(p, np.ndarray):
@@ -667,7 +679,7 @@ def pool_features(
     if pixels is None:
         pixels = candidate_pixels(pool, n_per_image, seed, candidates)
     # The images' contents are part of the key: an image edited under the same name must not reuse stale features.
-    key = "pool-" + _digest(featurizer_key(featurizer), pool.names, pool.images, np.concatenate(pixels), candidates)
+    key = "pool-" + cache_key(featurizer_key(featurizer), pool.names, pool.images, np.concatenate(pixels), candidates)
     X = cache.get(key, lambda: featurizer.transform(pool.images, pixels=pixels).astype(np.float16, copy=False))
     sizes = [len(p) for p in pixels]
     return PoolFeatures(
@@ -773,10 +785,10 @@ def evaluate(
     for start in range(0, len(split), batch_images):
         part = split.subset(np.arange(start, min(start + batch_images, len(split))))
         if stride == 1:
-            key = "dense-" + _digest(featurizer_key(featurizer), part.names, part.images)
+            key = "dense-" + cache_key(featurizer_key(featurizer), part.names, part.images)
             compute = lambda: featurizer.transform(part.images).astype(np.float16, copy=False)  # noqa: E731
         else:
-            key = "grid-" + _digest(featurizer_key(featurizer), part.names, part.images, stride)
+            key = "grid-" + cache_key(featurizer_key(featurizer), part.names, part.images, stride)
             compute = lambda: featurizer.transform(part.images, pixels=[grid] * len(part)).astype(  # noqa: E731
                 np.float16, copy=False)
         X = cache.get(key, compute, in_memory=False)
@@ -861,7 +873,7 @@ def run_experiment(
 
     records: list[dict] = []
     labeled: list[int] = []
-    data_id = _digest(pool.names, test.names, pool.images.shape, test.images.shape)
+    data_id = cache_key(pool.names, test.names, pool.images.shape, test.images.shape)
     if resume and state_path.exists():
         state = json.loads(state_path.read_text())
         differences = settings_differences(state["config"], settings)
@@ -889,13 +901,13 @@ def run_experiment(
                                            random_state=config.feature_seed)
         path = None
         if cache_dir is not None:  # shared by every strategy and seed on this pool
-            key = _digest(featurizer_key(featurizer), pool.names, pool.images, np.concatenate(pixels),
+            key = cache_key(featurizer_key(featurizer), pool.names, pool.images, np.concatenate(pixels),
                           config.n_draws, config.feature_seed, config.candidates)
             path = Path(cache_dir) / f"noisy-{key}.npy"
         noisy = CachedNoisyViews(view_fn, offsets, X.shape[1], directory=cache_dir, path=path)
 
     # The classifier trained at the end of round r-1 (same seed: identical after a resume).
-    classifier = _train(config, X, y, labeled, len(records) - 1, {}, progress) if labeled else None
+    classifier = train_classifier(config, X, y, labeled, len(records) - 1, {}, progress) if labeled else None
     query = two_stage_query(config, progress)
     first_round = len(records)
     for r in range(first_round, config.rounds):
@@ -905,7 +917,7 @@ def run_experiment(
         if len(set(picked.tolist()) & set(labeled)) or len(picked) != budget:
             raise RuntimeError(f"strategy {config.strategy} returned an invalid query in round {r}")
         labeled.extend(int(i) for i in picked)
-        classifier = _train(config, X, y, labeled, r, times, progress)
+        classifier = train_classifier(config, X, y, labeled, r, times, progress)
         t = time.perf_counter()
         if classifier is None:  # every labeled pixel was 'ignore': nothing to predict with
             log(f"round {r}: no labeled pixel carries a class yet; mIoU is undefined (NaN)")
@@ -937,7 +949,29 @@ def _row_to_pixel(rows, groups, pixels, offsets, names) -> list[list]:
     return [[names[groups[i]], int(pixels[groups[i]][i - offsets[groups[i]]])] for i in rows]
 
 
-def _train(config, X, y, labeled, r, times, progress=False) -> TorchMLPClassifier | None:
+def train_classifier(config, X, y, labeled, r, times, progress=False) -> TorchMLPClassifier | None:
+    """The run's classifier after round ``r``, trained from scratch on the labeled rows.
+
+    Parameters
+    ----------
+    config : ExperimentConfig
+        ``classifier`` settings; ``random_state = config.seed * 1000 + r``.
+    X : ndarray of shape (n_rows, D)
+    y : ndarray of shape (n_rows,), uint8
+        Labels; :data:`~skal_seg.data.IGNORE_INDEX` rows are dropped by the classifier.
+    labeled : sequence of int
+        Rows of ``X`` to train on.
+    r : int
+        The round whose labels it has last seen (seeds it).
+    times : dict
+        ``times["train"]`` grows by the seconds spent.
+    progress : bool, default=False
+
+    Returns
+    -------
+    TorchMLPClassifier or None
+        None when no labeled row carries a class.
+    """
     t = time.perf_counter()
     rows = np.asarray(labeled, dtype=np.int64)
     if not np.any(y[rows] != IGNORE_INDEX):  # no labeled pixel carries a class: nothing to train
@@ -1165,7 +1199,7 @@ def run_full_supervision(
     t = time.perf_counter()
     # Every candidate pixel that carries a class: passing the ignore ones too would make the
     # classifier copy the (many GB) feature rows to drop them.
-    clf = _train(config, X, y, np.flatnonzero(y != IGNORE_INDEX), 0, {}, progress)
+    clf = train_classifier(config, X, y, np.flatnonzero(y != IGNORE_INDEX), 0, {}, progress)
     cm = evaluate(clf, featurizer, test, cache, n_classes, stride=config.eval_stride)
     iou = iou_per_class(cm)
     result = {

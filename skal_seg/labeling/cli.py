@@ -53,9 +53,10 @@ def _query(args) -> int:
         new = project.query(args.budget)
     except ValueError as err:
         raise _fail(err) from None
-    rounds = project.status()["rounds"]
-    print(f"round {rounds[-1]['id']}: {len(new)} new queries (classifier trained on {rounds[-1]['trained_on']} "
-          f"answers), {project.status()['pending']} pending in all")
+    status = project.status()
+    last = status["rounds"][-1]
+    print(f"round {last['id']}: {len(new)} new queries (classifier trained on {last['trained_on']} "
+          f"answers), {status['pending']} pending in all")
     print(f"next: skal-seg label {args.project}   (or export / import)")
     return 0
 

@@ -101,6 +101,12 @@ def to_working(y: np.ndarray, original: int, working: int) -> np.ndarray:
     return np.minimum(working - 1, np.floor((np.asarray(y) + 0.5) * working / original)).astype(np.int64)
 
 
+def _original_pixels(flat, size: int, image: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Original ``(y, x)`` of flat working pixels ``flat = v * size + u`` of an image record."""
+    flat = np.asarray(flat)
+    return to_original(flat // size, size, image["height"]), to_original(flat % size, size, image["width"])
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -385,14 +391,18 @@ class LabelingProject:
 
     # ------------------------------------------------------------------ answering
 
-    def _class_id(self, label: str) -> int | None:
-        """Class id of a label name (None for void); ValueError for an unknown name."""
+    def _class_id(self, label: str, ids: dict[str, int] | None = None) -> int | None:
+        """Class id of a label name (None for void); ValueError for an unknown name.
+
+        ``ids`` (name -> id, in id order) saves reading the classes table once per label in an import.
+        """
         if label.strip().lower() in VOID_WORDS:
             return None
-        for c in self.classes():
-            if c["name"] == label.strip():
-                return c["id"]
-        raise ValueError(f"unknown class {label!r}; classes are {[c['name'] for c in self.classes()]} or 'void'")
+        if ids is None:
+            ids = {c["name"]: c["id"] for c in self.classes()}
+        if label.strip() in ids:
+            return ids[label.strip()]
+        raise ValueError(f"unknown class {label!r}; classes are {list(ids)} or 'void'")
 
     def answer(self, query_id: int, label: str, source: str = "api") -> int:
         """Answer one query (saved at once, in its own transaction).
@@ -500,6 +510,7 @@ class LabelingProject:
         for im in images:
             by_name.setdefault(im["path"].rsplit("/", 1)[-1], []).append(im)
         problems = list(problems)
+        class_ids = {c["name"]: c["id"] for c in self.classes()}
         report = ImportReport()
         stored = {(r["image_id"], r["y"], r["x"]): r for r in self.store.rows(
             "SELECT image_id, y, x, class_id FROM answers")}
@@ -529,7 +540,7 @@ class LabelingProject:
                                 f"({image['width']}x{image['height']})")
                 continue
             try:
-                class_id = self._class_id(row.label)
+                class_id = self._class_id(row.label, class_ids)
             except ValueError:
                 problems.append(f"{row.where}: unknown class {row.label!r}")
                 continue
@@ -630,7 +641,7 @@ class LabelingProject:
         taken : ndarray of int64
             Candidate rows whose original pixel has been queried or answered.
         """
-        from skal_seg.experiment import _digest, featurizer_key
+        from skal_seg.experiment import cache_key, featurizer_key
 
         size = self.settings["working_size"]
         feats = engine.feats
@@ -644,8 +655,7 @@ class LabelingProject:
         taken = []
         for i, im in enumerate(engine.image_rows):
             p = feats.pixels[i]
-            ys = to_original(p // size, size, im["height"])
-            xs = to_original(p % size, size, im["width"])
+            ys, xs = _original_pixels(p, size, im)
             taken += [feats.offsets[i] + j for j in range(len(p)) if (im["id"], ys[j], xs[j]) in taken_pixels]
 
         X_rows, extra = [], {}  # extra: image position -> working pixels that are no candidates
@@ -664,7 +674,7 @@ class LabelingProject:
         if extra:
             order = sorted(extra)
             pixels = [np.unique(extra[i]) for i in order]
-            key = "extra-" + _digest(featurizer_key(engine.featurizer), [engine.split.names[i] for i in order],
+            key = "extra-" + cache_key(featurizer_key(engine.featurizer), [engine.split.names[i] for i in order],
                                      np.concatenate(pixels))
             Xe = engine.cache.get(key, lambda: engine.featurizer.transform(
                 engine.split.images[order], pixels=pixels).astype(np.float16, copy=False))
@@ -686,9 +696,10 @@ class LabelingProject:
         (the round whose answers it has last seen), so a simulated annotator
         gets the runner's queries.
         """
-        from skal_seg.experiment import _train
+        from skal_seg.experiment import train_classifier
 
-        return _train(self.config(), X, y, np.arange(len(y)), max(0, n_rounds - 1), {})  # seconds: no progress bar
+        # seconds of training: no progress bar
+        return train_classifier(self.config(), X, y, np.arange(len(y)), max(0, n_rounds - 1), {})
 
     def query(self, budget: int) -> list[dict]:
         """One round: features (cached), train on the answers so far, two-stage query.
@@ -713,7 +724,7 @@ class LabelingProject:
         ValueError
             A budget below 1 or larger than the candidate pixels not asked yet.
         """
-        from skal_seg.experiment import CachedNoisyViews, _digest, featurizer_key, two_stage_query
+        from skal_seg.experiment import CachedNoisyViews, cache_key, featurizer_key, two_stage_query
 
         if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
             raise ValueError(f"budget must be a positive integer, got {budget!r}")
@@ -737,7 +748,7 @@ class LabelingProject:
         else:
             view_fn = engine.featurizer.noisy_view_fn(engine.split.images, feats.pixels, n_draws=config.n_draws,
                                                       random_state=config.feature_seed)
-            key = _digest(featurizer_key(engine.featurizer), engine.split.names, np.concatenate(feats.pixels),
+            key = cache_key(featurizer_key(engine.featurizer), engine.split.names, np.concatenate(feats.pixels),
                           config.n_draws, config.feature_seed)
             noisy = CachedNoisyViews(view_fn, feats.offsets, feats.X.shape[1], directory=engine.cache.directory,
                                      path=engine.cache.directory / f"noisy-{key}.npy")
@@ -753,8 +764,7 @@ class LabelingProject:
             g = int(feats.groups[row])
             im = engine.image_rows[g]
             flat = int(feats.pixels[g][row - feats.offsets[g]])
-            y = int(to_original(flat // size, size, im["height"]))
-            x = int(to_original(flat % size, size, im["width"]))
+            y, x = (int(c) for c in _original_pixels(flat, size, im))
             if (im["id"], y, x) not in seen:  # images smaller than the working size: one pixel, several rows
                 seen.add((im["id"], y, x))
                 picks.append((im["id"], y, x, scores.get(int(i))))
@@ -861,7 +871,9 @@ class LabelingProject:
         for path in files:
             original = read_image(path)
             h, w = original.shape[:2]
-            X = engine.featurizer.transform(np.array(read_image(path, (size, size))[None]))  # writable copy for torch
+            # read_image's bilinear resize, from the decoded original rather than a second read of the file
+            small = np.asarray(Image.fromarray(original).resize((size, size), Image.BILINEAR))
+            X = engine.featurizer.transform(np.array(small[None]))  # writable copy for torch
             labels = np.asarray(clf.predict(X), dtype=np.uint8).reshape(size, size)
             mask_img = Image.fromarray(labels).resize((w, h), Image.NEAREST)
             mask_arr = np.asarray(mask_img)
