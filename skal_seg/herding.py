@@ -508,14 +508,13 @@ def _lazy_greedy(Xt, kernel, coverage, upper, n_pick, block, lazy_batch, symmetr
         """Kernel columns idx as rows: (len(idx), n)."""
         return kernel(Xt[idx], Xt) if symmetric else kernel(Xt, Xt[idx]).T
 
+    def mean_gain(T: torch.Tensor) -> torch.Tensor:
+        # MaxHerding keeps its float32 mean (weights None): the same roundings, the same picks.
+        return T.mean(1).double() if weights is None else _sum_cols(T, weights).double() / n
+
     def rescore(idx: torch.Tensor) -> torch.Tensor:
-        if weights is None:
-            return torch.cat([
-                (columns(idx[s : s + block]) - coverage[None, :]).clamp_(min=0.0).mean(1).double()
-                for s in range(0, len(idx), block)
-            ])
         return torch.cat([
-            _sum_cols((columns(idx[s : s + block]) - coverage[None, :]).clamp_(min=0.0), weights).double() / n
+            mean_gain((columns(idx[s : s + block]) - coverage[None, :]).clamp_(min=0.0))
             for s in range(0, len(idx), block)
         ])
 
