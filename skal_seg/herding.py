@@ -149,7 +149,9 @@ class MaxHerdingSampler(BaseEstimator):
         self.random_state = random_state
 
     # -- parameter checks ------------------------------------------------
-    def _kernel_fn(self, X: np.ndarray) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def _kernel_fn(self, X: np.ndarray, X_labeled: np.ndarray | None = None) -> Callable:
+        """The kernel on torch tensors, setting ``bandwidth_``; ``X_labeled`` (checked) is for
+        subclasses whose bandwidth depends on the labeled rows."""
         if callable(self.kernel):
             user_kernel = self.kernel
             self.bandwidth_ = float("nan")
@@ -215,17 +217,16 @@ class MaxHerdingSampler(BaseEstimator):
             raise ValueError(f"X_labeled has {X_labeled.shape[1]} features but X has {X.shape[1]}")
         return X_labeled
 
-    def _herd(self, X: np.ndarray, n_instances: int, X_labeled, weights: np.ndarray | None,
-              kernel: Callable | None = None) -> np.ndarray:
+    def _herd(self, X: np.ndarray, n_instances: int, X_labeled, weights: np.ndarray | None) -> np.ndarray:
         """The greedy shared by the herding samplers: maximise ``mean_i w_i max_{j in S or L} k(x_i, x_j)``.
 
         ``weights`` None is MaxHerding (every ``w_i = 1``, computed without
-        the multiplications); ``kernel`` None builds this sampler's kernel on ``X``.
-        Sets ``gains_`` and returns the picks, as :meth:`select` documents.
+        the multiplications); the kernel is :meth:`_kernel_fn` on ``X`` and the
+        checked ``X_labeled``. Sets ``gains_`` and returns the picks, as :meth:`select` documents.
         """
         self._check_settings()
-        if kernel is None:
-            kernel = self._kernel_fn(X)
+        X_labeled = self._check_labeled(X, X_labeled)
+        kernel = self._kernel_fn(X, X_labeled)
         if n_instances > len(X):
             warnings.warn(
                 f"n_instances={n_instances} exceeds the {len(X)} rows available; returning all rows",
@@ -233,7 +234,6 @@ class MaxHerdingSampler(BaseEstimator):
                 stacklevel=3,
             )
             n_instances = len(X)
-        X_labeled = self._check_labeled(X, X_labeled)
         if n_instances == 0:
             self.gains_ = np.empty(0)
             return np.empty(0, dtype=np.int64)

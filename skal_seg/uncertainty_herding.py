@@ -225,10 +225,10 @@ class UncertaintyHerdingSampler(MaxHerdingSampler):
         self.uncertainty = uncertainty
         self.temperature = temperature
 
-    def _labeled_kernel(self, X: np.ndarray, X_labeled: np.ndarray | None):
+    def _kernel_fn(self, X: np.ndarray, X_labeled: np.ndarray | None = None):
         """The kernel, with the ``"labeled"`` bandwidth resolved from ``X_labeled``."""
         if self.bandwidth != "labeled" or callable(self.kernel):
-            return self._kernel_fn(X)
+            return super()._kernel_fn(X)
         distances = pdist(np.asarray(X_labeled, dtype=np.float64)) if X_labeled is not None else np.empty(0)
         distances = distances[distances > 0]
         bw = float(distances.min()) if distances.size else auto_bandwidth(X, self.random_state)
@@ -283,8 +283,7 @@ class UncertaintyHerdingSampler(MaxHerdingSampler):
                 warnings.warn("every uncertainty is 0; weighing rows uniformly (MaxHerding)", UserWarning, stacklevel=2)
                 weights = None
         self.uncertainty_ = weights
-        X_labeled = self._check_labeled(X, X_labeled)
-        return self._herd(X, n_instances, X_labeled, weights, kernel=self._labeled_kernel(X, X_labeled))
+        return self._herd(X, n_instances, X_labeled, weights)
 
     def uncertainty_scores(self, classifier, X, temperature: float = 1.0) -> np.ndarray:
         """This sampler's uncertainty of rows of ``X`` at a temperature.
