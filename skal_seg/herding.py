@@ -338,6 +338,30 @@ def training_rows(classifier) -> np.ndarray | None:
     return X if X.ndim == 2 and len(X) else None
 
 
+def labeled_or_training(classifier, X_labeled, y_labeled) -> tuple:
+    """The labeled rows a query is conditioned on: those given, else a modAL learner's.
+
+    Parameters
+    ----------
+    classifier : object
+        A modAL learner, a plain estimator, or None.
+    X_labeled : array-like of shape (n_labeled, D) or None
+    y_labeled : array-like of shape (n_labeled,) or None
+
+    Returns
+    -------
+    (X_labeled, y_labeled) : tuple
+        As given when ``X_labeled`` is not None. Otherwise
+        :func:`training_rows` of ``classifier``, and (unless ``y_labeled``
+        is given) its ``y_training`` when those rows exist.
+    """
+    if X_labeled is None:
+        X_labeled = training_rows(classifier)
+        if y_labeled is None and X_labeled is not None:
+            y_labeled = getattr(classifier, "y_training", None)
+    return X_labeled, y_labeled
+
+
 def _threaded_large(kernel: Callable, threads: int) -> Callable:
     """``kernel`` computing blocks of at least ``LARGE_OP_ELEMENTS`` entries with ``threads`` threads."""
 

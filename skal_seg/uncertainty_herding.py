@@ -34,7 +34,7 @@ from sklearn.base import clone
 from sklearn.utils import check_random_state
 
 from skal_seg._validation import check_budget, check_features, check_positive_or_word, check_probabilities
-from skal_seg.herding import KernelLike, MaxHerdingSampler, auto_bandwidth, rbf_kernel, training_rows
+from skal_seg.herding import KernelLike, MaxHerdingSampler, auto_bandwidth, labeled_or_training, rbf_kernel
 
 UNCERTAINTIES = ("margin", "entropy")
 
@@ -333,10 +333,7 @@ class UncertaintyHerdingSampler(MaxHerdingSampler):
         """
         from skal_seg.query import is_fitted  # query imports this module
 
-        if X_labeled is None:
-            X_labeled = training_rows(classifier)
-            if y_labeled is None and X_labeled is not None:
-                y_labeled = getattr(classifier, "y_training", None)
+        X_labeled, y_labeled = labeled_or_training(classifier, X_labeled, y_labeled)
         self.temperature_ = float("nan")
         uncertainty = None
         if is_fitted(classifier):
