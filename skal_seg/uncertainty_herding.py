@@ -35,6 +35,7 @@ from sklearn.utils import check_random_state
 
 from skal_seg._validation import check_budget, check_features, check_positive_or_word, check_probabilities
 from skal_seg.herding import KernelLike, MaxHerdingSampler, auto_bandwidth, labeled_or_training, rbf_kernel
+from skal_seg.uncertainty import entropy_score
 
 UNCERTAINTIES = ("margin", "entropy")
 
@@ -302,9 +303,7 @@ class UncertaintyHerdingSampler(MaxHerdingSampler):
             raise ValueError(f"unknown uncertainty {self.uncertainty!r}; use one of {UNCERTAINTIES}")
         X = check_features(X, "X")
         proba = temper(classifier.predict_proba(X), temperature)
-        if self.uncertainty == "margin":
-            return margin_uncertainty(proba)
-        return -(proba * np.log(np.clip(proba, 1e-300, None))).sum(1)
+        return margin_uncertainty(proba) if self.uncertainty == "margin" else entropy_score(proba)
 
     def query(self, classifier, X_pool, n_instances: int = 1, X_labeled=None, y_labeled=None) -> np.ndarray:
         """Rows of ``X_pool`` to label next: UHerding with ``classifier``'s uncertainty.
