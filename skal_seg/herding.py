@@ -271,7 +271,7 @@ class MaxHerdingSampler(BaseEstimator):
                 f"kernel (max_memory_mb={self.max_memory_mb:g}) recomputes kernel columns at every step, which is "
                 "slow; raise max_memory_mb to cache it",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,  # _greedy <- _herd <- select <- the caller
             )
         symmetric = not callable(self.kernel)
         block = self._block_rows(n, itemsize)
