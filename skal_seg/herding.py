@@ -149,7 +149,9 @@ class MaxHerdingSampler(BaseEstimator):
         self.random_state = random_state
 
     # -- parameter checks ------------------------------------------------
-    def _kernel_fn(self, X: np.ndarray) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def _kernel_fn(self, X: np.ndarray, X_labeled: np.ndarray | None = None) -> Callable:
+        """The kernel on torch tensors, setting ``bandwidth_``; ``X_labeled`` (checked) is for
+        subclasses whose bandwidth depends on the labeled rows."""
         if callable(self.kernel):
             user_kernel = self.kernel
             self.bandwidth_ = float("nan")
@@ -215,17 +217,16 @@ class MaxHerdingSampler(BaseEstimator):
             raise ValueError(f"X_labeled has {X_labeled.shape[1]} features but X has {X.shape[1]}")
         return X_labeled
 
-    def _herd(self, X: np.ndarray, n_instances: int, X_labeled, weights: np.ndarray | None,
-              kernel: Callable | None = None) -> np.ndarray:
+    def _herd(self, X: np.ndarray, n_instances: int, X_labeled, weights: np.ndarray | None) -> np.ndarray:
         """The greedy shared by the herding samplers: maximise ``mean_i w_i max_{j in S or L} k(x_i, x_j)``.
 
         ``weights`` None is MaxHerding (every ``w_i = 1``, computed without
-        the multiplications); ``kernel`` None builds this sampler's kernel on ``X``.
-        Sets ``gains_`` and returns the picks, as :meth:`select` documents.
+        the multiplications); the kernel is :meth:`_kernel_fn` on ``X`` and the
+        checked ``X_labeled``. Sets ``gains_`` and returns the picks, as :meth:`select` documents.
         """
         self._check_settings()
-        if kernel is None:
-            kernel = self._kernel_fn(X)
+        X_labeled = self._check_labeled(X, X_labeled)
+        kernel = self._kernel_fn(X, X_labeled)
         if n_instances > len(X):
             warnings.warn(
                 f"n_instances={n_instances} exceeds the {len(X)} rows available; returning all rows",
@@ -233,7 +234,6 @@ class MaxHerdingSampler(BaseEstimator):
                 stacklevel=3,
             )
             n_instances = len(X)
-        X_labeled = self._check_labeled(X, X_labeled)
         if n_instances == 0:
             self.gains_ = np.empty(0)
             return np.empty(0, dtype=np.int64)
@@ -271,7 +271,7 @@ class MaxHerdingSampler(BaseEstimator):
                 f"kernel (max_memory_mb={self.max_memory_mb:g}) recomputes kernel columns at every step, which is "
                 "slow; raise max_memory_mb to cache it",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,  # _greedy <- _herd <- select <- the caller
             )
         symmetric = not callable(self.kernel)
         block = self._block_rows(n, itemsize)
@@ -336,6 +336,30 @@ def training_rows(classifier) -> np.ndarray | None:
         return None
     X = np.asarray(X)
     return X if X.ndim == 2 and len(X) else None
+
+
+def labeled_or_training(classifier, X_labeled, y_labeled) -> tuple:
+    """The labeled rows a query is conditioned on: those given, else a modAL learner's.
+
+    Parameters
+    ----------
+    classifier : object
+        A modAL learner, a plain estimator, or None.
+    X_labeled : array-like of shape (n_labeled, D) or None
+    y_labeled : array-like of shape (n_labeled,) or None
+
+    Returns
+    -------
+    (X_labeled, y_labeled) : tuple
+        As given when ``X_labeled`` is not None. Otherwise
+        :func:`training_rows` of ``classifier``, and (unless ``y_labeled``
+        is given) its ``y_training`` when those rows exist.
+    """
+    if X_labeled is None:
+        X_labeled = training_rows(classifier)
+        if y_labeled is None and X_labeled is not None:
+            y_labeled = getattr(classifier, "y_training", None)
+    return X_labeled, y_labeled
 
 
 def _threaded_large(kernel: Callable, threads: int) -> Callable:
@@ -508,14 +532,13 @@ def _lazy_greedy(Xt, kernel, coverage, upper, n_pick, block, lazy_batch, symmetr
         """Kernel columns idx as rows: (len(idx), n)."""
         return kernel(Xt[idx], Xt) if symmetric else kernel(Xt, Xt[idx]).T
 
+    def mean_gain(T: torch.Tensor) -> torch.Tensor:
+        # MaxHerding keeps its float32 mean (weights None): the same roundings, the same picks.
+        return T.mean(1).double() if weights is None else _sum_cols(T, weights).double() / n
+
     def rescore(idx: torch.Tensor) -> torch.Tensor:
-        if weights is None:
-            return torch.cat([
-                (columns(idx[s : s + block]) - coverage[None, :]).clamp_(min=0.0).mean(1).double()
-                for s in range(0, len(idx), block)
-            ])
         return torch.cat([
-            _sum_cols((columns(idx[s : s + block]) - coverage[None, :]).clamp_(min=0.0), weights).double() / n
+            mean_gain((columns(idx[s : s + block]) - coverage[None, :]).clamp_(min=0.0))
             for s in range(0, len(idx), block)
         ])
 

@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from skal_seg._validation import check_budget, check_features
-from skal_seg.herding import MaxHerdingSampler, training_rows
+from skal_seg.herding import MaxHerdingSampler, labeled_or_training
 from skal_seg.uncertainty import EDALDSampler, NoisyViews, check_noisy_views, top_k
 from skal_seg.uncertainty_herding import UncertaintyHerdingSampler
 
@@ -234,10 +234,7 @@ class TwoStageQuery(BaseEstimator):
         groups = np.zeros(len(X), dtype=np.int64) if groups is None else np.asarray(groups)
         if groups.ndim != 1 or len(groups) != len(X):
             raise ValueError(f"groups must have shape ({len(X)},) to match X_pool, got {groups.shape}")
-        if X_labeled is None:
-            X_labeled = training_rows(classifier)
-            if y_labeled is None and X_labeled is not None:
-                y_labeled = getattr(classifier, "y_training", None)
+        X_labeled, y_labeled = labeled_or_training(classifier, X_labeled, y_labeled)
         fitted = is_fitted(classifier)
         sampler = EDALDSampler() if self.uncertainty is None else self.uncertainty
         herding_stage2 = isinstance(sampler, UncertaintyHerdingSampler)

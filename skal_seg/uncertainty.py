@@ -59,11 +59,7 @@ def bald_score(proba_draws) -> np.ndarray:
     ndarray of shape (n,), float64
         ``H[mean_k p_k] - mean_k H[p_k]``.
     """
-    proba_draws = check_probabilities(proba_draws, "proba_draws", ndim=3)
-    if proba_draws.shape[0] < 1:
-        raise ValueError("proba_draws needs at least one draw (K >= 1)")
-    mi = _entropy(proba_draws.mean(0)) - _entropy(proba_draws).mean(0)
-    return np.maximum(mi, 0.0)
+    return _jensen_gap(_check_draws(proba_draws))
 
 
 def paper_code_bald_score(proba_draws) -> np.ndarray:
@@ -92,13 +88,20 @@ def paper_code_bald_score(proba_draws) -> np.ndarray:
         up-weight disagreement on unlikely classes. The official code
         floors at 1e-9, this function at 0 (the same order of rows).
     """
+    # H~ is _entropy's formula (its clip is a no-op on q >= 1).
+    return _jensen_gap(np.exp(_check_draws(proba_draws)))
+
+
+def _check_draws(proba_draws) -> np.ndarray:
     proba_draws = check_probabilities(proba_draws, "proba_draws", ndim=3)
     if proba_draws.shape[0] < 1:
         raise ValueError("proba_draws needs at least one draw (K >= 1)")
-    q = np.exp(proba_draws)
-    # q >= 1, so no clipping is needed inside the log.
-    mi = -(q.mean(0) * np.log(q.mean(0))).sum(-1) + (q * np.log(q)).sum(-1).mean(0)
-    return np.maximum(mi, 0.0)
+    return proba_draws
+
+
+def _jensen_gap(draws: np.ndarray) -> np.ndarray:
+    """``H(mean_k d_k) - mean_k H(d_k)`` over axis 0 of (K, n, n_classes), floored at 0."""
+    return np.maximum(_entropy(draws.mean(0)) - _entropy(draws).mean(0), 0.0)
 
 
 _MI = {"paper": bald_score, "paper_code": paper_code_bald_score}

@@ -34,7 +34,8 @@ from sklearn.base import clone
 from sklearn.utils import check_random_state
 
 from skal_seg._validation import check_budget, check_features, check_positive_or_word, check_probabilities
-from skal_seg.herding import KernelLike, MaxHerdingSampler, auto_bandwidth, rbf_kernel, training_rows
+from skal_seg.herding import KernelLike, MaxHerdingSampler, auto_bandwidth, labeled_or_training, rbf_kernel
+from skal_seg.uncertainty import entropy_score
 
 UNCERTAINTIES = ("margin", "entropy")
 
@@ -225,10 +226,10 @@ class UncertaintyHerdingSampler(MaxHerdingSampler):
         self.uncertainty = uncertainty
         self.temperature = temperature
 
-    def _labeled_kernel(self, X: np.ndarray, X_labeled: np.ndarray | None):
+    def _kernel_fn(self, X: np.ndarray, X_labeled: np.ndarray | None = None):
         """The kernel, with the ``"labeled"`` bandwidth resolved from ``X_labeled``."""
         if self.bandwidth != "labeled" or callable(self.kernel):
-            return self._kernel_fn(X)
+            return super()._kernel_fn(X)
         distances = pdist(np.asarray(X_labeled, dtype=np.float64)) if X_labeled is not None else np.empty(0)
         distances = distances[distances > 0]
         bw = float(distances.min()) if distances.size else auto_bandwidth(X, self.random_state)
@@ -283,8 +284,7 @@ class UncertaintyHerdingSampler(MaxHerdingSampler):
                 warnings.warn("every uncertainty is 0; weighing rows uniformly (MaxHerding)", UserWarning, stacklevel=2)
                 weights = None
         self.uncertainty_ = weights
-        X_labeled = self._check_labeled(X, X_labeled)
-        return self._herd(X, n_instances, X_labeled, weights, kernel=self._labeled_kernel(X, X_labeled))
+        return self._herd(X, n_instances, X_labeled, weights)
 
     def uncertainty_scores(self, classifier, X, temperature: float = 1.0) -> np.ndarray:
         """This sampler's uncertainty of rows of ``X`` at a temperature.
@@ -303,9 +303,7 @@ class UncertaintyHerdingSampler(MaxHerdingSampler):
             raise ValueError(f"unknown uncertainty {self.uncertainty!r}; use one of {UNCERTAINTIES}")
         X = check_features(X, "X")
         proba = temper(classifier.predict_proba(X), temperature)
-        if self.uncertainty == "margin":
-            return margin_uncertainty(proba)
-        return -(proba * np.log(np.clip(proba, 1e-300, None))).sum(1)
+        return margin_uncertainty(proba) if self.uncertainty == "margin" else entropy_score(proba)
 
     def query(self, classifier, X_pool, n_instances: int = 1, X_labeled=None, y_labeled=None) -> np.ndarray:
         """Rows of ``X_pool`` to label next: UHerding with ``classifier``'s uncertainty.
@@ -334,10 +332,7 @@ class UncertaintyHerdingSampler(MaxHerdingSampler):
         """
         from skal_seg.query import is_fitted  # query imports this module
 
-        if X_labeled is None:
-            X_labeled = training_rows(classifier)
-            if y_labeled is None and X_labeled is not None:
-                y_labeled = getattr(classifier, "y_training", None)
+        X_labeled, y_labeled = labeled_or_training(classifier, X_labeled, y_labeled)
         self.temperature_ = float("nan")
         uncertainty = None
         if is_fitted(classifier):
