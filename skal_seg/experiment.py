@@ -41,7 +41,7 @@ from skal_seg.featurizer import DiffusionFeaturizer
 from skal_seg.herding import MaxHerdingSampler
 from skal_seg.metrics import confusion_matrix, iou_per_class, mean_iou
 from skal_seg.query import TwoStageQuery
-from skal_seg.uncertainty import MI_OPTIONS, EDALDSampler
+from skal_seg.uncertainty import EDALDSampler, check_mi
 from skal_seg.uncertainty_herding import UncertaintyHerdingSampler, fit_temperature
 
 #: Query strategies, each with what it does per round (round 0 in brackets).
@@ -180,8 +180,7 @@ class ExperimentConfig:
         check_positive_or_word(self.bandwidth, "bandwidth")
         if self.candidates not in CANDIDATES:
             raise ValueError(f"unknown candidates {self.candidates!r}; choose from {CANDIDATES}")
-        if self.mi not in MI_OPTIONS:
-            raise ValueError(f"unknown mi {self.mi!r}; choose from {MI_OPTIONS}")
+        check_mi(self.mi)
         check_positive_or_word(self.uherding_temperature, "uherding_temperature")
         check_positive_or_word(self.uherding_bandwidth, "uherding_bandwidth", ("labeled", "auto"))
 

@@ -134,7 +134,7 @@ def edald_score(proba, proba_draws, entropy_weight: float = 1.0, mi: str = "pape
         Shapes that disagree, probabilities that are not distributions, an
         unknown ``mi``.
     """
-    mi_score = _check_mi(mi)
+    mi_score = check_mi(mi)
     proba = check_probabilities(proba, "proba", ndim=2)
     proba_draws = check_probabilities(proba_draws, "proba_draws", ndim=3)
     if proba_draws.shape[1:] != proba.shape:
@@ -144,7 +144,14 @@ def edald_score(proba, proba_draws, entropy_weight: float = 1.0, mi: str = "pape
     return entropy_weight * _entropy(proba) + mi_score(proba_draws)
 
 
-def _check_mi(mi) -> Callable[[np.ndarray], np.ndarray]:
+def check_mi(mi) -> Callable[[np.ndarray], np.ndarray]:
+    """The BALD mutual-information function named by ``mi`` (one of :data:`MI_OPTIONS`).
+
+    Raises
+    ------
+    ValueError
+        ``mi`` is not one of :data:`MI_OPTIONS`.
+    """
     if not isinstance(mi, str) or mi not in _MI:
         raise ValueError(f"unknown mi {mi!r}; use one of {sorted(_MI)}")
     return _MI[mi]
@@ -216,7 +223,7 @@ class EDALDSampler(BaseEstimator):
         ndarray of shape (len(indices),), float64
         """
         check_non_negative(self.entropy_weight, "entropy_weight")
-        _check_mi(self.mi)
+        check_mi(self.mi)
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         X = check_features(X, "X_pool")
