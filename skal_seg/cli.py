@@ -524,6 +524,11 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     cache, cache_eval = _cache_dir(args)
     progress = not args.quiet
     run_dirs = {key: out / key[0] / f"seed{key[1]}" for key in planned}
+    if not args.resume:  # a rerun of the same command must not silently replace finished rounds
+        kept = [f"{d} ({_saved_rounds(d)} rounds)" for d in run_dirs.values() if _saved_rounds(d)]
+        if kept:
+            raise _fail(f"{out} already holds results: {', '.join(kept)}; add --resume to continue or extend "
+                        f"them, or choose another --out (or delete those folders to start again)")
     current = None
     try:
         featurizer = fitted_featurizer(configs[planned[0]], None, progress=progress)

@@ -54,6 +54,18 @@ def test_own_folder_jpeg_classes_budget_and_plan(own_data, tmp_path, capsys):
     assert not list(cache.glob("dense-*.npy"))  # evaluation features stay in memory by default
 
 
+def test_rerun_without_resume_refuses_to_replace_finished_rounds(own_data, tmp_path, capsys):
+    out = tmp_path / "res"
+    args = run_args(own_data, out, "--strategies", "random", "--budget", "5", "--val-fraction", "0")
+    assert cli_main(args) == 0
+    saved = (out / "random" / "seed0" / "state.json").read_text()
+    with pytest.raises(SystemExit, match=r"already holds results: .*seed0 \(2 rounds\); add --resume"):
+        cli_main(args)
+    assert (out / "random" / "seed0" / "state.json").read_text() == saved
+    assert cli_main(args + ["--resume"]) == 0  # the way the message names
+    assert "already has 2 rounds" in capsys.readouterr().out
+
+
 def test_budget_flags_exclude_each_other_and_too_few_classes_are_named(own_data, tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli_main(run_args(own_data, tmp_path, "--budget", "5", "--budget-per-image", "1"))
