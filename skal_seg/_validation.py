@@ -167,8 +167,8 @@ def all_finite(X: np.ndarray) -> bool:
     return bool(torch.isfinite(low) and torch.isfinite(high))
 
 
-def check_budget(n: int, name: str = "n_instances") -> int:
-    """Validate a non-negative integer budget.
+def check_budget(n: int, name: str = "n_instances", available: int | None = None, what: str = "rows") -> int:
+    """Validate a non-negative integer budget, at most ``available`` when given.
 
     Parameters
     ----------
@@ -176,6 +176,11 @@ def check_budget(n: int, name: str = "n_instances") -> int:
         The budget; any integral type except ``bool``.
     name : str, default="n_instances"
         Name used in error messages.
+    available : int, optional
+        How many items there are to pick from: a larger budget is an error,
+        never silently cut (a caller that asked for B must get B).
+    what : str, default="rows"
+        What ``available`` counts, for the message.
 
     Returns
     -------
@@ -185,12 +190,15 @@ def check_budget(n: int, name: str = "n_instances") -> int:
     Raises
     ------
     ValueError
-        ``n`` is not an integer (``bool`` and floats included) or is negative.
+        ``n`` is not an integer (``bool`` and floats included), is negative,
+        or exceeds ``available``.
     """
     if isinstance(n, bool) or not isinstance(n, numbers.Integral):
         raise ValueError(f"{name} must be a non-negative integer, got {n!r}")
     if n < 0:
         raise ValueError(f"{name} must be non-negative, got {n}")
+    if available is not None and n > available:
+        raise ValueError(f"{name}={n} exceeds the {available} {what} available; ask for at most {available}")
     return int(n)
 
 

@@ -182,25 +182,25 @@ class MaxHerdingSampler(BaseEstimator):
         X : array-like of shape (n_samples, n_features)
             Candidate rows; coverage is measured over these rows.
         n_instances : int
-            How many rows to pick. More than ``n_samples`` returns every row
-            (in greedy order) with a warning; 0 returns an empty array.
+            How many rows to pick, at most ``n_samples``; 0 returns an empty array.
         X_labeled : array-like of shape (n_labeled, n_features), optional
             Already-labeled rows: each candidate's coverage starts at its
             largest kernel value to them, so their neighbourhoods are not re-picked.
 
         Returns
         -------
-        ndarray of shape (min(n_instances, n_samples),), int64
+        ndarray of shape (n_instances,), int64
             Row indices of ``X`` in selection order, unique.
 
         Raises
         ------
         ValueError
             Non-finite or non-2-D input, mismatched feature counts, a negative
-            budget, an unknown kernel or a bad bandwidth.
+            budget or one larger than ``n_samples``, an unknown kernel or a
+            bad bandwidth.
         """
         X = check_features(X, "X")
-        n_instances = check_budget(n_instances)
+        n_instances = check_budget(n_instances, available=len(X))
         return self._herd(X, n_instances, X_labeled, weights=None)
 
     def _check_settings(self) -> None:
@@ -227,13 +227,6 @@ class MaxHerdingSampler(BaseEstimator):
         self._check_settings()
         X_labeled = self._check_labeled(X, X_labeled)
         kernel = self._kernel_fn(X, X_labeled)
-        if n_instances > len(X):
-            warnings.warn(
-                f"n_instances={n_instances} exceeds the {len(X)} rows available; returning all rows",
-                UserWarning,
-                stacklevel=3,
-            )
-            n_instances = len(X)
         if n_instances == 0:
             self.gains_ = np.empty(0)
             return np.empty(0, dtype=np.int64)

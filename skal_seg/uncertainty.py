@@ -257,15 +257,16 @@ class EDALDSampler(BaseEstimator):
 
         Returns
         -------
-        ndarray of shape (min(n_instances, n_pool),), int64
+        ndarray of shape (n_instances,), int64
             Ties go to the lowest index. All scores are kept in ``scores_``.
 
         Raises
         ------
         ValueError
-            A negative budget, bad features, missing or misaligned ``X_noisy``.
+            A negative budget or one larger than ``n_pool``, bad features,
+            missing or misaligned ``X_noisy``.
         """
-        n_instances = check_budget(n_instances)
+        n_instances = check_budget(n_instances, available=len(X_pool))
         scores = self.scores(classifier, X_pool, X_noisy)
         self.scores_ = scores
         return top_k(scores, n_instances)

@@ -268,11 +268,9 @@ class UncertaintyHerdingSampler(MaxHerdingSampler):
         if self.temperature != "auto":
             check_positive_or_word(self.temperature, "temperature")
         X = check_features(X, "X", allow_empty=True)
-        n_instances = check_budget(n_instances)
         if len(X) == 0:
             raise ValueError("X has no rows: there is nothing to select from")
-        if n_instances > len(X):
-            raise ValueError(f"n_instances={n_instances} exceeds the {len(X)} rows of X; ask for at most {len(X)}")
+        n_instances = check_budget(n_instances, available=len(X))
         weights = None
         if uncertainty is not None:
             weights = np.asarray(uncertainty, dtype=np.float64)

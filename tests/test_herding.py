@@ -105,9 +105,9 @@ def test_budget_edge_cases():
     X = np.random.default_rng(8).normal(size=(10, 3))
     s = MaxHerdingSampler(random_state=0)
     assert s.select(X, 0).shape == (0,)
-    with pytest.warns(UserWarning, match="exceeds"):
-        picks = s.select(X, 50)
-    assert sorted(picks.tolist()) == list(range(10))
+    assert sorted(s.select(X, 10).tolist()) == list(range(10))
+    with pytest.raises(ValueError, match="n_instances=11 exceeds the 10 rows available; ask for at most 10"):
+        s.select(X, 11)  # never silently fewer than asked
 
 
 def test_auto_bandwidth_is_twice_median_distance():

@@ -75,6 +75,9 @@ def test_sampler_ranks_by_edald_highest_first():
     idx, scores = EDALDSampler()(FixedProba(), X, n_instances=2, X_noisy=X_noisy)
     assert idx.tolist() == [1, 2]
     assert scores[0] == pytest.approx(2 * LOG2)
+    assert len(EDALDSampler().query(FixedProba(), X, 4, X_noisy=X_noisy)) == 4
+    with pytest.raises(ValueError, match="n_instances=5 exceeds the 4 rows available"):
+        EDALDSampler().query(FixedProba(), X, 5, X_noisy=X_noisy)  # not silently 4
 
 
 def test_sampler_callable_views_match_array_and_see_only_requested_rows():
