@@ -729,7 +729,8 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
             The featurizer is not fitted.
         """
         check_is_fitted(self, "unet_")
-        kind = "out" if isinstance(self.blocks, str) else "up"
+        # From the fitted taps, not the ``blocks`` parameter, which set_params may have changed since fit.
+        kind = "up" if self.block_modules_ == tuple(f"up_blocks.{b}" for b in self.blocks_) else "out"
         names = [
             f"t{t}_{kind}{b}_c{c:03d}"
             for t in self.timesteps_

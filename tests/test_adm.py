@@ -189,6 +189,8 @@ def test_featurizer_paper_blocks_and_convert_folder(adm_file, tmp_path):
         assert f.n_features_out_ == 3 * (128 + 64 + 32 + 32)
         assert f.block_modules_[0] == "up_blocks.1.upsamplers.0"
         assert f.get_feature_names_out()[0] == "t50_out5_c000"
+        assert f.set_params(blocks=None).get_feature_names_out()[0] == "t50_out5_c000"  # the fitted taps name them
+        f.set_params(blocks="paper")
         feats.append(f.transform(imgs, pixels=pix))
     np.testing.assert_allclose(feats[0], feats[1], rtol=0, atol=1e-6)
 
