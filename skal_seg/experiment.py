@@ -1188,7 +1188,7 @@ def run_full_supervision(
     Raises
     ------
     ValueError
-        Bad config.
+        Bad config, or no candidate pixel carries a class.
     """
     config.validate()
     featurizer = fitted_featurizer(config, featurizer, progress)
@@ -1199,6 +1199,10 @@ def run_full_supervision(
     # Every candidate pixel that carries a class: passing the ignore ones too would make the
     # classifier copy the (many GB) feature rows to drop them.
     clf = train_classifier(config, X, y, np.flatnonzero(y != IGNORE_INDEX), 0, {}, progress)
+    if clf is None:
+        why = f"all {len(y)} candidates are labeled" if len(y) else "no candidates: every pixel is labeled"
+        raise ValueError(f"no candidate pixel of the pool carries a class ({why} {IGNORE_INDEX} = ignore): "
+                         "full supervision has nothing to train on")
     cm = evaluate(clf, featurizer, test, cache, n_classes, stride=config.eval_stride)
     iou = iou_per_class(cm)
     result = {

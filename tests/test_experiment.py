@@ -202,6 +202,12 @@ def test_full_supervision_reference(data, featurizer, tmp_path):
     pool, test = data
     res = run_full_supervision(config(), pool, test, tmp_path / "fs.json", featurizer=featurizer, progress=False)
     assert res["taught_pixels"] > 200 and 0 < res["miou"] <= 1
+    void = SegmentationSplit(pool.images, np.full_like(pool.labels, 255), pool.names)
+    for candidates, why in (("all", "all 240 candidates are labeled 255"), ("valid", "no candidates: every pixel")):
+        with pytest.raises(ValueError, match=f"no candidate pixel of the pool carries a class \\({why}"):
+            run_full_supervision(config(candidates=candidates), void, test, tmp_path / "void.json",
+                                 featurizer=featurizer, progress=False)
+    assert not (tmp_path / "void.json").exists()
 
 
 @pytest.mark.parametrize("kw, match", [
