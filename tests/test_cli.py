@@ -162,3 +162,40 @@ def test_help_shows_every_option_with_a_line_and_defaults(capsys):
     with pytest.raises(SystemExit) as err:
         cli_main(["--version"])
     assert err.value.code == 0 and capsys.readouterr().out.startswith("skal-seg 0.")
+
+
+def test_validation_tuning_script_runs_the_grid_resumes_and_tabulates(own_data, tmp_path, capsys, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "tune_validation.py"
+    spec = importlib.util.spec_from_file_location("tune_validation", path)
+    tune = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tune)
+    monkeypatch.setattr(tune, "GRID", {"bandwidth": ("maxherding", "--bandwidth", ("0.5",))})  # small: 4 runs
+    out = tmp_path / "tune"
+    argv = ["--data", str(own_data), "--out", str(out), "--seeds", "0", "1", "--", "--model", str(own_data / "unet"),
+            "--size", "16", "--rounds", "2", "--candidates-per-image", "30", "--local-budget", "5", "--timesteps", "10",
+            "50", "--budget", "4", "--val-fraction", "0.34"]
+    assert tune.main(argv) == 0
+    table = (out / "tuning.md").read_text().splitlines()
+    assert [row.split(" | ")[0] for row in table[2:]] == ["| random", "| bandwidth=0.5"]
+    random = [[r["miou"] for r in json.loads((out / "random" / "random" / f"seed{s}" / "rounds.json").read_text())]
+              for s in (0, 1)]
+    herd = [[r["miou"] for r in json.loads((out / "bandwidth=0.5" / "maxherding" / f"seed{s}" / "rounds.json")
+                                           .read_text())] for s in (0, 1)]
+    settings = json.loads((out / "bandwidth=0.5" / "maxherding" / "seed0" / "state.json").read_text())["config"]
+    assert settings["bandwidth"] == 0.5
+    cells = table[3].split(" | ")
+    assert cells[2:4] == ["2", "2"]
+    assert cells[4] == f"{np.mean(herd):.4f} ± {np.std(np.mean(herd, 1)):.4f}"
+    assert cells[5] == f"{np.mean(herd) - np.mean(random):+.4f}"
+    assert cells[6] == f"{np.mean(np.array(herd)[:, -1]):.4f} ± {np.std(np.array(herd)[:, -1]):.4f}"
+    capsys.readouterr()
+    assert tune.main(argv) == 0  # a rerun resumes every run: nothing is trained again
+    printed = capsys.readouterr().out
+    assert printed.count("already has 2 rounds") == 4
+    assert (out / "tuning.md").read_text().splitlines() == table
+    with pytest.raises(SystemExit):
+        tune.main(["--data", str(own_data), "--only", "temperature"])
+    assert "unknown settings ['temperature']" in capsys.readouterr().err

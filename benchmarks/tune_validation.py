@@ -1,0 +1,133 @@
+"""Tune the query settings on the validation split (never test), several seeds each.
+
+Runs ``skal-seg run --eval-split val`` once per value of every setting of
+the grid below (one setting changed at a time from the defaults, on the
+strategy it affects), plus ``random`` as the reference, and writes
+``OUT/tuning.md``: per setting and value, the mIoU averaged over the rounds
+and at the last round, mean ± standard deviation over the seeds, and the
+difference to random. Defaults are chosen from this table only; the test
+split is for the final table.
+
+Every run resumes (``--resume``): rerunning the same command after an
+interruption continues where it stopped, and the features are computed
+once (``OUT/.cache``) for all runs. ``--dry-run`` prints the runs and does
+nothing else.
+
+    python benchmarks/tune_validation.py --data ../shared/data/camvid --out results/tune           # everything
+    python benchmarks/tune_validation.py --data ../shared/data/camvid --out results/tune --only bandwidth
+    python benchmarks/tune_validation.py ... -- --candidates valid --eval-stride 2      # passed to every run
+
+Arguments after ``--`` go to every ``skal-seg run`` unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from skal_seg.cli import main as skal_seg_main
+from skal_seg.plotting import collect_runs
+
+# setting: (the strategy it changes, the flag, the values tried; the first is today's default)
+GRID: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "bandwidth": ("maxherding", "--bandwidth", ("auto", "0.25", "0.375", "0.5", "0.75")),
+    "keep_global": ("two_stage", "--keep-global", ("0.5", "0.25", "0.75", "1")),
+    "local_budget": ("two_stage", "--local-budget", ("50", "20", "100")),
+    "entropy_weight": ("two_stage", "--entropy-weight", ("1", "0", "0.5", "2")),
+    "uherding_temperature": ("uherding", "--uherding-temperature", ("auto", "0.5", "1", "2")),
+    "uherding_bandwidth": ("uherding", "--uherding-bandwidth", ("labeled", "auto")),
+}
+
+
+def planned_runs(only: list[str] | None = None) -> list[tuple[str, str, str, str]]:
+    """``(folder name, strategy, flag, value)`` of every run, random (the reference) first.
+
+    Raises
+    ------
+    ValueError
+        An unknown setting in ``only``.
+    """
+    unknown = sorted(set(only or ()) - set(GRID))
+    if unknown:
+        raise ValueError(f"unknown settings {unknown}; choose from {', '.join(GRID)}")
+    runs = [("random", "random", "", "")]
+    for setting, (strategy, flag, values) in GRID.items():
+        if only and setting not in only:
+            continue
+        runs += [(f"{setting}={value}", strategy, flag, value) for value in values]
+    return runs
+
+
+def run_arguments(data: str, out: Path, seeds: list[int], run: tuple[str, str, str, str], extra: list[str]) -> list[str]:
+    """The ``skal-seg`` arguments of one run."""
+    name, strategy, flag, value = run
+    setting = [flag, value] if flag else []
+    return ["run", "--data", data, "--eval-split", "val", "--strategies", strategy, "--seeds", *map(str, seeds),
+            *setting, "--out", str(out / name), "--cache", str(out / ".cache"), "--resume", "--quiet", *extra]
+
+
+def _per_seed(results: Path) -> np.ndarray:
+    """mIoU of each seed (rows) at each round every seed completed (columns)."""
+    runs = next(iter(collect_runs(results).values()))
+    n = min(len(r) for r in runs)
+    return np.array([[rec["miou"] for rec in r[:n]] for r in runs])
+
+
+def tuning_table(out: Path, runs: list[tuple[str, str, str, str]]) -> str:
+    """Markdown table of the finished runs: mean over rounds and last round, mean ± std over seeds.
+
+    The spread is over the seeds of each seed's own value (its mean over the
+    rounds, or its last round); "vs random" compares with the random runs of
+    the same seeds.
+    """
+    reference = _per_seed(out / "random")
+    lines = ["| setting | strategy | seeds | rounds | mean over rounds | vs random | last round | vs random |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, strategy, _, _ in runs:
+        miou = _per_seed(out / name)
+        n = min(miou.shape[1], reference.shape[1])
+        mean, last = miou[:, :n].mean(1), miou[:, n - 1]
+        ref_mean, ref_last = reference[:, :n].mean(1), reference[:, n - 1]
+        lines.append(f"| {name} | {strategy} | {len(miou)} | {n} | {mean.mean():.4f} ± {mean.std():.4f} | "
+                     f"{mean.mean() - ref_mean.mean():+.4f} | {last.mean():.4f} ± {last.std():.4f} | "
+                     f"{last.mean() - ref_last.mean():+.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="dataset folder (train/ and test/; only train is read)")
+    parser.add_argument("--out", default="results/tune", help="results folder (resumed when rerun)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--only", nargs="+", metavar="SETTING", help=f"a subset of: {', '.join(GRID)}")
+    parser.add_argument("--dry-run", action="store_true", help="print the runs only")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    argv, extra = (argv, []) if "--" not in argv else (argv[:argv.index("--")], argv[argv.index("--") + 1:])
+    args = parser.parse_args(argv)
+    try:
+        runs = planned_runs(args.only)
+    except ValueError as err:
+        parser.error(str(err))
+    out = Path(args.out)
+    commands = [run_arguments(args.data, out, args.seeds, run, extra) for run in runs]
+    print(f"{len(runs)} settings x {len(args.seeds)} seeds = {len(runs) * len(args.seeds)} runs, "
+          f"evaluated on the validation split")
+    for command in commands:
+        print("skal-seg " + " ".join(command))
+    if args.dry_run:
+        return 0
+    for command in commands:
+        status = skal_seg_main(command)
+        if status != 0:  # interrupted: the run saved its rounds; rerunning this command resumes
+            return status
+    table = tuning_table(out, runs)
+    (out / "tuning.md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
