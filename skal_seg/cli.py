@@ -246,6 +246,15 @@ def _add_run(sub) -> None:
                    help="evaluate every s-th pixel in both directions of every image (1 = every pixel)")
     g.add_argument("--full-supervision", action="store_true",
                    help="also train on every candidate pixel (the ceiling)")
+    g = r.add_argument_group("scale-out on Ray (pip install 'skal-seg[ray]'; docs: Featurizing on a Ray cluster)")
+    g.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                   help="featurize and run the per-image herding on N Ray workers (a local cluster unless "
+                        "--ray-address); same results as one process")
+    g.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="join an existing Ray cluster ('auto', HOST:6379 or ray://HOST:10001); workers default to "
+                        "its CPUs (or GPUs)")
+    g.add_argument("--gpus-per-worker", type=float, default=None, metavar="G",
+                   help="GPUs Ray reserves per worker (default: 1 when the featurizer runs on CUDA, else 0)")
     g = r.add_argument_group("output")
     g.add_argument("--out", default="results", metavar="DIR", help="results folder")
     g.add_argument("--resume", action="store_true",
@@ -525,6 +534,12 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     progress = not args.quiet
     run_dirs = {key: out / key[0] / f"seed{key[1]}" for key in planned}
     current = None
+    executor = None
+    if args.workers is not None or args.ray_address is not None:
+        from skal_seg.distributed import RayExecutor  # imports Ray only when it starts
+
+        executor = RayExecutor(num_workers=args.workers, address=args.ray_address,
+                               gpus_per_worker=args.gpus_per_worker)
     try:
         featurizer = fitted_featurizer(configs[planned[0]], None, progress=progress)
         for line in _plan(args, strategies, configs[planned[0]], pool, evaluation, classes, class_source, featurizer,
@@ -533,7 +548,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         if cache is not None:
             _mark_cache_dir(cache)
         common = dict(featurizer=featurizer, cache_dir=cache, n_classes=len(classes), cache_evaluation=cache_eval,
-                      progress=progress)
+                      progress=progress, executor=executor)
         for seed in args.seeds:
             for strategy in strategies:
                 config = configs[(strategy, seed)]
@@ -548,7 +563,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
                 res = run_full_supervision(config, pool, evaluation, out / "full_supervision" / f"seed{seed}.json",
                                            **common)
                 print(f"== full supervision, seed {seed}: mIoU {res['miou']:.4f} on {res['taught_pixels']} pixels")
-    except ValueError as err:
+    except (ValueError, ImportError) as err:
         raise _fail(err) from None
     except KeyboardInterrupt:
         saved = ", ".join(f"{s}/seed{seed} {_saved_rounds(d)}/{args.rounds}" for (s, seed), d in run_dirs.items())
@@ -559,6 +574,9 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             plot_queried_pixels(pool, current)
         _finish(out, title)
         return 130
+    finally:
+        if executor is not None:
+            executor.shutdown()
     _finish(out, title)
     if cache is not None and cache.is_dir():
         print(f"feature cache: {cache} ({_folder_mb(cache):.0f} MB; delete it freely, --cache none skips it)")
