@@ -26,6 +26,13 @@ The paper's settings with its ADM model (a GPU machine; see docs/gpu.md)::
 
     skal-seg run --preset paper --model 256x256_diffusion_uncond.pt --data ../shared/data/camvid
 
+The same with the featurizing and the per-image herding on an existing Ray
+cluster, one GPU per worker (``pip install "skal-seg[ray]"``; see
+docs/distributed.md)::
+
+    skal-seg run --preset paper --model 256x256_diffusion_uncond.pt --data ../shared/data/camvid \\
+        --ray-address auto --gpus-per-worker 1
+
 Notes
 -----
 One function builds each subcommand's parser (``_add_run``, ``_add_plot``,
@@ -55,6 +62,7 @@ from skal_seg.data import (
     CLASSES_FILE, check_class_names, dataset_classes, load_split, read_class_names, sample_dataset_dir,
     split_validation,
 )
+from skal_seg.distributed import add_ray_arguments, executor_from_args
 from skal_seg.experiment import (
     CANDIDATES, NEEDS_NOISY, STRATEGIES, ExperimentConfig, candidate_pixels, fitted_featurizer, run_experiment,
     run_full_supervision, seconds_per_unet_sample,
@@ -246,15 +254,7 @@ def _add_run(sub) -> None:
                    help="evaluate every s-th pixel in both directions of every image (1 = every pixel)")
     g.add_argument("--full-supervision", action="store_true",
                    help="also train on every candidate pixel (the ceiling)")
-    g = r.add_argument_group("scale-out on Ray (pip install 'skal-seg[ray]'; docs: Featurizing on a Ray cluster)")
-    g.add_argument("--workers", type=_positive_int, default=None, metavar="N",
-                   help="featurize and run the per-image herding on N Ray workers (a local cluster unless "
-                        "--ray-address); same results as one process")
-    g.add_argument("--ray-address", default=None, metavar="ADDR",
-                   help="join an existing Ray cluster ('auto', HOST:6379 or ray://HOST:10001); workers default to "
-                        "its CPUs (or GPUs)")
-    g.add_argument("--gpus-per-worker", type=float, default=None, metavar="G",
-                   help="GPUs Ray reserves per worker (default: 1 when the featurizer runs on CUDA, else 0)")
+    add_ray_arguments(r.add_argument_group("scale-out on Ray (docs: Featurizing on a Ray cluster)"))
     g = r.add_argument_group("output")
     g.add_argument("--out", default="results", metavar="DIR", help="results folder")
     g.add_argument("--resume", action="store_true",
@@ -535,12 +535,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     run_dirs = {key: out / key[0] / f"seed{key[1]}" for key in planned}
     current = None
     executor = None
-    if args.workers is not None or args.ray_address is not None:
-        from skal_seg.distributed import RayExecutor  # imports Ray only when it starts
-
-        executor = RayExecutor(num_workers=args.workers, address=args.ray_address,
-                               gpus_per_worker=args.gpus_per_worker)
     try:
+        executor = executor_from_args(args)  # Ray is imported when it starts
         featurizer = fitted_featurizer(configs[planned[0]], None, progress=progress)
         for line in _plan(args, strategies, configs[planned[0]], pool, evaluation, classes, class_source, featurizer,
                           cache, cache_eval):

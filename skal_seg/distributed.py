@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-__all__ = ["RayExecutor", "worker_device"]
+__all__ = ["RayExecutor", "add_ray_arguments", "executor_from_args", "worker_device"]
 
 # Each worker runs at most this many tasks ahead of the one it is on: the next task's
 # inputs travel while the current one computes.
@@ -450,6 +450,49 @@ class RayExecutor:
                             progress=featurizer.progress, desc=desc, unit="task")
         for chunk, values in zip(chunks, results):
             out[:, chunk[0].row : chunk[0].row + values.shape[1]] = values
+
+
+def add_ray_arguments(parser) -> None:
+    """Add ``--workers``, ``--ray-address`` and ``--gpus-per-worker`` to an argparse parser or group.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser or argument group
+    """
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="featurize and run the per-image herding on N Ray workers (a local cluster unless "
+                             "--ray-address; pip install 'skal-seg[ray]'); same results as one process")
+    parser.add_argument("--ray-address", default=None, metavar="ADDR",
+                        help="join an existing Ray cluster ('auto', HOST:6379 or ray://HOST:10001); workers default "
+                             "to its CPUs (or GPUs)")
+    parser.add_argument("--gpus-per-worker", type=float, default=None, metavar="G",
+                        help="GPUs Ray reserves per worker (default: 1 when the featurizer runs on CUDA, else 0)")
+
+
+def executor_from_args(args) -> "RayExecutor | None":
+    """The :class:`RayExecutor` the options of :func:`add_ray_arguments` ask for (None: one process).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+
+    Returns
+    -------
+    RayExecutor or None
+        Not started yet (Ray is imported when it starts).
+
+    Raises
+    ------
+    ValueError
+        ``--workers`` below 1 or ``--gpus-per-worker`` below 0.
+    """
+    if args.workers is None and args.ray_address is None:
+        return None
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be a positive integer, got {args.workers}")
+    if args.gpus_per_worker is not None and not args.gpus_per_worker >= 0:
+        raise ValueError(f"--gpus-per-worker must be a number >= 0, got {args.gpus_per_worker}")
+    return RayExecutor(num_workers=args.workers, address=args.ray_address, gpus_per_worker=args.gpus_per_worker)
 
 
 def _default_gpus(featurizer) -> int:

@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 from test_experiment import _write_dataset, config, synthetic_split, tiny_unet
 
 from skal_seg import distributed
@@ -13,6 +14,7 @@ from skal_seg.cli import main as cli_main
 from skal_seg.distributed import RayExecutor
 from skal_seg.experiment import featurizer_key, run_experiment
 from skal_seg.featurizer import DiffusionFeaturizer
+from skal_seg.labeling import LabelingProject
 from skal_seg.query import TwoStageQuery
 
 
@@ -103,3 +105,23 @@ def test_cli_workers_flag_runs_on_ray_with_the_same_picks(executor, tmp_path, mo
     assert made == [dict(num_workers=2, address=None, gpus_per_worker=None), "shutdown"]
     state = [json.loads((tmp_path / d / "two_stage" / "seed0" / "state.json").read_text()) for d in ("one", "ray")]
     assert state[1]["labeled_pixels"] == state[0]["labeled_pixels"]
+
+
+def test_labeling_query_on_ray_asks_for_the_single_process_pixels(executor, tmp_path, monkeypatch):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, img in enumerate(synthetic_split(4, 2).images):
+        Image.fromarray(img).save(photos / f"p{i}.png")
+    tiny_unet().save_pretrained(tmp_path / "unet")
+    settings = dict(candidates_per_image=30, local_budget=4, featurizer={"model": str(tmp_path / "unet"),
+                                                                         "timesteps": [10, 50]})
+    for name in ("one", "ray"):
+        LabelingProject.init(tmp_path / name, photos, "a,b,c", working_size=16, settings=settings)
+    made = []
+    monkeypatch.setattr(distributed, "RayExecutor", lambda **kw: made.append(kw) or executor)
+    monkeypatch.setattr(executor, "shutdown", lambda: None)
+    assert cli_main(["query", str(tmp_path / "one"), "--budget", "6", "--quiet"]) == 0
+    assert cli_main(["query", str(tmp_path / "ray"), "--budget", "6", "--quiet", "--workers", "2"]) == 0
+    assert made == [dict(num_workers=2, address=None, gpus_per_worker=None)]
+    asked = [[(q["path"], q["y"], q["x"]) for q in LabelingProject(tmp_path / name).queries()] for name in ("one", "ray")]
+    assert asked[1] == asked[0] and len(asked[0]) == 6
