@@ -101,9 +101,6 @@ class _Worker:
         args = [self._shared(s) for s in shared]
         return [fn(*args, *item) for item in chunk]
 
-    def device(self) -> str:
-        return str(_worker_device)
-
 
 class RayExecutor:
     """Runs featurizing and per-image herding as tasks on Ray workers.
