@@ -26,6 +26,13 @@ The paper's settings with its ADM model (a GPU machine; see docs/gpu.md)::
 
     skal-seg run --preset paper --model 256x256_diffusion_uncond.pt --data ../shared/data/camvid
 
+The same with the featurizing and the per-image herding on an existing Ray
+cluster, one GPU per worker (``pip install "skal-seg[ray]"``; see
+docs/distributed.md)::
+
+    skal-seg run --preset paper --model 256x256_diffusion_uncond.pt --data ../shared/data/camvid \\
+        --ray-address auto --gpus-per-worker 1
+
 Notes
 -----
 One function builds each subcommand's parser (``_add_run``, ``_add_plot``,
@@ -55,6 +62,7 @@ from skal_seg.data import (
     CLASSES_FILE, check_class_names, dataset_classes, load_split, read_class_names, sample_dataset_dir,
     split_validation,
 )
+from skal_seg.distributed import add_ray_arguments, executor_from_args
 from skal_seg.experiment import (
     CANDIDATES, NEEDS_NOISY, STRATEGIES, ExperimentConfig, candidate_pixels, fitted_featurizer, run_experiment,
     run_full_supervision, seconds_per_unet_sample,
@@ -246,6 +254,7 @@ def _add_run(sub) -> None:
                    help="evaluate every s-th pixel in both directions of every image (1 = every pixel)")
     g.add_argument("--full-supervision", action="store_true",
                    help="also train on every candidate pixel (the ceiling)")
+    add_ray_arguments(r.add_argument_group("scale-out on Ray (docs: Featurizing on a Ray cluster)"))
     g = r.add_argument_group("output")
     g.add_argument("--out", default="results", metavar="DIR", help="results folder")
     g.add_argument("--resume", action="store_true",
@@ -530,7 +539,9 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             raise _fail(f"{out} already holds results: {', '.join(kept)}; add --resume to continue or extend "
                         f"them, or choose another --out (or delete those folders to start again)")
     current = None
+    executor = None
     try:
+        executor = executor_from_args(args)  # Ray is imported when it starts
         featurizer = fitted_featurizer(configs[planned[0]], None, progress=progress)
         for line in _plan(args, strategies, configs[planned[0]], pool, evaluation, classes, class_source, featurizer,
                           cache, cache_eval):
@@ -538,7 +549,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         if cache is not None:
             _mark_cache_dir(cache)
         common = dict(featurizer=featurizer, cache_dir=cache, n_classes=len(classes), cache_evaluation=cache_eval,
-                      progress=progress)
+                      progress=progress, executor=executor)
         for seed in args.seeds:
             for strategy in strategies:
                 config = configs[(strategy, seed)]
@@ -553,7 +564,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
                 res = run_full_supervision(config, pool, evaluation, out / "full_supervision" / f"seed{seed}.json",
                                            **common)
                 print(f"== full supervision, seed {seed}: mIoU {res['miou']:.4f} on {res['taught_pixels']} pixels")
-    except ValueError as err:
+    except (ValueError, ImportError) as err:
         raise _fail(err) from None
     except KeyboardInterrupt:
         saved = ", ".join(f"{s}/seed{seed} {_saved_rounds(d)}/{args.rounds}" for (s, seed), d in run_dirs.items())
@@ -564,6 +575,9 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             plot_queried_pixels(pool, current)
         _finish(out, title)
         return 130
+    finally:
+        if executor is not None:
+            executor.shutdown()
     _finish(out, title)
     if cache is not None and cache.is_dir():
         print(f"feature cache: {cache} ({_folder_mb(cache):.0f} MB; delete it freely, --cache none skips it)")

@@ -21,6 +21,7 @@ picks depend on ``seed`` and ``r``, never on the number of rounds).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -396,10 +397,11 @@ def featurizer_key(featurizer: DiffusionFeaturizer) -> dict:
     -------
     dict
         Its parameters except those that do not change the features
-        (``progress``, ``batch_size``, ``device``); a model instance is
+        (``progress``, ``batch_size``, ``device``, ``executor``); a model instance is
         named by its type and ``id`` (so it is cached per process only).
     """
-    params = {k: v for k, v in featurizer.get_params().items() if k not in ("progress", "batch_size", "device")}
+    params = {k: v for k, v in featurizer.get_params().items()
+              if k not in ("progress", "batch_size", "device", "executor")}
     if not isinstance(params["model"], (str, os.PathLike)):
         params["model"] = f"{type(params['model']).__name__}@{id(params['model'])}"
     return params
@@ -691,7 +693,7 @@ def pool_features(
     )
 
 
-def fitted_featurizer(config: "ExperimentConfig", featurizer, progress: bool) -> DiffusionFeaturizer:
+def fitted_featurizer(config: "ExperimentConfig", featurizer, progress: bool, executor=None) -> DiffusionFeaturizer:
     """The run's featurizer, fitted.
 
     Parameters
@@ -700,6 +702,9 @@ def fitted_featurizer(config: "ExperimentConfig", featurizer, progress: bool) ->
     featurizer : DiffusionFeaturizer or None
         None builds ``DiffusionFeaturizer(**config.featurizer)`` with float16 output.
     progress : bool
+    executor : RayExecutor or None, default=None
+        When given, a shallow copy of the featurizer (same model, the
+        caller's object unchanged) that runs its forwards on it.
 
     Returns
     -------
@@ -711,6 +716,8 @@ def fitted_featurizer(config: "ExperimentConfig", featurizer, progress: bool) ->
         featurizer = DiffusionFeaturizer(**{"output_dtype": "float16", **config.featurizer}, progress=progress)
     if not hasattr(featurizer, "unet_"):
         featurizer.fit()
+    if executor is not None:
+        featurizer = copy.copy(featurizer).set_params(executor=executor)
     return featurizer
 
 
@@ -810,6 +817,7 @@ def run_experiment(
     cache_evaluation: bool = True,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    executor=None,
 ) -> list[dict]:
     """Run (or resume) one active-learning run and write its results folder.
 
@@ -845,6 +853,11 @@ def run_experiment(
     progress : bool, default=True
     log : callable
         Receives one line per round.
+    executor : RayExecutor or None, default=None
+        Runs the featurizing (pool, noisy-view and evaluation features) and
+        the per-image local MaxHerding as tasks on Ray workers
+        (:class:`skal_seg.distributed.RayExecutor`); the same records as
+        without it (see :mod:`skal_seg.distributed` for the conditions).
 
     Returns
     -------
@@ -889,7 +902,7 @@ def run_experiment(
             return records
         log(f"resuming {out_dir} after round {len(records) - 1}, up to round {config.rounds - 1}")
 
-    featurizer = fitted_featurizer(config, featurizer, progress)
+    featurizer = fitted_featurizer(config, featurizer, progress, executor)
     cache = FeatureCache(cache_dir, persist_optional=cache_evaluation)
     feats = pool_features(featurizer, pool, config.candidates_per_image, config.feature_seed, cache, config.candidates,
                           pixels=pixels)  # the candidates validated above, not drawn again
@@ -903,11 +916,13 @@ def run_experiment(
             key = cache_key(featurizer_key(featurizer), pool.names, pool.images, np.concatenate(pixels),
                           config.n_draws, config.feature_seed, config.candidates)
             path = Path(cache_dir) / f"noisy-{key}.npy"
-        noisy = CachedNoisyViews(view_fn, offsets, X.shape[1], directory=cache_dir, path=path)
+        per_call = 8 if executor is None else executor.images_per_call(featurizer, 8)  # every worker busy
+        noisy = CachedNoisyViews(view_fn, offsets, X.shape[1], directory=cache_dir, path=path,
+                                 images_per_call=per_call)
 
     # The classifier trained at the end of round r-1 (same seed: identical after a resume).
     classifier = train_classifier(config, X, y, labeled, len(records) - 1, {}, progress) if labeled else None
-    query = two_stage_query(config, progress)
+    query = two_stage_query(config, progress, executor)
     first_round = len(records)
     for r in range(first_round, config.rounds):
         times = {"featurize": feats.seconds if r == first_round else 0.0}  # paid once per run
@@ -983,7 +998,7 @@ def train_classifier(config, X, y, labeled, r, times, progress=False) -> TorchML
     return clf
 
 
-def two_stage_query(config: ExperimentConfig, progress: bool = False) -> TwoStageQuery:
+def two_stage_query(config: ExperimentConfig, progress: bool = False, executor=None) -> TwoStageQuery:
     """The run's :class:`TwoStageQuery` (also stage 1 of ``maxherding``; for
     ``uherding`` and ``two_stage_uherding`` its stage 2 is Uncertainty Herding,
     and ``uherding`` keeps every local pick: ``keep_global=1``).
@@ -995,6 +1010,8 @@ def two_stage_query(config: ExperimentConfig, progress: bool = False) -> TwoStag
     ----------
     config : ExperimentConfig
     progress : bool, default=False
+    executor : RayExecutor or None, default=None
+        Runs the local stage's per-image herding on Ray workers.
 
     Returns
     -------
@@ -1009,7 +1026,7 @@ def two_stage_query(config: ExperimentConfig, progress: bool = False) -> TwoStag
     keep = 1.0 if config.strategy == "uherding" else config.keep_global
     return TwoStageQuery(
         config.local_budget, keep, herding=MaxHerdingSampler(bandwidth=config.bandwidth),
-        uncertainty=stage2, random_state=config.seed, progress=progress,
+        uncertainty=stage2, random_state=config.seed, progress=progress, executor=executor,
     )
 
 
@@ -1167,6 +1184,7 @@ def run_full_supervision(
     n_classes: int = len(CAMVID_CLASSES),
     cache_evaluation: bool = True,
     progress: bool = True,
+    executor=None,
 ) -> dict:
     """The ceiling: the same classifier trained on every candidate pixel of the pool.
 
@@ -1177,7 +1195,7 @@ def run_full_supervision(
     pool, test : SegmentationSplit
     out_json : path
         Where the result is written (atomically).
-    featurizer, cache_dir, n_classes, cache_evaluation, progress
+    featurizer, cache_dir, n_classes, cache_evaluation, progress, executor
         As in :func:`run_experiment`.
 
     Returns
@@ -1191,7 +1209,7 @@ def run_full_supervision(
         Bad config, or no candidate pixel carries a class.
     """
     config.validate()
-    featurizer = fitted_featurizer(config, featurizer, progress)
+    featurizer = fitted_featurizer(config, featurizer, progress, executor)
     cache = FeatureCache(cache_dir, persist_optional=cache_evaluation)
     feats = pool_features(featurizer, pool, config.candidates_per_image, config.feature_seed, cache, config.candidates)
     X, y = feats.X, feats.y

@@ -318,6 +318,13 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
     class_label : int or None, default=None
         Class fed to a class-conditional model (required for those, an int
         in ``[0, num_class_embeds)``; must be None for unconditional models).
+    executor : RayExecutor or None, default=None
+        Where the UNet forwards run: None = in this process;
+        a :class:`skal_seg.distributed.RayExecutor` = as tasks on Ray
+        workers (:meth:`transform`, :meth:`noisy_views` and
+        :meth:`noisy_view_fn` alike), with the same features bit for bit
+        when the workers use this process's torch thread count and device
+        (see :mod:`skal_seg.distributed`).
 
     Attributes
     ----------
@@ -370,6 +377,7 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
         progress: bool = True,
         adm_options: dict | None = None,
         class_label: int | None = None,
+        executor=None,
     ):
         self.model = model
         self.timesteps = timesteps
@@ -383,6 +391,7 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
         self.progress = progress
         self.adm_options = adm_options
         self.class_label = class_label
+        self.executor = executor
 
     # ------------------------------------------------------------------ fitting
 
@@ -392,6 +401,8 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
         if not isinstance(self.output_dtype, str) or self.output_dtype not in _OUTPUT_DTYPES:
             raise ValueError(f"output_dtype must be one of {sorted(_OUTPUT_DTYPES)}, got {self.output_dtype!r}")
         check_auto_or_positive_int(self.batch_size, "batch_size")
+        if self.executor is not None and not callable(getattr(self.executor, "featurize", None)):
+            raise ValueError(f"executor must be None or a skal_seg.distributed.RayExecutor, got {self.executor!r}")
         if not _is_int(self.noise_seed):
             raise ValueError(f"noise_seed must be an integer, got {self.noise_seed!r}")
         size = self.output_size
@@ -536,6 +547,9 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
 
     def _run(self, imgs, jobs: list[_Job], noises: torch.Tensor, out: np.ndarray, desc: str) -> None:
         """Fill ``out[k, job.row : job.row + job.n_rows]`` for every job and noise draw ``k``."""
+        if self.executor is not None:
+            self.executor.featurize(self, imgs, jobs, noises, out, desc)
+            return
         jobs = [j for j in jobs if j.n_rows > 0]
         device, dtype = self.device_, self.dtype_
         n_t = len(self.timesteps_)

@@ -48,6 +48,16 @@ def is_fitted(classifier) -> bool:
     return True
 
 
+def _seeded_herding(herding: MaxHerdingSampler | None, seed: int) -> MaxHerdingSampler:
+    """A clone of ``herding`` (default ``MaxHerdingSampler()``) seeded with ``seed``."""
+    return clone(MaxHerdingSampler() if herding is None else herding).set_params(random_state=seed)
+
+
+def _seeded_select(herding: MaxHerdingSampler | None, seed: int, X: np.ndarray, k: int) -> np.ndarray:
+    """``k`` local picks among the rows ``X`` of one image (run here or on a Ray worker)."""
+    return _seeded_herding(herding, seed).select(X, k)
+
+
 class TwoStageQuery(BaseEstimator):
     """The paper's query: per-image and global MaxHerding, then eDALD ranking.
 
@@ -90,6 +100,10 @@ class TwoStageQuery(BaseEstimator):
         active-learning rounds only the images just labeled change).
     progress : bool, default=False
         Show a progress bar over images in the local stage.
+    executor : RayExecutor or None, default=None
+        Runs the local stage's per-image herding as tasks on Ray workers
+        (:class:`skal_seg.distributed.RayExecutor`); the picks are the
+        single process's (same seeds, same rows). None = in this process.
 
     Attributes
     ----------
@@ -113,6 +127,7 @@ class TwoStageQuery(BaseEstimator):
         uncertainty: EDALDSampler | None = None,
         random_state=None,
         progress: bool = False,
+        executor=None,
     ):
         self.local_budget = local_budget
         self.keep_global = keep_global
@@ -120,6 +135,7 @@ class TwoStageQuery(BaseEstimator):
         self.uncertainty = uncertainty
         self.random_state = random_state
         self.progress = progress
+        self.executor = executor
 
     def global_keep(self, n_local: int) -> int:
         """Rows the global stage keeps for eDALD out of ``n_local`` local picks (rounds after the first).
@@ -143,8 +159,7 @@ class TwoStageQuery(BaseEstimator):
         return budget
 
     def _herding(self, seed: int) -> MaxHerdingSampler:
-        base = MaxHerdingSampler() if self.herding is None else self.herding
-        return clone(base).set_params(random_state=seed)
+        return _seeded_herding(self.herding, seed)
 
     def local_stage(self, X: np.ndarray, groups: np.ndarray, rng) -> np.ndarray:
         """Stage 1 local: MaxHerding inside each image.
@@ -171,17 +186,28 @@ class TwoStageQuery(BaseEstimator):
         if not hasattr(self, "_local_cache"):
             self._local_cache: dict[tuple, np.ndarray] = {}
         herding_params = repr(sorted((MaxHerdingSampler() if self.herding is None else self.herding).get_params().items()))
-        for g in tqdm(range(len(names)), desc="stage 1 local", disable=not self.progress, leave=False):
+        todo = []  # (key, seed, rows, k) of the images not herded before
+        for g in range(len(names)):
             rows = order[bounds[g] : bounds[g + 1]]
             k = min(budget, len(rows))
             X_g = np.ascontiguousarray(X[rows])
             # An image whose candidates, seed and settings are unchanged gets the same picks:
             # across active-learning rounds only the images that were just labeled need herding again.
             key = (int(seeds[g]), k, herding_params, X_g.dtype.str, X_g.shape, hashlib.sha1(X_g).hexdigest())
-            local = self._local_cache.get(key)
-            if local is None:
-                local = self._local_cache[key] = self._herding(int(seeds[g])).select(X_g, k)
-            picks.append(rows[local])
+            picks.append((rows, key))
+            if key not in self._local_cache:
+                todo.append((key, int(seeds[g]), rows, k))
+        # Each image's rows are copied out again when herded, so no more than a few images' copies exist at once.
+        args = ((seed, np.ascontiguousarray(X[rows]), k) for _, seed, rows, k in todo)
+        if self.executor is not None and len(todo) > 1:
+            found = self.executor.imap(_seeded_select, args, total=len(todo), shared=(self.herding,),
+                                       progress=self.progress, desc="stage 1 local", unit="image")
+        else:
+            found = (_seeded_select(self.herding, *a) for a in
+                     tqdm(args, total=len(todo), desc="stage 1 local", disable=not self.progress, leave=False))
+        for (key, *_), local in zip(todo, found):
+            self._local_cache[key] = local
+        picks = [rows[self._local_cache[key]] for rows, key in picks]
         return np.sort(np.concatenate(picks)) if picks else np.empty(0, dtype=np.int64)
 
     def query(

@@ -10,6 +10,8 @@ import argparse
 import json
 from pathlib import Path
 
+from skal_seg.distributed import add_ray_arguments, executor_from_args
+
 #: The subcommands this module adds.
 COMMANDS = ("init", "query", "label", "import", "export", "status", "predict")
 
@@ -18,11 +20,11 @@ def _fail(err: Exception) -> SystemExit:
     return SystemExit(f"skal-seg: {err}")
 
 
-def _open(args):
+def _open(args, executor=None):
     from skal_seg.labeling.project import LabelingProject
 
     try:
-        return LabelingProject(args.project, progress=not getattr(args, "quiet", False))
+        return LabelingProject(args.project, progress=not getattr(args, "quiet", False), executor=executor)
     except FileNotFoundError as err:
         raise _fail(err) from None
 
@@ -48,11 +50,18 @@ def _init(args) -> int:
 
 
 def _query(args) -> int:
-    project = _open(args)
     try:
-        new = project.query(args.budget)
+        executor = executor_from_args(args)
     except ValueError as err:
         raise _fail(err) from None
+    project = _open(args, executor)
+    try:
+        new = project.query(args.budget)
+    except (ValueError, ImportError) as err:
+        raise _fail(err) from None
+    finally:
+        if executor is not None:
+            executor.shutdown()
     status = project.status()
     last = status["rounds"][-1]
     print(f"round {last['id']}: {len(new)} new queries (classifier trained on {last['trained_on']} "
@@ -156,6 +165,7 @@ def add_subcommands(sub: argparse._SubParsersAction, formatter_class: type | Non
     p.add_argument("project", help=project_help)
     p.add_argument("--budget", type=int, required=True, help="pixels to ask for")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_ray_arguments(p)
     p.set_defaults(run_labeling=_query)
 
     p = add_parser("label", help="answer the pending queries in a local web page")

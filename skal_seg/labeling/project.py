@@ -205,6 +205,10 @@ class LabelingProject:
         The project folder (holding ``project.sqlite``).
     progress : bool, default=False
         Progress bars while featurizing and training.
+    executor : RayExecutor or None, default=None
+        Runs the featurizing and the per-image herding of :meth:`query` on
+        Ray workers (:class:`skal_seg.distributed.RayExecutor`); the same
+        queries as in one process.
 
     Raises
     ------
@@ -212,9 +216,10 @@ class LabelingProject:
         ``folder`` holds no project.
     """
 
-    def __init__(self, folder: str | Path, progress: bool = False):
+    def __init__(self, folder: str | Path, progress: bool = False, executor=None):
         self.folder = Path(folder)
         self.progress = progress
+        self.executor = executor
         self.store = ProjectStore(self.folder)
         if not self.store.exists():
             raise FileNotFoundError(f"{self.folder} is not a labeling project (no {self.store.path.name}); "
@@ -623,7 +628,7 @@ class LabelingProject:
         # Names carry the content hash, so an edited image file never reuses stale features.
         split = SegmentationSplit(images, np.full(images.shape[:3], IGNORE_INDEX, dtype=np.uint8),
                                   tuple(f"{r['path']}@{r['sha256'][:16]}" for r in rows))
-        featurizer = fitted_featurizer(config, None, self.progress)
+        featurizer = fitted_featurizer(config, None, self.progress, self.executor)
         cache = FeatureCache(self.folder / "cache")
         # No label exists before a person answers: every pixel is a candidate (the annotator may answer void).
         feats = pool_features(featurizer, split, config.candidates_per_image, config.feature_seed, cache,
@@ -740,7 +745,7 @@ class LabelingProject:
             raise ValueError(f"budget {budget} exceeds the {len(unl)} candidate pixels not asked yet "
                              f"(raise candidates_per_image in a new project, or ask fewer)")
         X_lab = np.asarray(feats.X[taken], dtype=np.float32) if len(taken) else None
-        strategy = two_stage_query(config, self.progress)
+        strategy = two_stage_query(config, self.progress, self.executor)
         X_unl = np.asarray(feats.X[unl])
         if classifier is None:
             idx = strategy.query(None, X_unl, budget, groups=feats.groups[unl], X_labeled=X_lab)
