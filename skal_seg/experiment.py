@@ -961,6 +961,7 @@ def run_experiment(
         _atomic_write(state_path, json.dumps(state))
         write_round_tables(records, out_dir, n_classes, names)
         log(f"round {r:2d}  labeled {len(labeled):5d}  mIoU {record['miou']:.4f}  {sum(times.values()):6.1f} s")
+    annotator.close()
     return records
 
 

@@ -252,6 +252,9 @@ class RevealedStraightFromGroundTruth:
         y[self.rows] = self.truth[self.rows]
         return y
 
+    def close(self):
+        pass
+
 
 @pytest.mark.parametrize("strategy", ["random", "maxherding", "two_stage"])
 def test_the_runner_labels_through_a_project_what_the_ground_truth_gives_directly(strategy, run_data, tmp_path,

@@ -139,13 +139,18 @@ def _parse_classes(classes) -> list[str]:
     return names
 
 
-def _create(store: ProjectStore, images: list[tuple], names: list[str], settings: dict) -> None:
+def _create(store: ProjectStore, images: list[tuple], names: list[str], settings: dict,
+            replace: bool = False) -> None:
     """Write a new project: tables, images ``(path, sha256, width, height)``, classes, settings, in one transaction.
 
-    Tables and contents at once: an interrupted creation leaves no project.
+    Tables and contents at once: an interrupted creation leaves no project
+    (or, with ``replace``, the one it was replacing, whose rows it deletes).
     """
     with store.transaction() as con:
         store.create_tables(con)
+        if replace:  # children first (foreign keys)
+            for table in ("answers", "queries", "rounds", "images", "classes", "settings"):
+                con.execute(f"DELETE FROM {table}")
         stamp = now()
         con.executemany("INSERT INTO images (path, sha256, width, height, added_at) VALUES (?, ?, ?, ?, ?)",
                         [(*r, stamp) for r in images])
@@ -315,7 +320,8 @@ class LabelingProject:
         return cls(folder, progress=progress)
 
     @classmethod
-    def for_pool(cls, folder: str | Path, pool: SegmentationSplit, classes, config, run: dict) -> "LabelingProject":
+    def for_pool(cls, folder: str | Path, pool: SegmentationSplit, classes, config, run: dict,
+                 replace: bool = False) -> "LabelingProject":
         """Create the project of a benchmark run: its images are a pool held in memory, at the working size.
 
         :func:`~skal_seg.experiment.run_experiment` keeps its queries and the
@@ -338,6 +344,9 @@ class LabelingProject:
         run : dict
             JSON-able identity of the run (recorded as the ``benchmark``
             setting; a project without it was not made by a run).
+        replace : bool, default=False
+            Replace the project in ``folder`` (an earlier run's; in one
+            transaction: a crash leaves the old project or the new one).
 
         Returns
         -------
@@ -346,18 +355,18 @@ class LabelingProject:
         Raises
         ------
         FileExistsError
-            ``folder`` already holds a project.
+            ``folder`` already holds a project (and ``replace`` is False).
         ValueError
             Bad class names (as in :meth:`init`).
         """
         store = ProjectStore(folder)
-        if store.exists():
+        if store.exists() and not replace:
             raise FileExistsError(f"{folder} already holds a labeling project")
         h, w = pool.images.shape[1:3]
         records = [(name, hashlib.sha256(np.ascontiguousarray(image)).hexdigest(), w, h)
                    for name, image in zip(pool.names, pool.images)]
         _create(store, records, _parse_classes(classes),
-                {"images_root": None, "working_size": None, "config": config.to_dict(), "benchmark": run})
+                {"images_root": None, "working_size": None, "config": config.to_dict(), "benchmark": run}, replace)
         return cls(folder)
 
     # ------------------------------------------------------------------ reading the record

@@ -13,7 +13,6 @@ be replayed with :func:`answer_from_label_maps` and compared with
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -21,7 +20,7 @@ import numpy as np
 
 from skal_seg.data import IGNORE_INDEX, SegmentationSplit
 from skal_seg.labeling.project import Answer, LabelingProject
-from skal_seg.labeling.store import DB_NAME, VOID
+from skal_seg.labeling.store import DB_NAME, VOID, ProjectStore
 
 
 def answer_from_label_maps(
@@ -142,20 +141,14 @@ class GroundTruthAnnotator:
         from skal_seg.experiment import settings_differences
 
         folder = Path(folder)
-        path = folder / DB_NAME
         saved = None
-        if path.exists():
+        if ProjectStore(folder).exists():
             project = LabelingProject(folder)
             saved = project.settings
             if "benchmark" not in saved:
                 raise ValueError(f"{folder} holds a labeling project that no benchmark run made; "
                                  f"write the run to another folder")
-            if not resume:  # a fresh run replaces the record of an earlier one, as it replaces state.json
-                for stale in (path, path.with_name(DB_NAME + "-wal"), path.with_name(DB_NAME + "-shm")):
-                    if stale.exists():
-                        os.remove(stale)
-                saved = None
-        if saved is not None:
+        if saved is not None and resume:
             differences = settings_differences(saved["config"], config.to_dict())
             kept = [c["name"] for c in project.classes()]
             if kept != list(class_names):
@@ -165,8 +158,9 @@ class GroundTruthAnnotator:
             if differences:
                 raise ValueError(f"cannot resume {folder}: its {DB_NAME} was made with other settings: "
                                  f"{'; '.join(differences)}; rerun with those or write to another folder")
-        else:
-            project = LabelingProject.for_pool(folder, pool, class_names, config, run)
+        else:  # a fresh run replaces the record of an earlier one, as it replaces state.json
+            project = LabelingProject.for_pool(folder, pool, class_names, config, run, replace=saved is not None)
+        project.store.hold()  # two transactions per round: see ProjectStore.hold
         annotator = cls(project, pool, pixels, offsets)
         n_rounds = annotator._n_rounds()
         for r, rows in enumerate(finished):
@@ -237,6 +231,10 @@ class GroundTruthAnnotator:
             trained_on = int(np.sum(self.project.labels()[3] != IGNORE_INDEX))
             self.project.record_round(picks, strategy, budget, trained_on, seconds)
         self.answer()
+
+    def close(self) -> None:
+        """Close the connection the annotator keeps open (see :meth:`ProjectStore.hold`)."""
+        self.project.store.release()
 
     def answer(self) -> int:
         """Answer every pending query from the pool's label maps (one import); returns how many."""
