@@ -6,9 +6,12 @@ same fixed-noise diffusion features (computed once and cached on disk), the
 same classifier and the same test evaluation, so only the choice of pixels
 differs; ``seed`` varies the queries and the classifier's training.
 
-Round ``r`` (0-based) queries ``budget`` pixels, the oracle reveals their
-labels (a pixel labeled ``ignore`` costs budget but teaches nothing), the
-classifier is trained from scratch on every labeled pixel so far and
+Round ``r`` (0-based) queries ``budget`` pixels, the ground truth answers them
+as a simulated annotator through a labeling project in the results folder
+(:class:`~skal_seg.labeling.simulate.GroundTruthAnnotator`: the code path of
+a person's answers; a pixel labeled ``ignore`` is answered "void", costs
+budget but teaches nothing), the
+classifier is trained from scratch on every answered pixel so far and
 evaluated (mIoU on the test split at the working size). Round 0 has no
 classifier: the herding strategies (``maxherding``, ``two_stage``,
 ``uherding``, ``two_stage_uherding``) use stage 1 (MaxHerding), the other
@@ -40,6 +43,7 @@ from skal_seg.classifier import TorchMLPClassifier
 from skal_seg.data import CAMVID_CLASSES, IGNORE_INDEX, SegmentationSplit
 from skal_seg.featurizer import DiffusionFeaturizer
 from skal_seg.herding import MaxHerdingSampler
+from skal_seg.labeling.simulate import GroundTruthAnnotator
 from skal_seg.metrics import confusion_matrix, iou_per_class, mean_iou
 from skal_seg.query import TwoStageQuery
 from skal_seg.uncertainty import EDALDSampler, check_mi
@@ -827,7 +831,10 @@ def run_experiment(
     pool, test : SegmentationSplit
         Images the learner queries from / is evaluated on, at the working size.
     out_dir : path
-        Results of this run: ``rounds.csv``, ``rounds.json``, ``state.json``.
+        Results of this run: ``rounds.csv``, ``rounds.json``, ``state.json``
+        and ``project.sqlite`` (the run's labeling project: its queries and
+        the ground truth's answers, see
+        :class:`~skal_seg.labeling.simulate.GroundTruthAnnotator`).
     featurizer : DiffusionFeaturizer, optional
         Defaults to ``DiffusionFeaturizer(**config.featurizer)``; fitted here if needed.
     cache_dir : path, optional
@@ -840,6 +847,9 @@ def run_experiment(
         Continue from ``out_dir/state.json``: the same settings except
         ``rounds``, which may grow (a finished run is extended and picks
         what a run started with the larger ``rounds`` would have picked).
+        A folder without ``project.sqlite`` (written before runs kept one)
+        gets one, its finished rounds recorded and answered. Without
+        ``resume`` a project of an earlier run in ``out_dir`` is replaced.
     n_classes : int, default=11
     class_names : sequence of str, optional
         Names of the ``n_classes`` classes, for the per-class columns of
@@ -868,9 +878,10 @@ def run_experiment(
     ------
     ValueError
         Bad config, a per-round budget that does not fit the pool (see
-        :meth:`ExperimentConfig.validate_for_pool`), or a resume whose saved
+        :meth:`ExperimentConfig.validate_for_pool`), a resume whose saved
         settings differ (each differing setting is named with its saved and
-        its new value).
+        its new value), or an ``out_dir`` holding a labeling project that no
+        run made.
     """
     # Before any work: a budget that cannot fit fails now, not in round r. The candidates are cheap to
     # draw (no features), and with candidates="valid" an image may have fewer than candidates_per_image.
@@ -906,7 +917,13 @@ def run_experiment(
     cache = FeatureCache(cache_dir, persist_optional=cache_evaluation)
     feats = pool_features(featurizer, pool, config.candidates_per_image, config.feature_seed, cache, config.candidates,
                           pixels=pixels)  # the candidates validated above, not drawn again
-    X, y, groups, pixels, offsets = feats.X, feats.y, feats.groups, feats.pixels, feats.offsets
+    X, groups, pixels, offsets = feats.X, feats.groups, feats.pixels, feats.offsets
+    # Labels come from a labeling project in out_dir, answered by the ground truth through the import path
+    # a person's answers take; y holds the answers read back (ignore where a row is not answered).
+    annotator = GroundTruthAnnotator.open(
+        out_dir, pool, pixels, offsets, names, config, {"data": data_id}, resume=resume,
+        finished=[labeled[k * budget : (k + 1) * budget] for k in range(len(records))])
+    y = annotator.revealed(len(X))
     noisy = None
     if config.strategy in NEEDS_NOISY:
         view_fn = featurizer.noisy_view_fn(pool.images, pixels, n_draws=config.n_draws,
@@ -930,6 +947,10 @@ def run_experiment(
         picked = _query(config, query, classifier, X, y, groups, labeled, budget, noisy, rng, times)
         if len(set(picked.tolist()) & set(labeled)) or len(picked) != budget:
             raise RuntimeError(f"strategy {config.strategy} returned an invalid query in round {r}")
+        t = time.perf_counter()
+        annotator.ask(r, picked, config.strategy, budget, seconds=sum(times.values()))
+        y = annotator.revealed(len(X))
+        times["annotate"] = time.perf_counter() - t
         labeled.extend(int(i) for i in picked)
         classifier = train_classifier(config, X, y, labeled, r, times, progress)
         t = time.perf_counter()
@@ -955,6 +976,7 @@ def run_experiment(
         _atomic_write(state_path, json.dumps(state))
         write_round_tables(records, out_dir, n_classes, names)
         log(f"round {r:2d}  labeled {len(labeled):5d}  mIoU {record['miou']:.4f}  {sum(times.values()):6.1f} s")
+    annotator.close()
     return records
 
 

@@ -212,6 +212,115 @@ def test_query_budget_checks(project):
         project.query(10_000)
 
 
+# --------------------------------------------------------------------------- the benchmark runner's project
+
+RUN_SETTINGS = dict(rounds=3, budget_per_image=2.0, eval_stride=4, **{**SETTINGS, "classifier": {
+    "min_steps": 150, "max_epochs": 30}})  # enough training that the strategies' mIoU differ
+
+
+@pytest.fixture(scope="module")
+def run_data(tmp_path_factory):
+    """Sample pool and test images at 64 x 64, a fitted featurizer and a feature cache shared by the runs."""
+    from skal_seg.data import load_split
+    from skal_seg.featurizer import DiffusionFeaturizer
+
+    train = load_split(sample_dataset_dir(), "train", size=64)
+    pool = train.subset([train.names.index(n) for n in SAMPLE])
+    test = load_split(sample_dataset_dir(), "test", size=64)
+    featurizer = DiffusionFeaturizer(model="embedded", timesteps=(50,), output_dtype="float16", progress=False).fit()
+    return pool, test, dict(featurizer=featurizer, cache_dir=tmp_path_factory.mktemp("cache"), progress=False,
+                            log=lambda s: None)
+
+
+class RevealedStraightFromGroundTruth:
+    """The runner's labels as it read them before it kept a project: the candidate rows' ground truth."""
+
+    def __init__(self, truth):
+        self.truth, self.rows = truth, []
+
+    @classmethod
+    def open(cls, folder, pool, pixels, offsets, *args, finished=(), **kwargs):
+        annotator = cls(np.concatenate([pool.labels[i].reshape(-1)[p] for i, p in enumerate(pixels)]))
+        annotator.rows = [int(i) for rows in finished for i in rows]
+        return annotator
+
+    def ask(self, r, rows, *args, **kwargs):
+        self.rows += [int(i) for i in rows]
+
+    def revealed(self, n_rows):
+        y = np.full(n_rows, IGNORE_INDEX, dtype=np.uint8)
+        y[self.rows] = self.truth[self.rows]
+        return y
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("strategy", ["random", "maxherding", "two_stage"])
+def test_the_runner_labels_through_a_project_what_the_ground_truth_gives_directly(strategy, run_data, tmp_path,
+                                                                                    monkeypatch):
+    """Ground truth answering through the project API: the same picks and mIoU as labels read straight from it."""
+    from skal_seg import experiment
+    from skal_seg.experiment import ExperimentConfig, run_experiment
+
+    pool, test, quiet = run_data
+    config = ExperimentConfig(strategy=strategy, **RUN_SETTINGS)
+    via_project = run_experiment(config, pool, test, tmp_path / "project", **quiet)
+    with monkeypatch.context() as m:
+        m.setattr(experiment, "GroundTruthAnnotator", RevealedStraightFromGroundTruth)
+        direct = run_experiment(config, pool, test, tmp_path / "direct", **quiet)
+    assert not (tmp_path / "direct" / "project.sqlite").exists()
+    state = {k: json.loads((tmp_path / k / "state.json").read_text()) for k in ("project", "direct")}
+    assert state["project"]["labeled"] == state["direct"]["labeled"]
+    assert [r["miou"] for r in via_project] == [r["miou"] for r in direct]
+    assert [r["taught_pixels"] for r in via_project] == [r["taught_pixels"] for r in direct]
+
+    project = LabelingProject(tmp_path / "project")  # the record: every pick a query, answered by the ground truth
+    queries = project.queries()
+    assert [[q["path"], q["y"] * 64 + q["x"]] for q in queries] == state["project"]["labeled_pixels"]
+    assert [q["round_id"] for q in queries] == [r for r in range(3) for _ in range(6)]
+    truth = {name: labels for name, labels in zip(pool.names, pool.labels)}
+    assert [q["label"] for q in queries] == [oracle(truth, q["path"], q["y"], q["x"]) for q in queries]
+    assert {a["source"] for a in project.answers()} == {"ground truth"}
+    status = project.status()
+    assert status["pending"] == 0 and [r["trained_on"] for r in status["rounds"]] == [
+        0] + [r["taught_pixels"] for r in via_project[:-1]]
+    with pytest.raises(ValueError, match="record of a benchmark run"):
+        project.query(4)
+
+
+def test_a_run_resumes_folders_written_before_it_kept_a_project(run_data, tmp_path):
+    from skal_seg.experiment import ExperimentConfig, run_experiment
+
+    pool, test, quiet = run_data
+    longer = run_experiment(ExperimentConfig(**RUN_SETTINGS), pool, test, tmp_path / "long", **quiet)
+    run_experiment(ExperimentConfig(**{**RUN_SETTINGS, "rounds": 2}), pool, test, tmp_path / "old", **quiet)
+    (tmp_path / "old" / "project.sqlite").unlink()  # as a results folder of the runner before it kept one
+    extended = run_experiment(ExperimentConfig(**RUN_SETTINGS), pool, test, tmp_path / "old", resume=True, **quiet)
+    assert [r["miou"] for r in extended] == [r["miou"] for r in longer]
+    old, long = LabelingProject(tmp_path / "old"), LabelingProject(tmp_path / "long")
+    assert [(q["path"], q["y"], q["x"], q["label"]) for q in old.queries()] == [
+        (q["path"], q["y"], q["x"], q["label"]) for q in long.queries()]
+
+
+def test_a_fresh_run_replaces_an_earlier_runs_project_but_never_a_persons(run_data, images, tmp_path):
+    from skal_seg.experiment import ExperimentConfig, run_experiment
+
+    pool, test, quiet = run_data
+    config = ExperimentConfig(**{**RUN_SETTINGS, "rounds": 1})
+    run_experiment(ExperimentConfig(**{**RUN_SETTINGS, "rounds": 2}), pool, test, tmp_path / "run", **quiet)
+    run_experiment(config, pool, test, tmp_path / "run", **quiet)
+    assert len(LabelingProject(tmp_path / "run").queries()) == 6
+    (tmp_path / "run" / "state.json").unlink()  # as if killed after round 0 was asked: only the project knows it
+    with pytest.raises(ValueError, match=r"sqlite was made with other settings: local_budget 4 \(saved\) vs 5"):
+        run_experiment(ExperimentConfig(**{**RUN_SETTINGS, "local_budget": 5}), pool, test, tmp_path / "run",
+                       resume=True, **quiet)
+    LabelingProject.init(tmp_path / "mine", images[0], list(CAMVID_CLASSES), settings=SETTINGS)
+    with pytest.raises(ValueError, match="holds a labeling project that no benchmark run made"):
+        run_experiment(config, pool, test, tmp_path / "mine", **quiet)
+    assert LabelingProject(tmp_path / "mine").images()  # untouched
+
+
 # --------------------------------------------------------------------------- CSV and Label Studio
 
 

@@ -139,6 +139,27 @@ def _parse_classes(classes) -> list[str]:
     return names
 
 
+def _create(store: ProjectStore, images: list[tuple], names: list[str], settings: dict,
+            replace: bool = False) -> None:
+    """Write a new project: tables, images ``(path, sha256, width, height)``, classes, settings, in one transaction.
+
+    Tables and contents at once: an interrupted creation leaves no project
+    (or, with ``replace``, the one it was replacing, whose rows it deletes).
+    """
+    with store.transaction() as con:
+        store.create_tables(con)
+        if replace:  # children first (foreign keys)
+            for table in ("answers", "queries", "rounds", "images", "classes", "settings"):
+                con.execute(f"DELETE FROM {table}")
+        stamp = now()
+        con.executemany("INSERT INTO images (path, sha256, width, height, added_at) VALUES (?, ?, ?, ?, ?)",
+                        [(*r, stamp) for r in images])
+        con.executemany("INSERT INTO classes (id, name, colour) VALUES (?, ?, ?)",
+                        [(i, n, class_colour(i)) for i, n in enumerate(names)])
+        for key, value in {**settings, "created_at": stamp}.items():
+            con.execute("INSERT INTO settings (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+
 @dataclass
 class Answer:
     """One answer to import: where, what, and where it came from (for error messages)."""
@@ -299,17 +320,59 @@ class LabelingProject:
             except (OSError, ValueError) as err:
                 raise ValueError(f"cannot read image {path}: {err} (remove it or leave it out with exclude)") from err
             records.append((path.relative_to(base).as_posix(), _sha256(path), w, h))
-        with store.transaction() as con:  # tables and contents at once: an interrupted init leaves no project
-            store.create_tables(con)
-            stamp = now()
-            con.executemany("INSERT INTO images (path, sha256, width, height, added_at) VALUES (?, ?, ?, ?, ?)",
-                            [(*r, stamp) for r in records])
-            con.executemany("INSERT INTO classes (id, name, colour) VALUES (?, ?, ?)",
-                            [(i, n, class_colour(i)) for i, n in enumerate(names)])
-            for key, value in {"images_root": str(base), "working_size": working_size,
-                               "config": config.to_dict(), "created_at": stamp}.items():
-                con.execute("INSERT INTO settings (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+        _create(store, records, names, {"images_root": str(base), "working_size": working_size,
+                                        "config": config.to_dict()})
         return cls(folder, progress=progress)
+
+    @classmethod
+    def for_pool(cls, folder: str | Path, pool: SegmentationSplit, classes, config, run: dict,
+                 replace: bool = False) -> "LabelingProject":
+        """Create the project of a benchmark run: its images are a pool held in memory, at the working size.
+
+        :func:`~skal_seg.experiment.run_experiment` keeps its queries and the
+        ground truth's answers here (see
+        :class:`~skal_seg.labeling.simulate.GroundTruthAnnotator`). Images are
+        recorded by name, content hash (of the pixel array) and size; there
+        are no image files, so :meth:`query`, :meth:`predict` and the web
+        page are not available, while the record (:meth:`queries`,
+        :meth:`answers`, :meth:`status`, :meth:`export`) is.
+
+        Parameters
+        ----------
+        folder : path
+            New project folder (the run's results folder).
+        pool : SegmentationSplit
+        classes : sequence of str
+            Class names in id order.
+        config : ExperimentConfig
+            The run's settings (recorded, not checked here).
+        run : dict
+            JSON-able identity of the run (recorded as the ``benchmark``
+            setting; a project without it was not made by a run).
+        replace : bool, default=False
+            Replace the project in ``folder`` (an earlier run's; in one
+            transaction: a crash leaves the old project or the new one).
+
+        Returns
+        -------
+        LabelingProject
+
+        Raises
+        ------
+        FileExistsError
+            ``folder`` already holds a project (and ``replace`` is False).
+        ValueError
+            Bad class names (as in :meth:`init`).
+        """
+        store = ProjectStore(folder)
+        if store.exists() and not replace:
+            raise FileExistsError(f"{folder} already holds a labeling project")
+        h, w = pool.images.shape[1:3]
+        records = [(name, hashlib.sha256(np.ascontiguousarray(image)).hexdigest(), w, h)
+                   for name, image in zip(pool.names, pool.images)]
+        _create(store, records, _parse_classes(classes),
+                {"images_root": None, "working_size": None, "config": config.to_dict(), "benchmark": run}, replace)
+        return cls(folder)
 
     # ------------------------------------------------------------------ reading the record
 
@@ -333,8 +396,18 @@ class LabelingProject:
         return [dict(r) for r in self.store.rows("SELECT id, path, sha256, width, height FROM images ORDER BY id")]
 
     def image_path(self, image: dict) -> Path:
-        """Absolute path of an image record."""
-        return Path(self.settings["images_root"]) / image["path"]
+        """Absolute path of an image record.
+
+        Raises
+        ------
+        ValueError
+            A benchmark run's project (:meth:`for_pool`), whose images are no files.
+        """
+        root = self.settings["images_root"]
+        if root is None:
+            raise ValueError(f"{self.folder} is the record of a benchmark run (skal-seg run): its images were held "
+                             f"in memory, not files; create a project over image files with 'skal-seg init'")
+        return Path(root) / image["path"]
 
     def queries(self, pending_only: bool = False) -> list[dict]:
         """Queries in asking order, with their answer if any.
@@ -366,6 +439,21 @@ class LabelingProject:
                  FROM answers a JOIN images i ON i.id = a.image_id LEFT JOIN classes c ON c.id = a.class_id
                  ORDER BY a.id"""
         return [dict(r) for r in self.store.rows(sql, (VOID,))]
+
+    def labels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every answer as arrays, in answering order: what a classifier trains on.
+
+        Returns
+        -------
+        image_id, y, x : ndarray of int64
+            Where (original-resolution pixel).
+        label : ndarray of uint8
+            Class id, :data:`~skal_seg.data.IGNORE_INDEX` for a void answer.
+        """
+        rows = self.store.rows("SELECT image_id, y, x, class_id FROM answers ORDER BY id")
+        where = np.array([(r["image_id"], r["y"], r["x"]) for r in rows], dtype=np.int64).reshape(-1, 3)
+        label = np.array([IGNORE_INDEX if r["class_id"] is None else r["class_id"] for r in rows], dtype=np.uint8)
+        return where[:, 0], where[:, 1], where[:, 2], label
 
     def status(self) -> dict:
         """Where the session stands.
@@ -506,9 +594,35 @@ class LabelingProject:
         if format not in ("csv", "labelstudio"):
             raise ValueError(f"format must be 'auto', 'csv' or 'labelstudio', got {format!r}")
         rows, problems = formats.read_csv(path) if format == "csv" else formats.read_labelstudio(path)
-        return self._import_rows(rows, problems, f"{format}:{path.name}", str(path))
+        return self.import_rows(rows, f"{format}:{path.name}", problems=problems, where=str(path))
 
-    def _import_rows(self, rows: list[Answer], problems: list[str], source: str, where: str) -> ImportReport:
+    def import_rows(self, rows: Sequence[Answer], source: str, *, problems: Sequence[str] = (),
+                    where: str | None = None) -> ImportReport:
+        """Validate answers and write them in one transaction: the path every import takes.
+
+        Files (:meth:`import_answers`) and the simulated annotator
+        (:mod:`~skal_seg.labeling.simulate`) come through here.
+
+        Parameters
+        ----------
+        rows : sequence of Answer
+        source : str
+            Recorded with each answer (``"csv:<file>"``, ``"ground truth"``, ...).
+        problems : sequence of str, default=()
+            Problems the reader found already (reported with the others).
+        where : str, optional
+            Names the origin in the error message (default: ``source``).
+
+        Returns
+        -------
+        ImportReport
+
+        Raises
+        ------
+        ImportValidationError
+            As :meth:`import_answers`; nothing is written.
+        """
+        where = source if where is None else where
         images = self.images()
         by_path = {im["path"]: im for im in images}
         by_name: dict[str, list] = {}
@@ -654,9 +768,9 @@ class LabelingProject:
         # candidate row of each (image position, working flat pixel)
         row_of = [dict(zip(p.tolist(), range(feats.offsets[i], feats.offsets[i + 1])))
                   for i, p in enumerate(feats.pixels)]
-        answers = self.store.rows("SELECT image_id, y, x, class_id FROM answers ORDER BY id")
+        answers = self.labels()
         asked = self.store.rows("SELECT image_id, y, x FROM queries")
-        taken_pixels = {(r["image_id"], r["y"], r["x"]) for r in list(answers) + list(asked)}
+        taken_pixels = set(zip(*answers[:3])) | {(r["image_id"], r["y"], r["x"]) for r in asked}
         taken = []
         for i, im in enumerate(engine.image_rows):
             p = feats.pixels[i]
@@ -664,10 +778,10 @@ class LabelingProject:
             taken += [feats.offsets[i] + j for j in range(len(p)) if (im["id"], ys[j], xs[j]) in taken_pixels]
 
         X_rows, extra = [], {}  # extra: image position -> working pixels that are no candidates
-        for a in answers:
-            i = index[a["image_id"]]
+        for image_id, ay, ax in zip(*answers[:3]):
+            i = index[image_id]
             im = engine.image_rows[i]
-            flat = int(to_working(a["y"], im["height"], size) * size + to_working(a["x"], im["width"], size))
+            flat = int(to_working(ay, im["height"], size) * size + to_working(ax, im["width"], size))
             row = row_of[i].get(flat)
             if row is None:
                 extra.setdefault(i, []).append(flat)
@@ -688,11 +802,10 @@ class LabelingProject:
                 for j, flat in enumerate(p.tolist()):
                     extra_X[(i, flat)] = start + j
                 start += len(p)
-        X = np.empty((len(answers), D), dtype=np.float32)
+        X = np.empty((len(X_rows), D), dtype=np.float32)
         for n, (kind, a, b) in enumerate(X_rows):
             X[n] = feats.X[a] if kind == "pool" else Xe[extra_X[(a, b)]]
-        y = np.array([IGNORE_INDEX if a["class_id"] is None else a["class_id"] for a in answers], dtype=np.uint8)
-        return X, y, np.asarray(sorted(taken), dtype=np.int64)
+        return X, answers[3], np.asarray(sorted(taken), dtype=np.int64)
 
     def _classifier(self, X: np.ndarray, y: np.ndarray, n_rounds: int):
         """The head trained from scratch on the answers (None when none carries a class).
@@ -773,17 +886,52 @@ class LabelingProject:
             if (im["id"], y, x) not in seen:  # images smaller than the working size: one pixel, several rows
                 seen.add((im["id"], y, x))
                 picks.append((im["id"], y, x, scores.get(int(i))))
+        round_id = self.record_round(picks, name, budget, int(np.sum(y_train != IGNORE_INDEX)),
+                                     time.perf_counter() - t0)
+        return [q for q in self.queries() if q["round_id"] == round_id]
+
+    def record_round(self, picks: Sequence[tuple], strategy: str, budget: int, trained_on: int,
+                     seconds: float) -> int:
+        """Write a new round and its queries in one transaction (all of them, or none after a crash).
+
+        :meth:`query` and the benchmark runner (through
+        :class:`~skal_seg.labeling.simulate.GroundTruthAnnotator`) record
+        their picks here.
+
+        Parameters
+        ----------
+        picks : sequence of (image_id, y, x, score)
+            Distinct pixels in asking order, original-resolution coordinates;
+            ``score`` None where the strategy gives none.
+        strategy : str
+        budget : int
+            Pixels asked for.
+        trained_on : int
+            Answers with a class that the picking classifier saw.
+        seconds : float
+            Time the round took.
+
+        Returns
+        -------
+        int
+            The round's id (rounds are numbered 0, 1, ...).
+
+        Raises
+        ------
+        sqlite3.IntegrityError
+            A pixel queried before (nothing is written).
+        """
         with self.store.transaction() as con:
+            round_id = con.execute("SELECT COUNT(*) FROM rounds").fetchone()[0]
             con.execute("INSERT INTO rounds (id, created_at, strategy, budget, trained_on, seconds) VALUES (?,?,?,?,?,?)",
-                        (round_id, now(), name, budget, int(np.sum(y_train != IGNORE_INDEX)),
-                         time.perf_counter() - t0))
+                        (round_id, now(), strategy, budget, trained_on, seconds))
             half = len(picks) // 2
             sql = "INSERT INTO queries (image_id, y, x, round_id, strategy, score, rank) VALUES (?,?,?,?,?,?,?)"
-            rows = [(im, y, x, round_id, name, s, rank) for rank, (im, y, x, s) in enumerate(picks)]
+            rows = [(im, y, x, round_id, strategy, score, rank) for rank, (im, y, x, score) in enumerate(picks)]
             con.executemany(sql, rows[:half])
             pause_point("query-commit")  # tests kill -9 here: a round half-written, not committed
             con.executemany(sql, rows[half:])
-        return [q for q in self.queries() if q["round_id"] == round_id]
+        return round_id
 
     # ------------------------------------------------------------------ prediction
 
