@@ -1,0 +1,103 @@
+"""Bounded resident memory over memory-mapped feature files.
+
+A pool's features at the paper's scale (10,000 candidates x D = 6144 x 2
+bytes per image) are many GB, kept in ``.npy`` files read through
+``np.load(mmap_mode="r")``. Every page of a mapping that is read stays
+resident in the process (``RssFile``) until the mapping goes away, so a loop
+that reads each image's rows once would end with the whole file resident.
+:func:`release` drops the pages a block of work has read: they stay in the
+kernel's page cache (a later read is a cheap minor fault, or a disk read
+under memory pressure) but no longer count against the process.
+"""
+
+from __future__ import annotations
+
+import mmap
+
+import numpy as np
+
+__all__ = ["mapped_file", "read_rows", "release", "row_blocks"]
+
+
+def mapped_file(X) -> mmap.mmap | None:
+    """The memory map behind ``X`` (a ``np.memmap`` or a view of one), or None.
+
+    Parameters
+    ----------
+    X : object
+
+    Returns
+    -------
+    mmap.mmap or None
+    """
+    obj, seen = X, 0
+    while obj is not None and seen < 16:  # views of views: follow .base
+        if isinstance(obj, mmap.mmap):
+            return obj
+        m = getattr(obj, "_mmap", None)
+        if isinstance(m, mmap.mmap):
+            return m
+        obj, seen = getattr(obj, "base", None), seen + 1
+    return None
+
+
+def release(X) -> None:
+    """Drop the pages of ``X``'s memory map from this process's resident set (no-op for other arrays).
+
+    Only for mappings of files (``np.memmap``, ``np.load(mmap_mode=...)``):
+    their contents live in the page cache, written pages included, so nothing
+    is lost. Safe to call on any object.
+
+    Parameters
+    ----------
+    X : object
+    """
+    m = mapped_file(X)
+    if m is None or not hasattr(m, "madvise") or m.closed:
+        return
+    try:
+        m.madvise(mmap.MADV_DONTNEED)
+    except (OSError, ValueError):  # not supported here: memory stays as before
+        pass
+
+
+def read_rows(X, rows, dtype=None) -> np.ndarray:
+    """A copy of rows ``rows`` of ``X``; the pages a memory-mapped ``X`` read for it are released.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, D)
+    rows : array-like of int
+    dtype : numpy dtype, optional
+        Of the copy (default: ``X``'s).
+
+    Returns
+    -------
+    ndarray of shape (len(rows), D)
+    """
+    out = np.asarray(X[np.asarray(rows, dtype=np.int64)], dtype=dtype)
+    release(X)
+    return out
+
+
+def row_blocks(n_rows: int, block_rows: int, multiple_of: int = 1):
+    """``(start, stop)`` of consecutive row blocks covering ``range(n_rows)``.
+
+    Parameters
+    ----------
+    n_rows : int
+    block_rows : int
+        Rows per block (at least 1), rounded up to a multiple of ``multiple_of``.
+    multiple_of : int, default=1
+        Block boundaries fall on multiples of it (so a consumer that chunks
+        its input in steps of ``multiple_of`` sees the same chunks as over
+        the whole range).
+
+    Yields
+    ------
+    tuple of int
+    """
+    step = max(1, int(multiple_of))
+    block = max(step, -(-int(block_rows) // step) * step)
+    for start in range(0, n_rows, block):
+        yield start, min(start + block, n_rows)
