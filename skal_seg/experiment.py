@@ -771,7 +771,7 @@ def pool_features(
 
 #: Bytes of float16 pool features computed or scored per block: what bounds a run's memory
 #: whatever the pool's size (see :func:`block_rows`).
-BLOCK_BYTES = 256 * 2**20
+BLOCK_BYTES = 64 * 2**20
 
 
 def block_rows(n_features: int) -> int:
