@@ -56,3 +56,17 @@ def test_streamed_blocks_of_the_wrong_shape_leave_no_file(tmp_path, shape):
     with pytest.raises(ValueError, match="do not form"):
         FeatureCache(tmp_path).get_streamed("m", shape, np.float16, lambda: iter(blocks))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_read_rows_from_the_file_equals_indexing(tmp_path):
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(3, 50, 7)).astype(np.float16)
+    np.save(tmp_path / "v.npy", values)
+    V = np.load(tmp_path / "v.npy", mmap_mode="r")
+    rows = np.array([4, 5, 6, 0, 49, 49, -1, 10, 11])
+    for k in range(3):  # views of the mapping at a byte offset of their own
+        np.testing.assert_array_equal(read_rows(V[k], rows), values[k][rows])
+        np.testing.assert_array_equal(read_rows(V[k, 10:20], [0, 9]), values[k][[10, 19]])
+    assert read_rows(V[0], []).shape == (0, 7)
+    with pytest.raises(IndexError):
+        read_rows(V[0], [50])
