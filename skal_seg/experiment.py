@@ -751,7 +751,6 @@ def pool_features(
     t0 = time.perf_counter()
     if pixels is None:
         pixels = candidate_pixels(pool, n_per_image, seed, candidates)
-    # The images' contents are part of the key: an image edited under the same name must not reuse stale features.
     key = pool_cache_key(featurizer, pool, pixels, candidates)
     sizes = [len(p) for p in pixels]
 
@@ -1069,7 +1068,9 @@ def run_experiment(
         run only): the fixed-noise pool and test features, and the noisy
         draws of the pool (filled on demand, shared by every strategy and
         seed with the same ``feature_seed``). Keys include the images'
-        contents, so edited images are featurized again.
+        contents, so edited images are featurized again. With a cache the
+        run's memory does not grow with the pool (features are read from it
+        a block at a time); its size is printed before the run starts.
     resume : bool, default=False
         Continue from ``out_dir/state.json``: the same settings except
         ``rounds``, which may grow (a finished run is extended and picks
@@ -1097,9 +1098,10 @@ def run_experiment(
     ------
     ValueError
         Bad config, a per-round budget that does not fit the pool (see
-        :meth:`ExperimentConfig.validate_for_pool`), or a resume whose saved
+        :meth:`ExperimentConfig.validate_for_pool`), a resume whose saved
         settings differ (each differing setting is named with its saved and
-        its new value).
+        its new value), or a feature cache larger than the free space of its
+        disk (:func:`check_cache_space`, checked before any feature is computed).
     """
     # Before any work: a budget that cannot fit fails now, not in round r. The candidates are cheap to
     # draw (no features), and with candidates="valid" an image may have fewer than candidates_per_image.
