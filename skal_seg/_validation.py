@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_array
 
+from skal_seg._memory import mapped_file, release, row_blocks
+
 
 def check_features(X, name: str = "X", allow_empty: bool = False) -> np.ndarray:
     """Validate a feature matrix: 2-D, numeric, finite.
@@ -46,10 +48,27 @@ def check_features(X, name: str = "X", allow_empty: bool = False) -> np.ndarray:
         ensure_min_samples=0 if allow_empty else 1,
         input_name=name,
     )
-    if not all_finite(X):
-        kind = "NaN" if np.isnan(X).any() else "infinity"
+    if not _all_finite_bounded(X):
+        kind = "NaN" if any(np.isnan(X[a:b]).any() for a, b in row_blocks(len(X), _scan_rows(X))) else "infinity"
         raise ValueError(f"Input {name} contains {kind}.")
     return X
+
+
+def _scan_rows(X: np.ndarray) -> int:
+    """Rows of ``X`` read per block by a scan of a memory-mapped matrix (about 64 MB)."""
+    return max(1, (64 * 2**20) // max(1, X[:1].nbytes))
+
+
+def _all_finite_bounded(X: np.ndarray) -> bool:
+    """:func:`all_finite`, a block at a time for a memory-mapped ``X`` (pages released after each block)."""
+    if mapped_file(X) is None:
+        return all_finite(X)
+    for a, b in row_blocks(len(X), _scan_rows(X)):
+        ok = all_finite(X[a:b])
+        release(X)
+        if not ok:
+            return False
+    return True
 
 
 def check_positive_or_word(value, name: str, words: tuple[str, ...] = ("auto",)) -> str | float:

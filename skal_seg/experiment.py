@@ -29,15 +29,18 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
-from modAL.uncertainty import entropy_sampling, margin_sampling
+from modAL.uncertainty import classifier_entropy, classifier_margin
+from modAL.utils.selection import multi_argmax, multi_argmin
 
+from skal_seg._memory import read_rows, release, row_blocks
 from skal_seg._validation import check_non_negative, check_positive_or_word
 from skal_seg.classifier import TorchMLPClassifier
 from skal_seg.data import CAMVID_CLASSES, IGNORE_INDEX, SegmentationSplit
@@ -46,7 +49,7 @@ from skal_seg.herding import MaxHerdingSampler
 from skal_seg.labeling.simulate import GroundTruthAnnotator
 from skal_seg.metrics import confusion_matrix, iou_per_class, mean_iou
 from skal_seg.query import TwoStageQuery
-from skal_seg.uncertainty import EDALDSampler, check_mi
+from skal_seg.uncertainty import EDALDSampler, check_mi, top_k
 from skal_seg.uncertainty_herding import UncertaintyHerdingSampler, fit_temperature
 
 #: Query strategies, each with what it does per round (round 0 in brackets).
@@ -482,6 +485,73 @@ class FeatureCache:
         self._memory[key] = arr
         return arr
 
+    def get_streamed(self, key: str, shape: tuple[int, int], dtype, blocks: Callable[[], Iterable[np.ndarray]]
+                     ) -> np.ndarray:
+        """Like :meth:`get`, for a matrix computed as consecutive blocks of rows, never whole in memory.
+
+        With a directory the blocks are written one after the other to
+        ``<directory>/<key>.npy`` (through the file, not a memory map, so
+        they do not stay resident) and the file is then memory-mapped;
+        without one they fill an array in memory.
+
+        Parameters
+        ----------
+        key : str
+        shape : (int, int)
+            Shape of the whole matrix.
+        dtype : numpy dtype
+        blocks : callable
+            ``() -> iterable of ndarray``: row blocks in order, called on a miss.
+
+        Returns
+        -------
+        ndarray of shape ``shape``
+
+        Raises
+        ------
+        ValueError
+            The blocks do not add up to ``shape`` (the file is not kept).
+        """
+        if key in self._memory:
+            return self._memory[key]
+        dtype = np.dtype(dtype)
+        path = None if self.directory is None else self.directory / f"{key}.npy"
+        if path is not None and path.exists():
+            arr = np.load(path, mmap_mode="r")
+        elif path is None:
+            arr = np.empty(shape, dtype=dtype)
+            row = 0
+            for block in blocks():
+                arr[row : row + len(block)] = block
+                row += len(block)
+            _check_rows(row, shape, key)
+        else:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp.npy")
+            try:
+                with open(tmp, "wb") as f:
+                    np.lib.format.write_array_header_1_0(
+                        f, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)})
+                    row = 0
+                    for block in blocks():
+                        block = np.ascontiguousarray(block, dtype=dtype)
+                        if block.ndim != 2 or block.shape[1] != shape[1] or row + len(block) > shape[0]:
+                            _check_rows(-1, shape, key)
+                        f.write(block.data)
+                        row += len(block)
+                    _check_rows(row, shape, key)
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            arr = np.load(path, mmap_mode="r")
+        self._memory[key] = arr
+        return arr
+
+
+def _check_rows(rows: int, shape: tuple, key: str) -> None:
+    if rows != shape[0]:
+        raise ValueError(f"the blocks of {key} do not form a {shape[0]} x {shape[1]} matrix")
+
 
 class CachedNoisyViews:
     """``X_noisy`` callable over pool rows that computes each image's candidate pixels once.
@@ -571,8 +641,12 @@ class CachedNoisyViews:
             self.values[:, rows] = self.view_fn(rows)
             self.done[part] = True
             self._save_done()
+            release(self.values)  # written pages live on in the page cache (and the file), not in this process
         self.seconds += time.perf_counter() - t0
-        return np.asarray(self.values[:, indices])
+        out = np.empty((self.values.shape[0], len(indices), self.values.shape[2]), dtype=self.values.dtype)
+        for k in range(len(out)):  # from the file, not through the mapping (see skal_seg._memory.read_rows)
+            out[k] = read_rows(self.values[k], indices)
+        return out
 
 
 # --------------------------------------------------------------------------- the run
@@ -683,10 +757,14 @@ def pool_features(
     t0 = time.perf_counter()
     if pixels is None:
         pixels = candidate_pixels(pool, n_per_image, seed, candidates)
-    # The images' contents are part of the key: an image edited under the same name must not reuse stale features.
-    key = "pool-" + cache_key(featurizer_key(featurizer), pool.names, pool.images, np.concatenate(pixels), candidates)
-    X = cache.get(key, lambda: featurizer.transform(pool.images, pixels=pixels).astype(np.float16, copy=False))
+    key = pool_cache_key(featurizer, pool, pixels, candidates)
     sizes = [len(p) for p in pixels]
+
+    def blocks():  # a few images at a time: the pool's matrix is never whole in memory (with a cache directory)
+        for a, b in pool_image_blocks(featurizer, sizes):
+            yield featurizer.transform(pool.images[a:b], pixels=pixels[a:b]).astype(np.float16, copy=False)
+
+    X = cache.get_streamed(key, (sum(sizes), featurizer.n_features_out_), np.float16, blocks)
     return PoolFeatures(
         X=X,
         y=np.concatenate([pool.labels[i].reshape(-1)[p] for i, p in enumerate(pixels)]),
@@ -695,6 +773,60 @@ def pool_features(
         offsets=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
         seconds=time.perf_counter() - t0,
     )
+
+
+#: Bytes of float16 pool features computed or scored per block: what bounds a run's memory
+#: whatever the pool's size (see :func:`block_rows`).
+BLOCK_BYTES = 64 * 2**20
+
+
+def block_rows(n_features: int) -> int:
+    """Feature rows per block: :data:`BLOCK_BYTES` of float16 rows of ``n_features`` columns (at least 1).
+
+    Parameters
+    ----------
+    n_features : int
+
+    Returns
+    -------
+    int
+    """
+    return max(1, BLOCK_BYTES // (2 * max(1, int(n_features))))
+
+
+def pool_image_blocks(featurizer: DiffusionFeaturizer, sizes: Sequence[int]) -> list[tuple[int, int]]:
+    """Consecutive pool images ``[a, b)`` featurized together, about :func:`block_rows` rows each.
+
+    Each block holds a whole number of the featurizer's UNet batches
+    (``batch_size_`` images with candidates), counted as ``transform`` of the
+    whole pool would count them (images without candidates are skipped), so
+    every UNet forward sees the same images as in one call and the features
+    are bit-identical.
+
+    Parameters
+    ----------
+    featurizer : DiffusionFeaturizer, fitted
+    sizes : sequence of int
+        Candidate rows of each image.
+
+    Returns
+    -------
+    list of (int, int)
+        Covering ``range(len(sizes))`` in order.
+    """
+    batch = max(1, int(getattr(featurizer, "batch_size_", 1)))
+    per_batch = max(1, max(sizes, default=1)) * batch
+    batches_per_block = max(1, block_rows(featurizer.n_features_out_) // per_batch)
+    bounds, filled, a = [], 0, 0
+    for i, n in enumerate(sizes):
+        if n > 0:
+            filled += 1
+            if filled == batch * batches_per_block:
+                bounds.append((a, i + 1))
+                a, filled = i + 1, 0
+    if a < len(sizes):
+        bounds.append((a, len(sizes)))
+    return bounds
 
 
 def fitted_featurizer(config: "ExperimentConfig", featurizer, progress: bool, executor=None) -> DiffusionFeaturizer:
@@ -764,6 +896,115 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def pool_cache_key(featurizer: DiffusionFeaturizer, pool: SegmentationSplit, pixels: list, candidates: str) -> str:
+    """File stem of a pool's fixed-noise features in a :class:`FeatureCache`.
+
+    The images' contents are part of the key: an image edited under the same
+    name must not reuse stale features.
+
+    Parameters
+    ----------
+    featurizer : DiffusionFeaturizer
+    pool : SegmentationSplit
+    pixels : list of ndarray
+        Candidate pixels of each image.
+    candidates : str
+
+    Returns
+    -------
+    str
+    """
+    return "pool-" + cache_key(featurizer_key(featurizer), pool.names, pool.images, np.concatenate(pixels), candidates)
+
+
+def _noisy_cache_key(config: ExperimentConfig, featurizer, pool: SegmentationSplit, pixels: list) -> str:
+    return "noisy-" + cache_key(featurizer_key(featurizer), pool.names, pool.images, np.concatenate(pixels),
+                                config.n_draws, config.feature_seed, config.candidates)
+
+
+def _evaluation_key(featurizer, part: SegmentationSplit, stride: int) -> str:
+    if stride == 1:
+        return "dense-" + cache_key(featurizer_key(featurizer), part.names, part.images)
+    return "grid-" + cache_key(featurizer_key(featurizer), part.names, part.images, stride)
+
+
+def cache_needs(config: ExperimentConfig, featurizer: DiffusionFeaturizer, pool: SegmentationSplit, pixels: list,
+                test: SegmentationSplit, cache_dir: str | Path, cache_evaluation: bool = True,
+                batch_images: int = 16) -> dict[str, int]:
+    """Bytes a run may still write to its feature cache, per kind of file (files already there count 0).
+
+    Parameters
+    ----------
+    config : ExperimentConfig
+    featurizer : DiffusionFeaturizer, fitted
+    pool : SegmentationSplit
+    pixels : list of ndarray
+        Candidate pixels of each pool image.
+    test : SegmentationSplit
+    cache_dir : path
+    cache_evaluation : bool, default=True
+    batch_images : int, default=16
+        As in :func:`evaluate`.
+
+    Returns
+    -------
+    dict
+        ``{"pool": ..., "noisy": ..., "evaluation": ...}`` in bytes, float16
+        features: ``rows x D x 2`` for the pool, ``K x rows x D x 2`` for the
+        noisy draws (strategies that need them; an upper bound: the file is
+        sparse and only images with rows in a stage-2 pool are written),
+        ``evaluated pixels x D x 2`` for the test images.
+    """
+    directory = Path(cache_dir)
+    row = 2 * int(featurizer.n_features_out_)
+    n_rows = sum(len(p) for p in pixels)
+
+    def missing(stem: str, nbytes: int) -> int:
+        return 0 if (directory / f"{stem}.npy").exists() else int(nbytes)
+
+    needs = {"pool": missing(pool_cache_key(featurizer, pool, pixels, config.candidates), n_rows * row), "noisy": 0,
+             "evaluation": 0}
+    if config.strategy in NEEDS_NOISY:
+        needs["noisy"] = missing(_noisy_cache_key(config, featurizer, pool, pixels), config.n_draws * n_rows * row)
+    if cache_evaluation:
+        h, w = test.labels.shape[1:]
+        per_image = len(range(0, h, config.eval_stride)) * len(range(0, w, config.eval_stride)) * row
+        for start in range(0, len(test), batch_images):
+            part = test.subset(np.arange(start, min(start + batch_images, len(test))))
+            needs["evaluation"] += missing(_evaluation_key(featurizer, part, config.eval_stride), len(part) * per_image)
+    return needs
+
+
+def check_cache_space(cache_dir: str | Path, needs: dict[str, int], log: Callable[[str], None] = print) -> None:
+    """Print what the feature cache will take, and refuse when its disk cannot hold it.
+
+    Parameters
+    ----------
+    cache_dir : path
+        The cache folder (or, when it does not exist yet, the nearest existing parent is measured).
+    needs : dict
+        Bytes per kind of file, from :func:`cache_needs`.
+    log : callable
+
+    Raises
+    ------
+    ValueError
+        The disk holding ``cache_dir`` has less free space than ``needs`` adds up to.
+    """
+    where = Path(cache_dir).absolute()
+    while not where.exists() and where.parent != where:
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    total = sum(needs.values())
+    parts = ", ".join(f"{k} {v / 1e9:.2f}" for k, v in needs.items() if v)
+    log(f"feature cache {cache_dir}: {total / 1e9:.2f} GB to write ({parts or 'all cached'}), "
+        f"{free / 1e9:.2f} GB free")
+    if total > free:
+        raise ValueError(f"the feature cache needs up to {total / 1e9:.2f} GB ({parts}) but {where} has "
+                         f"{free / 1e9:.2f} GB free; free disk space, pass a cache directory on a larger disk, "
+                         f"or lower candidates_per_image")
+
+
 def evaluate(
     classifier, featurizer: DiffusionFeaturizer, split: SegmentationSplit, cache: FeatureCache, n_classes: int,
     batch_images: int = 16, stride: int = 1,
@@ -794,16 +1035,16 @@ def evaluate(
     grid = (np.arange(0, h, stride)[:, None] * w + np.arange(0, w, stride)[None, :]).reshape(-1)
     for start in range(0, len(split), batch_images):
         part = split.subset(np.arange(start, min(start + batch_images, len(split))))
+        key = _evaluation_key(featurizer, part, stride)
         if stride == 1:
-            key = "dense-" + cache_key(featurizer_key(featurizer), part.names, part.images)
             compute = lambda: featurizer.transform(part.images).astype(np.float16, copy=False)  # noqa: E731
         else:
-            key = "grid-" + cache_key(featurizer_key(featurizer), part.names, part.images, stride)
             compute = lambda: featurizer.transform(part.images, pixels=[grid] * len(part)).astype(  # noqa: E731
                 np.float16, copy=False)
         X = cache.get(key, compute, in_memory=False)
         labels = part.labels.reshape(len(part), -1)[:, grid]
         cm += confusion_matrix(labels.reshape(-1), classifier.predict(X), n_classes)
+        release(X)  # features kept on disk are read again next round, not kept resident
     return cm
 
 
@@ -842,7 +1083,9 @@ def run_experiment(
         run only): the fixed-noise pool and test features, and the noisy
         draws of the pool (filled on demand, shared by every strategy and
         seed with the same ``feature_seed``). Keys include the images'
-        contents, so edited images are featurized again.
+        contents, so edited images are featurized again. With a cache the
+        run's memory does not grow with the pool (features are read from it
+        a block at a time); its size is printed before the run starts.
     resume : bool, default=False
         Continue from ``out_dir/state.json``: the same settings except
         ``rounds``, which may grow (a finished run is extended and picks
@@ -880,8 +1123,9 @@ def run_experiment(
         Bad config, a per-round budget that does not fit the pool (see
         :meth:`ExperimentConfig.validate_for_pool`), a resume whose saved
         settings differ (each differing setting is named with its saved and
-        its new value), or an ``out_dir`` holding a labeling project that no
-        run made.
+        its new value), an ``out_dir`` holding a labeling project that no
+        run made, or a feature cache larger than the free space of its disk
+        (:func:`check_cache_space`, checked before any feature is computed).
     """
     # Before any work: a budget that cannot fit fails now, not in round r. The candidates are cheap to
     # draw (no features), and with candidates="valid" an image may have fewer than candidates_per_image.
@@ -914,6 +1158,9 @@ def run_experiment(
         log(f"resuming {out_dir} after round {len(records) - 1}, up to round {config.rounds - 1}")
 
     featurizer = fitted_featurizer(config, featurizer, progress, executor)
+    if cache_dir is not None:  # before any feature is computed: a cache that cannot fit fails now
+        check_cache_space(cache_dir, cache_needs(config, featurizer, pool, pixels, test, cache_dir, cache_evaluation),
+                          log)
     cache = FeatureCache(cache_dir, persist_optional=cache_evaluation)
     feats = pool_features(featurizer, pool, config.candidates_per_image, config.feature_seed, cache, config.candidates,
                           pixels=pixels)  # the candidates validated above, not drawn again
@@ -928,11 +1175,8 @@ def run_experiment(
     if config.strategy in NEEDS_NOISY:
         view_fn = featurizer.noisy_view_fn(pool.images, pixels, n_draws=config.n_draws,
                                            random_state=config.feature_seed)
-        path = None
-        if cache_dir is not None:  # shared by every strategy and seed on this pool
-            key = cache_key(featurizer_key(featurizer), pool.names, pool.images, np.concatenate(pixels),
-                          config.n_draws, config.feature_seed, config.candidates)
-            path = Path(cache_dir) / f"noisy-{key}.npy"
+        # shared by every strategy and seed on this pool
+        path = None if cache_dir is None else Path(cache_dir) / f"{_noisy_cache_key(config, featurizer, pool, pixels)}.npy"
         per_call = 8 if executor is None else executor.images_per_call(featurizer, 8)  # every worker busy
         noisy = CachedNoisyViews(view_fn, offsets, X.shape[1], directory=cache_dir, path=path,
                                  images_per_call=per_call)
@@ -980,6 +1224,14 @@ def run_experiment(
     return records
 
 
+def _predict_chunk_rows(classifier) -> int:
+    """Rows per ``predict_proba`` chunk of a TorchMLPClassifier (1 for others): score blocks are multiples of it,
+    so every row is predicted in the same chunk as in one call over all rows (bit-identical scores)."""
+    rows = getattr(classifier, "_predict_rows", None)
+    device = getattr(classifier, "_inference_device", None)
+    return int(rows(device())) if callable(rows) and callable(device) else 1
+
+
 def _row_to_pixel(rows, groups, pixels, offsets, names) -> list[list]:
     """[image name, y*W+x] of labeled rows, so a results folder says which pixels were labeled."""
     return [[names[groups[i]], int(pixels[groups[i]][i - offsets[groups[i]]])] for i in rows]
@@ -1015,7 +1267,7 @@ def train_classifier(config, X, y, labeled, r, times, progress=False) -> TorchML
     # An ignore pixel costs budget but teaches nothing: the classifier drops it.
     params = {"progress": progress, **config.classifier, "ignore_index": IGNORE_INDEX,
               "random_state": config.seed * 1000 + r}
-    clf = TorchMLPClassifier(**params).fit(np.asarray(X[rows], dtype=np.float32), y[rows])
+    clf = TorchMLPClassifier(**params).fit(read_rows(X, rows, np.float32), y[rows])
     times["train"] = times.get("train", 0.0) + time.perf_counter() - t
     return clf
 
@@ -1057,31 +1309,35 @@ def _query(config, query, classifier, X, y, groups, labeled, budget, noisy, rng,
 
     ``rng`` depends on the seed and the round only, not on the strategy: every
     strategy that picks at random in round 0 picks the same pixels.
+
+    No copy of the unlabeled rows is made: the samplers read ``X`` (possibly
+    memory-mapped) one image or one block at a time, so memory does not grow
+    with the pool.
     """
     unl = np.setdiff1d(np.arange(len(X)), np.asarray(labeled, dtype=np.int64))
     s = config.strategy
     t = time.perf_counter()
     noisy_before = noisy.seconds if noisy is not None else 0.0
-    X_lab = np.asarray(X[np.asarray(labeled, dtype=np.int64)], dtype=np.float32) if labeled else None
-    # One copy of the unlabeled rows (float16, like X: half the memory of float32), made only for
-    # the strategies that read features; samplers and classifier widen them a block at a time.
+    X_lab = read_rows(X, labeled, np.float32) if labeled else None
     random_pick = s == "random" or (classifier is None and s not in HERDING)
-    X_unl = None if random_pick else np.asarray(X[unl])
     if s in HERDING and (classifier is None or s == "maxherding"):
-        picked = unl[query.query(None, X_unl, budget, groups=groups[unl], X_labeled=X_lab)]
+        picked = query.query(None, X, budget, groups=groups, X_labeled=X_lab, rows=unl)
         times.update(query.timings_)
     elif random_pick:
         picked = rng.choice(unl, size=budget, replace=False)
         times["select"] = time.perf_counter() - t
     elif s in ("entropy", "margin"):
-        fn = entropy_sampling if s == "entropy" else margin_sampling
-        idx, _ = fn(classifier, X_unl, n_instances=budget)
+        # modAL's own scores, a block of rows at a time, then its own selection over all of them
+        score = classifier_entropy if s == "entropy" else classifier_margin
+        step = _predict_chunk_rows(classifier)
+        values = np.concatenate([score(classifier, read_rows(X, unl[a:b]))
+                                 for a, b in row_blocks(len(unl), block_rows(X.shape[1]), multiple_of=step)])
+        idx, _ = multi_argmax(values, budget) if s == "entropy" else multi_argmin(values, budget)
         picked = unl[np.asarray(idx)]
         times["select"] = time.perf_counter() - t
     elif s in ("bald", "edald"):
         sampler = EDALDSampler(entropy_weight=0.0 if s == "bald" else config.entropy_weight, mi=config.mi)
-        picked = unl[sampler.query(classifier, X_unl, budget,
-                                   X_noisy=lambda i: noisy(unl[i]))]
+        picked = unl[top_k(sampler.scores(classifier, X, noisy, indices=unl), budget)]
         times["stage2"] = time.perf_counter() - t
     elif s in ("uherding", "two_stage_uherding"):
         if config.uherding_temperature == "auto":  # the paper's rule, on the pixels that carry a class
@@ -1089,14 +1345,13 @@ def _query(config, query, classifier, X, y, groups, labeled, budget, noisy, rng,
             rows = np.asarray(labeled, dtype=np.int64)
             rows = rows[y[rows] != IGNORE_INDEX]
             query.uncertainty.set_params(temperature=fit_temperature(  # seeds its split and the copy's training
-                TorchMLPClassifier(**{**config.classifier, "progress": False}), np.asarray(X[rows], dtype=np.float32),
+                TorchMLPClassifier(**{**config.classifier, "progress": False}), read_rows(X, rows, np.float32),
                 y[rows], random_state=config.seed * 1000 + len(labeled)))
             times["temperature_fit"] = time.perf_counter() - t_fit
-        picked = unl[query.query(classifier, X_unl, budget, groups=groups[unl], X_labeled=X_lab)]
+        picked = query.query(classifier, X, budget, groups=groups, X_labeled=X_lab, rows=unl)
         times.update(query.timings_)
     else:  # two_stage with a classifier
-        picked = unl[query.query(classifier, X_unl, budget, groups=groups[unl],
-                                 X_noisy=lambda i: noisy(unl[i]), X_labeled=X_lab)]
+        picked = query.query(classifier, X, budget, groups=groups, X_noisy=noisy, X_labeled=X_lab, rows=unl)
         times.update(query.timings_)
     if noisy is not None:  # report on-demand featurizing apart from the eDALD scoring around it
         times["noisy_features"] = noisy.seconds - noisy_before

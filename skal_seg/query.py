@@ -12,6 +12,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
+from skal_seg._memory import read_rows
 from skal_seg._validation import check_budget, check_features
 from skal_seg.herding import MaxHerdingSampler, labeled_or_training
 from skal_seg.uncertainty import EDALDSampler, NoisyViews, check_noisy_views, top_k
@@ -161,16 +162,22 @@ class TwoStageQuery(BaseEstimator):
     def _herding(self, seed: int) -> MaxHerdingSampler:
         return _seeded_herding(self.herding, seed)
 
-    def local_stage(self, X: np.ndarray, groups: np.ndarray, rng) -> np.ndarray:
+    def local_stage(self, X: np.ndarray, groups: np.ndarray, rng, rows=None) -> np.ndarray:
         """Stage 1 local: MaxHerding inside each image.
+
+        Streams over the images: only one image's rows are read from ``X``
+        (and widened to float32 by the sampler) at a time, and the pages a
+        memory-mapped ``X`` has read are released after each image.
 
         Parameters
         ----------
         X : ndarray of shape (n_rows, D)
-        groups : ndarray of shape (n_rows,)
-            Image of each row.
+        groups : ndarray of shape (n_rows,) or (len(rows),)
+            Image of each row (of each of ``rows`` when given).
         rng : RandomState
             Draws one herding seed per image (in sorted image order).
+        rows : ndarray of int, optional
+            Herd only these rows of ``X`` (sorted); default: all.
 
         Returns
         -------
@@ -186,19 +193,21 @@ class TwoStageQuery(BaseEstimator):
         if not hasattr(self, "_local_cache"):
             self._local_cache: dict[tuple, np.ndarray] = {}
         herding_params = repr(sorted((MaxHerdingSampler() if self.herding is None else self.herding).get_params().items()))
-        todo = []  # (key, seed, rows, k) of the images not herded before
+        todo = []  # (key, seed, image rows, k) of the images not herded before
         for g in range(len(names)):
-            rows = order[bounds[g] : bounds[g + 1]]
-            k = min(budget, len(rows))
-            X_g = np.ascontiguousarray(X[rows])
+            image_rows = order[bounds[g] : bounds[g + 1]]
+            if rows is not None:
+                image_rows = rows[image_rows]
+            k = min(budget, len(image_rows))
+            X_g = np.ascontiguousarray(read_rows(X, image_rows))
             # An image whose candidates, seed and settings are unchanged gets the same picks:
             # across active-learning rounds only the images that were just labeled need herding again.
             key = (int(seeds[g]), k, herding_params, X_g.dtype.str, X_g.shape, hashlib.sha1(X_g).hexdigest())
-            picks.append((rows, key))
+            picks.append((image_rows, key))
             if key not in self._local_cache:
-                todo.append((key, int(seeds[g]), rows, k))
-        # Each image's rows are copied out again when herded, so no more than a few images' copies exist at once.
-        args = ((seed, np.ascontiguousarray(X[rows]), k) for _, seed, rows, k in todo)
+                todo.append((key, int(seeds[g]), image_rows, k))
+        # Each image's rows are read again when herded, so no more than a few images' copies exist at once.
+        args = ((seed, np.ascontiguousarray(read_rows(X, image_rows)), k) for _, seed, image_rows, k in todo)
         if self.executor is not None and len(todo) > 1:
             found = self.executor.imap(_seeded_select, args, total=len(todo), shared=(self.herding,),
                                        progress=self.progress, desc="stage 1 local", unit="image")
@@ -207,7 +216,7 @@ class TwoStageQuery(BaseEstimator):
                      tqdm(args, total=len(todo), desc="stage 1 local", disable=not self.progress, leave=False))
         for (key, *_), local in zip(todo, found):
             self._local_cache[key] = local
-        picks = [rows[self._local_cache[key]] for rows, key in picks]
+        picks = [image_rows[self._local_cache[key]] for image_rows, key in picks]
         return np.sort(np.concatenate(picks)) if picks else np.empty(0, dtype=np.int64)
 
     def query(
@@ -219,6 +228,7 @@ class TwoStageQuery(BaseEstimator):
         X_noisy: NoisyViews = None,
         X_labeled=None,
         y_labeled=None,
+        rows=None,
     ) -> np.ndarray:
         """Indices into ``X_pool`` of the rows to label next (at most ``n_instances``, unique).
 
@@ -239,6 +249,12 @@ class TwoStageQuery(BaseEstimator):
             Labeled rows the global stage (and Uncertainty Herding) is conditioned on.
         y_labeled : array-like of shape (n_labeled,), optional
             Their labels, for Uncertainty Herding's ``temperature="auto"``.
+        rows : array-like of int, optional
+            The rows of ``X_pool`` that may be picked (strictly increasing;
+            default: all). ``groups`` and ``X_noisy`` still index ``X_pool``.
+            Lets a caller pass all of its (memory-mapped) features with the
+            unlabeled rows named here instead of copying them: the answer is
+            the same as for ``X_pool[rows]`` (mapped back through ``rows``).
 
         Returns
         -------
@@ -251,7 +267,7 @@ class TwoStageQuery(BaseEstimator):
         ValueError
             Bad features, ``groups`` of the wrong length, negative budgets,
             ``keep_global`` outside (0, 1], missing or misaligned ``X_noisy``,
-            or ``n_instances`` larger than stage 1 keeps (see the class notes).
+            bad ``rows``, or ``n_instances`` larger than stage 1 keeps (see the class notes).
         """
         X = check_features(X_pool, "X_pool")
         n_instances = check_budget(n_instances)
@@ -260,6 +276,13 @@ class TwoStageQuery(BaseEstimator):
         groups = np.zeros(len(X), dtype=np.int64) if groups is None else np.asarray(groups)
         if groups.ndim != 1 or len(groups) != len(X):
             raise ValueError(f"groups must have shape ({len(X)},) to match X_pool, got {groups.shape}")
+        if rows is not None:
+            rows = np.asarray(rows)
+            if rows.ndim != 1 or (rows.size and (rows.dtype.kind not in "iu" or rows[0] < 0 or rows[-1] >= len(X)
+                                                  or np.any(np.diff(rows) <= 0))):
+                raise ValueError(f"rows must be strictly increasing integers in [0, {len(X)}), got {rows!r}")
+            rows = rows.astype(np.int64, copy=False)
+        candidate_groups = groups if rows is None else groups[rows]
         X_labeled, y_labeled = labeled_or_training(classifier, X_labeled, y_labeled)
         fitted = is_fitted(classifier)
         sampler = EDALDSampler() if self.uncertainty is None else self.uncertainty
@@ -267,7 +290,7 @@ class TwoStageQuery(BaseEstimator):
         if fitted and not herding_stage2:  # fail before the expensive stage 1, not after
             check_noisy_views(X_noisy, len(X), X.shape[1])
         if n_instances > 0:
-            self._check_stage1_keeps(n_instances, groups, fitted)
+            self._check_stage1_keeps(n_instances, candidate_groups, fitted)
         rng = check_random_state(self.random_state)
         self.scores_ = None
         self.timings_ = {"stage1": 0.0}
@@ -276,26 +299,33 @@ class TwoStageQuery(BaseEstimator):
             self.local_picks_ = self.candidate_pool_ = np.empty(0, dtype=np.int64)
             return np.empty(0, dtype=np.int64)
 
-        local = self.local_stage(X, groups, rng)
+        local = self.local_stage(X, candidate_groups, rng, rows=rows)
         self.local_picks_ = local
         herding = self._herding(int(rng.randint(0, 2**31 - 1)))
+        X_local = read_rows(X, local)  # the only rows read again (the stage-2 pool comes from them)
         if not fitted:
-            picked = local[herding.select(X[local], n_instances, X_labeled=X_labeled)]
+            picked = local[herding.select(X_local, n_instances, X_labeled=X_labeled)]
             self.candidate_pool_ = picked
             self.timings_["stage1"] = time.perf_counter() - start
             return picked
 
         keep = self.global_keep(len(local))
         # Keeping every local pick needs no global herding (stage 2 re-orders the pool anyway).
-        pool = local if keep >= len(local) else local[herding.select(X[local], keep, X_labeled=X_labeled)]
+        kept = None if keep >= len(local) else herding.select(X_local, keep, X_labeled=X_labeled)
+        pool = local if kept is None else local[kept]
+        X_stage2 = X_local if kept is None else X_local[kept]
+        del X_local
         self.candidate_pool_ = pool
         self.timings_["stage1"] = time.perf_counter() - start
         start = time.perf_counter()
         if herding_stage2:
-            picked = pool[sampler.query(classifier, X[pool], n_instances, X_labeled=X_labeled, y_labeled=y_labeled)]
+            picked = pool[sampler.query(classifier, X_stage2, n_instances, X_labeled=X_labeled, y_labeled=y_labeled)]
             self.scores_ = sampler.uncertainty_ if sampler.uncertainty_ is not None else np.ones(len(pool))
         else:
-            self.scores_ = sampler.scores(classifier, X, X_noisy, indices=pool)
+            # X_noisy indexes X_pool: the stage-2 rows are renumbered 0..len(pool)-1 for the sampler
+            noisy_views = X_noisy if callable(X_noisy) else np.asarray(X_noisy)[:, pool]
+            noisy_of = (lambda i: noisy_views(pool[i])) if callable(X_noisy) else noisy_views
+            self.scores_ = sampler.scores(classifier, X_stage2, noisy_of)
             picked = pool[top_k(self.scores_, n_instances)]
         self.timings_["stage2"] = time.perf_counter() - start
         return picked

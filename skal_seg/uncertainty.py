@@ -21,6 +21,7 @@ from typing import Callable, Union
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from skal_seg._memory import read_rows
 from skal_seg._validation import all_finite, check_budget, check_features, check_non_negative, check_probabilities
 
 NoisyViews = Union[np.ndarray, Callable[[np.ndarray], np.ndarray]]
@@ -239,7 +240,7 @@ class EDALDSampler(BaseEstimator):
             chunk = indices[start : start + self.batch_size]
             noisy = noisy_rows(X_noisy, chunk, n_pool=len(X), n_features=X.shape[1])
             K = noisy.shape[0]
-            proba = self._predict(classifier, X[chunk])
+            proba = self._predict(classifier, read_rows(X, chunk))  # a memory-mapped X: one chunk resident
             proba_draws = self._predict(classifier, noisy.reshape(K * len(chunk), -1)).reshape(K, len(chunk), -1)
             scores.append(edald_score(proba, proba_draws, self.entropy_weight, self.mi))
         return np.concatenate(scores)

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from collections import namedtuple
 
 import numpy as np
 import pytest
@@ -14,6 +15,8 @@ from skal_seg.cli import main as cli_main
 from skal_seg.data import SegmentationSplit
 from skal_seg.experiment import STRATEGIES, ExperimentConfig, run_experiment, run_full_supervision
 from skal_seg.featurizer import DiffusionFeaturizer
+
+shutil_usage = namedtuple("usage", "total used free")
 
 
 
@@ -504,3 +507,42 @@ def test_runs_saved_before_candidates_existed_resume_as_all(data, featurizer, tm
     with pytest.raises(ValueError, match=r"candidates 'all' \(saved\) vs 'valid' \(now\)"):
         run_experiment(config(rounds=1, candidates="valid"), pool, test, tmp_path, featurizer=featurizer,
                        resume=True, progress=False, log=lambda s: None)
+
+
+@pytest.mark.parametrize("strategy", ["two_stage", "entropy", "edald"])
+def test_small_blocks_give_the_same_run(strategy, data, featurizer, tmp_path, monkeypatch):
+    """Features written, read and scored a few rows at a time: the same features, picks and mIoU."""
+    pool, test = data
+    runs = {}
+    for name, block_bytes in (("default", exp.BLOCK_BYTES), ("small", 2 * featurizer.n_features_out_ * 7)):
+        monkeypatch.setattr(exp, "BLOCK_BYTES", block_bytes)
+        if name == "small":
+            assert len(exp.pool_image_blocks(featurizer, [40] * len(pool))) > 1
+        records = run_experiment(config(strategy), pool, test, tmp_path / name, featurizer=featurizer,
+                                 cache_dir=tmp_path / f"cache-{name}", progress=False, log=lambda s: None)
+        state = json.loads((tmp_path / name / "state.json").read_text())
+        features = np.load(next((tmp_path / f"cache-{name}").glob("pool-*.npy")))
+        runs[name] = (state["labeled"], [r["miou"] for r in records], features)
+    assert runs["small"][0] == runs["default"][0]
+    assert runs["small"][1] == runs["default"][1]
+    np.testing.assert_array_equal(runs["small"][2], runs["default"][2])
+
+
+def test_cache_larger_than_the_disk_is_refused_before_any_work(data, featurizer, tmp_path, monkeypatch):
+    pool, test = data
+    free = 1000  # bytes: less than 6 images x 40 candidates x D x 2
+    monkeypatch.setattr(exp.shutil, "disk_usage", lambda path: shutil_usage(total=10**9, used=10**9 - free, free=free))
+    lines = []
+    with pytest.raises(ValueError, match=r"feature cache needs up to .* GB .* has 0\.00 GB free; free disk space"):
+        run_experiment(config("two_stage"), pool, test, tmp_path / "run", featurizer=featurizer,
+                       cache_dir=tmp_path / "cache", progress=False, log=lines.append)
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())  # nothing computed
+    assert lines and "GB to write (pool" in lines[0] and "noisy" in lines[0]
+    # the same run fits once the disk is large enough
+    monkeypatch.setattr(exp.shutil, "disk_usage", lambda path: shutil_usage(total=10**12, used=0, free=10**12))
+    run_experiment(config("two_stage", rounds=1), pool, test, tmp_path / "run", featurizer=featurizer,
+                   cache_dir=tmp_path / "cache", progress=False, log=lines.append)
+    # a second run on the same pool writes nothing new to the pool or noisy files
+    needs = exp.cache_needs(config("two_stage"), featurizer, pool,
+                            exp.candidate_pixels(pool, 40, 0), test, tmp_path / "cache")
+    assert needs["pool"] == 0 and needs["evaluation"] == 0

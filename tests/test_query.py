@@ -190,3 +190,24 @@ def test_every_non_finite_value_is_caught(dtype, bad):
         with pytest.raises(ValueError, match="NaN|infinity"):
             check_features(view)
     assert check_features(np.full((2, 2), 6e4, dtype=dtype)).dtype == dtype  # large but finite
+
+
+@pytest.mark.parametrize("fitted", [False, True])
+def test_rows_give_the_answer_of_the_copied_rows(pool, fitted):
+    """rows= (no copy of the unlabeled rows) picks what the same query on X[rows] picks, mapped back."""
+    X, groups, clf, X_noisy = pool
+    rows = np.setdiff1d(np.arange(len(X)), np.arange(0, 600, 7))  # every 7th row "labeled"
+    clf = clf if fitted else None
+    kw = dict(groups=groups[rows], X_noisy=X_noisy[:, rows]) if fitted else dict(groups=groups[rows])
+    copied = TwoStageQuery(local_budget=8, random_state=0).query(clf, X[rows], 6, **kw)
+    q = TwoStageQuery(local_budget=8, random_state=0)
+    named = q.query(clf, X, 6, groups=groups, X_noisy=X_noisy if fitted else None, rows=rows)
+    assert named.tolist() == rows[copied].tolist()
+    assert set(q.local_picks_.tolist()) <= set(rows.tolist())
+
+
+@pytest.mark.parametrize("rows", [np.array([3, 2]), np.array([0, 600]), np.array([-1, 4]), np.array([1.0, 2.0])])
+def test_bad_rows_raise(pool, rows):
+    X, groups, _, _ = pool
+    with pytest.raises(ValueError, match="rows must be strictly increasing"):
+        TwoStageQuery(local_budget=8).query(None, X, 2, groups=groups, rows=rows)
