@@ -917,7 +917,9 @@ def pool_cache_key(featurizer: DiffusionFeaturizer, pool: SegmentationSplit, pix
     return "pool-" + cache_key(featurizer_key(featurizer), pool.names, pool.images, np.concatenate(pixels), candidates)
 
 
-def _noisy_cache_key(config: ExperimentConfig, featurizer, pool: SegmentationSplit, pixels: list) -> str:
+def noisy_cache_key(config: ExperimentConfig, featurizer, pool: SegmentationSplit, pixels: list) -> str:
+    """File stem of a pool's noisy draws in a cache folder: shared by every strategy and seed (and by
+    a labeling project's rounds) with the same features, images, candidates, ``n_draws`` and ``feature_seed``."""
     return "noisy-" + cache_key(featurizer_key(featurizer), pool.names, pool.images, np.concatenate(pixels),
                                 config.n_draws, config.feature_seed, config.candidates)
 
@@ -965,7 +967,7 @@ def cache_needs(config: ExperimentConfig, featurizer: DiffusionFeaturizer, pool:
     needs = {"pool": missing(pool_cache_key(featurizer, pool, pixels, config.candidates), n_rows * row), "noisy": 0,
              "evaluation": 0}
     if config.strategy in NEEDS_NOISY:
-        needs["noisy"] = missing(_noisy_cache_key(config, featurizer, pool, pixels), config.n_draws * n_rows * row)
+        needs["noisy"] = missing(noisy_cache_key(config, featurizer, pool, pixels), config.n_draws * n_rows * row)
     if cache_evaluation:
         h, w = test.labels.shape[1:]
         per_image = len(range(0, h, config.eval_stride)) * len(range(0, w, config.eval_stride)) * row
@@ -1176,7 +1178,7 @@ def run_experiment(
         view_fn = featurizer.noisy_view_fn(pool.images, pixels, n_draws=config.n_draws,
                                            random_state=config.feature_seed)
         # shared by every strategy and seed on this pool
-        path = None if cache_dir is None else Path(cache_dir) / f"{_noisy_cache_key(config, featurizer, pool, pixels)}.npy"
+        path = None if cache_dir is None else Path(cache_dir) / f"{noisy_cache_key(config, featurizer, pool, pixels)}.npy"
         per_call = 8 if executor is None else executor.images_per_call(featurizer, 8)  # every worker busy
         noisy = CachedNoisyViews(view_fn, offsets, X.shape[1], directory=cache_dir, path=path,
                                  images_per_call=per_call)

@@ -842,7 +842,7 @@ class LabelingProject:
         ValueError
             A budget below 1 or larger than the candidate pixels not asked yet.
         """
-        from skal_seg.experiment import CachedNoisyViews, cache_key, featurizer_key, two_stage_query
+        from skal_seg.experiment import CachedNoisyViews, noisy_cache_key, two_stage_query
 
         if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
             raise ValueError(f"budget must be a positive integer, got {budget!r}")
@@ -866,10 +866,9 @@ class LabelingProject:
         else:
             view_fn = engine.featurizer.noisy_view_fn(engine.split.images, feats.pixels, n_draws=config.n_draws,
                                                       random_state=config.feature_seed)
-            key = cache_key(featurizer_key(engine.featurizer), engine.split.names, np.concatenate(feats.pixels),
-                          config.n_draws, config.feature_seed)
+            key = noisy_cache_key(config, engine.featurizer, engine.split, feats.pixels)
             noisy = CachedNoisyViews(view_fn, feats.offsets, feats.X.shape[1], directory=engine.cache.directory,
-                                     path=engine.cache.directory / f"noisy-{key}.npy")
+                                     path=engine.cache.directory / f"{key}.npy")
             idx = strategy.query(classifier, X_unl, budget, groups=feats.groups[unl],
                                  X_noisy=lambda i: noisy(unl[i]), X_labeled=X_lab)
             position = {int(r): n for n, r in enumerate(strategy.candidate_pool_)}
