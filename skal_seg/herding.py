@@ -805,13 +805,15 @@ def _blocked_greedy(Xt, kernel, coverage, n_pick, plan: _Plan, lazy_batch, symme
         g[picked] = neg_inf
         return g
 
+    # err: rounding bound of each gain, slack x the gain it was last computed exactly as (scale);
+    # zero right after an exact computation, which is as exact as the cached greedy's gains.
     gains = exact_gains()
-    err = slack * gains.abs()
+    scale, err = gains.abs(), torch.zeros(n, dtype=torch.float64, device=device)
     base = float(gains.max())
     everyone = torch.arange(n, device=device)
     picks, picked_gains = [], []
     for step in range(n_pick):
-        verified = torch.zeros(n, dtype=torch.bool, device=device)
+        verified = (err == 0) & ~picked
         batch, refreshed = lazy_batch, False
         while True:
             best = float(gains[verified].max()) if verified.any() else neg_inf
@@ -825,23 +827,22 @@ def _blocked_greedy(Xt, kernel, coverage, n_pick, plan: _Plan, lazy_batch, symme
             if (not refreshed and n_reach > max(4 * lazy_batch, n // 64)
                     and float(gains.max()) < refresh_ratio * base):  # bounds too loose: recompute all
                 gains = exact_gains()
-                err = slack * gains.abs()
-                err[picked] = 0.0
+                scale, err = torch.where(picked, 0.0, gains.abs()), torch.zeros_like(err)
                 base = float(gains.max())
-                verified.zero_()
+                verified = ~picked
                 refreshed = True
                 continue
             k = min(batch, n_reach)
             idx = torch.topk(torch.where(reach, bound, neg_inf), k).indices
             gains[idx] = rescore(idx)
-            err[idx] = slack * gains[idx].abs()
+            scale[idx], err[idx] = gains[idx].abs(), 0.0
             verified[idx] = True
             batch *= 2
         j = _lowest_best(gains[verified], everyone[verified], tol)
         picks.append(j)
         picked_gains.append(float(gains[j]))
         picked[j] = True
-        gains[j], err[j] = neg_inf, 0.0
+        gains[j] = neg_inf
         if step == n_pick - 1:
             break
         column = columns(torch.tensor([j], device=device))[0]
@@ -852,8 +853,7 @@ def _blocked_greedy(Xt, kernel, coverage, n_pick, plan: _Plan, lazy_batch, symme
         fresh_rows = changed[~in_store]
         if 2 * len(fresh_rows) >= n:
             gains = exact_gains()
-            err = slack * gains.abs()
-            err[picked] = 0.0
+            scale, err = torch.where(picked, 0.0, gains.abs()), torch.zeros_like(err)
             base = float(gains.max())
             continue
         drop = torch.zeros(n, dtype=torch.float64, device=device)
@@ -869,4 +869,5 @@ def _blocked_greedy(Xt, kernel, coverage, n_pick, plan: _Plan, lazy_batch, symme
             del K, T  # before the next block is computed: one block at a time in the budget
         gains -= drop / n
         gains[picked] = neg_inf
+        err = slack * scale
     return np.asarray(picks, dtype=np.int64), np.asarray(picked_gains)
