@@ -7,17 +7,20 @@ a selection ``S`` (together with already-labeled rows ``L``) is::
 
 a facility-location function, monotone and submodular. MaxHerding adds one
 row at a time, the one with the largest gain ``C(S + j) - C(S)``; the picks
-are exactly the plain greedy's, computed two ways:
+are exactly the plain greedy's, computed two ways, both keeping every gain
+exact by updating it only from the rows whose coverage the last pick raised
+(many rows at first, few once the data are covered), where the plain greedy
+re-reads the whole kernel at every step:
 
 * When the ``N x N`` kernel fits in ``max_memory_mb`` it is computed once
-  (one triangle of tiles, the kernel being symmetric) and kept, and every
-  gain is kept exact by updating it only on the rows whose coverage the last
-  pick raised: many rows at first, few once the data are covered, where the
-  plain greedy re-reads the whole kernel at every step.
-* Otherwise gains are evaluated lazily: they can only shrink as ``S`` grows,
-  so stale gains are upper bounds, and only the candidates whose bound could
-  still win have their kernel columns recomputed, in blocks within the
-  memory budget.
+  (one triangle of tiles, the kernel being symmetric) and kept.
+* Otherwise (N = 148,750 rows, the paper's global stage, is 89 GB in
+  float32) the kernel rows of the changed rows are recomputed in blocks
+  within the budget, and rows whose *live* entries (those still above the
+  row's coverage: coverage only grows, so the others never count again) are
+  few are stored sparsely and served from memory from then on. Gains updated
+  by subtraction carry a rounding bound; the candidates that could win within
+  it are re-scored exactly from their kernel columns, as a lazy greedy does.
 """
 
 from __future__ import annotations
@@ -130,14 +133,21 @@ class MaxHerdingSampler(BaseEstimator):
         RBF bandwidth. ``"auto"``: 2 x the median non-zero pairwise distance of
         a random subsample of ``max(10, 1%)`` of the rows (see
         :func:`auto_bandwidth`), recomputed on each call's ``X``.
-    max_memory_mb : float, default=2048
-        Memory for kernel computations. The whole ``N x N`` kernel is cached
-        when it fits (beside three working tiles) and more than one row is
-        picked; otherwise kernel tiles and columns are recomputed within this
-        budget (a warning says when that makes a long selection slow).
+    max_memory_mb : float or "auto", default=2048
+        Memory for kernel computations, in MB (2**20 bytes); ``"auto"``: half
+        the memory available when the call starts (``MemAvailable`` on
+        Linux). What is kept: the whole ``N x N`` kernel when it fits beside
+        three working tiles and more than one row is picked. Otherwise half the
+        budget holds blocks of kernel rows (each against all ``N`` rows) and
+        tiles, the other half the sparse store of live kernel entries (a value
+        and an int32 column each) of the rows that have few. Not counted: the
+        rows ``X`` (a float32 copy when given in float16 or another type) and
+        about 100 bytes per row of per-row vectors. A warning says when a long
+        selection without the cached kernel will be slow.
     lazy_batch : int, default=32
-        How many stale candidates are re-scored together first in a lazy
-        step; doubles each time the bounds say more must be re-scored.
+        Without the cached kernel: after the candidate with the best gain
+        bound, how many candidates whose bound could still win are re-scored
+        together; doubles each time the bounds say more must be re-scored.
     device : str, default="cpu"
         Torch device for the kernel computations.
     random_state : int, RandomState or None, default=None
@@ -149,6 +159,11 @@ class MaxHerdingSampler(BaseEstimator):
         Bandwidth used by the last call (``nan`` for a callable kernel).
     gains_ : ndarray of shape (n_selected,)
         Coverage gain of each pick of the last call, in selection order.
+    memory_budget_mb_ : float
+        The budget of the last call in MB (``"auto"`` resolved).
+    n_kernel_evaluations_ : int
+        Kernel entries computed by the last call (``N^2 / 2`` for one
+        symmetric pass over the kernel).
 
     Notes
     -----
@@ -157,14 +172,25 @@ class MaxHerdingSampler(BaseEstimator):
     to within a few 1e-6 relative (float32 input) or ~1e-12 (float64) can fall
     either way. With the kernel cached, gains are updated from the rows each
     pick changes and recomputed exactly whenever they have shrunk 16 fold, so
-    rounding does not accumulate across picks.
+    rounding does not accumulate across picks. Without it, the candidates whose
+    gain could win within its rounding bound are re-scored exactly first. The
+    picks do not depend on ``max_memory_mb`` beyond that precision
+    (``tests/test_herding.py``).
+
+    Cost without the cached kernel: one symmetric pass (``N^2 / 2`` kernel
+    entries of ``D`` multiply-adds), then each pick recomputes the kernel rows
+    of the rows it covers better that are not stored; on nearly equidistant
+    data (every gain alike, the worst case) the ``t``-th pick changes about
+    ``N / t`` rows, until rows have few enough live entries to be stored
+    (about ``N^2 / (4 C)`` picks for a store of ``C`` entries), so about
+    ``N^2 (1/2 + ln(N^2 / 4C))`` entries in all (``docs/performance.md``).
     """
 
     def __init__(
         self,
         kernel: KernelLike = "rbf",
         bandwidth: Union[str, float] = "auto",
-        max_memory_mb: float = 2048,
+        max_memory_mb: Union[float, str] = 2048,
         lazy_batch: int = 32,
         device: str = "cpu",
         random_state=None,
@@ -225,7 +251,9 @@ class MaxHerdingSampler(BaseEstimator):
         ------
         ValueError
             Non-finite or non-2-D input, mismatched feature counts, a negative
-            budget, an unknown kernel or a bad bandwidth.
+            budget, an unknown kernel or a bad bandwidth; a ``max_memory_mb``
+            that cannot hold one block of kernel rows (``2 N (itemsize + 1)``
+            bytes).
         """
         X = check_features(X, "X")
         n_instances = check_budget(n_instances)
@@ -760,8 +788,8 @@ def _blocked_greedy(Xt, kernel, coverage, n_pick, plan: _Plan, lazy_batch, symme
     Updating is subtraction, so a gain carries the rounding of the larger gain it
     started from (see :func:`_cached_greedy`): each gain has an error bound, and
     a step re-scores exactly (its kernel column) every candidate whose bound
-    reaches the best re-scored gain, ``lazy_batch`` at a time, doubling, as a
-    lazy greedy does; ties go to the lowest index. When that is many
+    reaches the best re-scored gain: the best bound first, then ``lazy_batch``
+    at a time, doubling, as a lazy greedy does; ties go to the lowest index. When that is many
     candidates and gains have shrunk ``1 / refresh_ratio`` fold since the last
     full computation, all gains are recomputed first. ``weights``: per-row
     weights of the coverage (None: all 1).
@@ -814,7 +842,9 @@ def _blocked_greedy(Xt, kernel, coverage, n_pick, plan: _Plan, lazy_batch, symme
     picks, picked_gains = [], []
     for step in range(n_pick):
         verified = (err == 0) & ~picked
-        batch, refreshed = lazy_batch, False
+        # The best bound alone first: with tight bounds it is the pick, and one kernel column is
+        # all the step costs (32 of them per pick, N x D each, dominated long selections).
+        batch, refreshed = 1, False
         while True:
             best = float(gains[verified].max()) if verified.any() else neg_inf
             done = verified | picked
@@ -837,7 +867,7 @@ def _blocked_greedy(Xt, kernel, coverage, n_pick, plan: _Plan, lazy_batch, symme
             gains[idx] = rescore(idx)
             scale[idx], err[idx] = gains[idx].abs(), 0.0
             verified[idx] = True
-            batch *= 2
+            batch = lazy_batch if batch < lazy_batch else 2 * batch
         j = _lowest_best(gains[verified], everyone[verified], tol)
         picks.append(j)
         picked_gains.append(float(gains[j]))
