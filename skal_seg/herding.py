@@ -7,22 +7,26 @@ a selection ``S`` (together with already-labeled rows ``L``) is::
 
 a facility-location function, monotone and submodular. MaxHerding adds one
 row at a time, the one with the largest gain ``C(S + j) - C(S)``; the picks
-are exactly the plain greedy's, computed two ways:
+are exactly the plain greedy's, computed two ways, both keeping every gain
+exact by updating it only from the rows whose coverage the last pick raised
+(many rows at first, few once the data are covered), where the plain greedy
+re-reads the whole kernel at every step:
 
 * When the ``N x N`` kernel fits in ``max_memory_mb`` it is computed once
-  (one triangle of tiles, the kernel being symmetric) and kept, and every
-  gain is kept exact by updating it only on the rows whose coverage the last
-  pick raised: many rows at first, few once the data are covered, where the
-  plain greedy re-reads the whole kernel at every step.
-* Otherwise gains are evaluated lazily: they can only shrink as ``S`` grows,
-  so stale gains are upper bounds, and only the candidates whose bound could
-  still win have their kernel columns recomputed, in blocks within the
-  memory budget.
+  (one triangle of tiles, the kernel being symmetric) and kept.
+* Otherwise (N = 148,750 rows, the paper's global stage, is 89 GB in
+  float32) the kernel rows of the changed rows are recomputed in blocks
+  within the budget, and rows whose *live* entries (those still above the
+  row's coverage: coverage only grows, so the others never count again) are
+  few are stored sparsely and served from memory from then on. Gains updated
+  by subtraction carry a rounding bound; the candidates that could win within
+  it are re-scored exactly from their kernel columns, as a lazy greedy does.
 """
 
 from __future__ import annotations
 
 import numbers
+import os
 import warnings
 from typing import Callable, Union
 
@@ -38,6 +42,33 @@ from skal_seg._validation import check_budget, check_features, check_positive_or
 KernelLike = Union[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]
 
 _KERNELS = ("rbf",)
+
+# Temporaries of one gathered stored entry (positions, owner row, value, column, drop, mask):
+# the budget of MaxHerdingSampler._plan allows this much per entry gathered at once.
+_GATHER_BYTES_PER_ENTRY = 64
+# max_memory_mb="auto": this fraction of the memory available when the selection starts.
+_AUTO_FRACTION = 0.5
+
+
+def available_memory_bytes() -> int:
+    """Memory the system can give a new allocation without swapping, in bytes.
+
+    ``MemAvailable`` of ``/proc/meminfo`` on Linux; elsewhere the physical
+    memory (``os.sysconf``), which overstates what is free.
+
+    Raises
+    ------
+    OSError
+        When neither source exists on this platform.
+    """
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def auto_bandwidth(X: np.ndarray, random_state=None, factor: float = 2.0) -> float:
@@ -102,14 +133,21 @@ class MaxHerdingSampler(BaseEstimator):
         RBF bandwidth. ``"auto"``: 2 x the median non-zero pairwise distance of
         a random subsample of ``max(10, 1%)`` of the rows (see
         :func:`auto_bandwidth`), recomputed on each call's ``X``.
-    max_memory_mb : float, default=2048
-        Memory for kernel computations. The whole ``N x N`` kernel is cached
-        when it fits (beside three working tiles) and more than one row is
-        picked; otherwise kernel tiles and columns are recomputed within this
-        budget (a warning says when that makes a long selection slow).
+    max_memory_mb : float or "auto", default=2048
+        Memory for kernel computations, in MB (2**20 bytes); ``"auto"``: half
+        the memory available when the call starts (``MemAvailable`` on
+        Linux). What is kept: the whole ``N x N`` kernel when it fits beside
+        three working tiles and more than one row is picked. Otherwise half the
+        budget holds blocks of kernel rows (each against all ``N`` rows) and
+        tiles, the other half the sparse store of live kernel entries (a value
+        and an int32 column each) of the rows that have few. Not counted: the
+        rows ``X`` (a float32 copy when given in float16 or another type) and
+        about 100 bytes per row of per-row vectors. A warning says when a long
+        selection without the cached kernel will be slow.
     lazy_batch : int, default=32
-        How many stale candidates are re-scored together first in a lazy
-        step; doubles each time the bounds say more must be re-scored.
+        Without the cached kernel: after the candidate with the best gain
+        bound, how many candidates whose bound could still win are re-scored
+        together; doubles each time the bounds say more must be re-scored.
     device : str, default="cpu"
         Torch device for the kernel computations.
     random_state : int, RandomState or None, default=None
@@ -121,6 +159,11 @@ class MaxHerdingSampler(BaseEstimator):
         Bandwidth used by the last call (``nan`` for a callable kernel).
     gains_ : ndarray of shape (n_selected,)
         Coverage gain of each pick of the last call, in selection order.
+    memory_budget_mb_ : float
+        The budget of the last call in MB (``"auto"`` resolved).
+    n_kernel_evaluations_ : int
+        Kernel entries computed by the last call (``N^2 / 2`` for one
+        symmetric pass over the kernel).
 
     Notes
     -----
@@ -129,14 +172,25 @@ class MaxHerdingSampler(BaseEstimator):
     to within a few 1e-6 relative (float32 input) or ~1e-12 (float64) can fall
     either way. With the kernel cached, gains are updated from the rows each
     pick changes and recomputed exactly whenever they have shrunk 16 fold, so
-    rounding does not accumulate across picks.
+    rounding does not accumulate across picks. Without it, the candidates whose
+    gain could win within its rounding bound are re-scored exactly first. The
+    picks do not depend on ``max_memory_mb`` beyond that precision
+    (``tests/test_herding.py``).
+
+    Cost without the cached kernel: one symmetric pass (``N^2 / 2`` kernel
+    entries of ``D`` multiply-adds), then each pick recomputes the kernel rows
+    of the rows it covers better that are not stored; on nearly equidistant
+    data (every gain alike, the worst case) the ``t``-th pick changes about
+    ``N / t`` rows, until rows have few enough live entries to be stored
+    (about ``N^2 / (4 C)`` picks for a store of ``C`` entries), so about
+    ``N^2 (1/2 + ln(N^2 / 4C))`` entries in all (``docs/performance.md``).
     """
 
     def __init__(
         self,
         kernel: KernelLike = "rbf",
         bandwidth: Union[str, float] = "auto",
-        max_memory_mb: float = 2048,
+        max_memory_mb: Union[float, str] = 2048,
         lazy_batch: int = 32,
         device: str = "cpu",
         random_state=None,
@@ -197,7 +251,8 @@ class MaxHerdingSampler(BaseEstimator):
         ValueError
             Non-finite or non-2-D input, mismatched feature counts, a negative
             budget or one larger than ``n_samples``, an unknown kernel or a
-            bad bandwidth.
+            bad bandwidth; a ``max_memory_mb`` that cannot hold one block of
+            kernel rows (``2 N (itemsize + 1)`` bytes).
         """
         X = check_features(X, "X")
         n_instances = check_budget(n_instances, available=len(X))
@@ -206,8 +261,11 @@ class MaxHerdingSampler(BaseEstimator):
     def _check_settings(self) -> None:
         if isinstance(self.lazy_batch, bool) or not isinstance(self.lazy_batch, numbers.Integral) or self.lazy_batch < 1:
             raise ValueError(f"lazy_batch must be a positive integer, got {self.lazy_batch!r}")
-        if not isinstance(self.max_memory_mb, numbers.Real) or not self.max_memory_mb > 0:
-            raise ValueError(f"max_memory_mb must be positive, got {self.max_memory_mb!r}")
+        if self.max_memory_mb != "auto" and (
+            isinstance(self.max_memory_mb, bool) or not isinstance(self.max_memory_mb, numbers.Real)
+            or not self.max_memory_mb > 0
+        ):
+            raise ValueError(f"max_memory_mb must be a positive number of MB or 'auto', got {self.max_memory_mb!r}")
 
     def _check_labeled(self, X: np.ndarray, X_labeled) -> np.ndarray | None:
         if X_labeled is None:
@@ -229,13 +287,21 @@ class MaxHerdingSampler(BaseEstimator):
         kernel = self._kernel_fn(X, X_labeled)
         if n_instances == 0:
             self.gains_ = np.empty(0)
+            self.n_kernel_evaluations_ = 0
             return np.empty(0, dtype=np.int64)
         # The greedy is a loop of many small torch ops: on a CPU shared with another busy
         # process, several intra-op threads wait at every op's barrier for a descheduled one
         # (skal_seg/_threads.py); they run on one thread, large kernel blocks on the caller's.
+        evaluations = [0]
+
+        def counted(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+            evaluations[0] += len(A) * len(B)
+            return kernel(A, B)
+
         with small_op_threads() as caller:
-            picks, gains = self._greedy(X, n_instances, X_labeled, weights, _threaded_large(kernel, caller))
+            picks, gains = self._greedy(X, n_instances, X_labeled, weights, _threaded_large(counted, caller))
         self.gains_ = gains
+        self.n_kernel_evaluations_ = evaluations[0]
         return picks
 
     def _greedy(self, X: np.ndarray, n_instances: int, X_labeled, weights, kernel: Callable) -> tuple:
@@ -245,38 +311,36 @@ class MaxHerdingSampler(BaseEstimator):
         w = None if weights is None else torch.as_tensor(weights, dtype=dtype, device=self.device)
         itemsize = Xt.element_size()
         n = len(X)
+        budget = self._budget_bytes()
+        plan = self._plan(n, itemsize, budget)  # raises when the budget cannot hold one block
         coverage = torch.zeros(n, dtype=dtype, device=self.device)
         if X_labeled is not None and len(X_labeled):
             Lt = torch.as_tensor(X_labeled, dtype=dtype, device=self.device)
-            block = self._block_rows(n, itemsize)
-            for start in range(0, len(Lt), block):
-                coverage = torch.maximum(coverage, kernel(Xt, Lt[start : start + block]).max(1).values)
-        budget = self.max_memory_mb * 2**20
-        # Cache the whole kernel when it fits beside a working tile: without it every lazy
-        # step recomputes at least lazy_batch + 1 kernel columns (many more when gains are flat).
+            for start in range(0, len(Lt), plan.block):
+                coverage = torch.maximum(coverage, kernel(Xt, Lt[start : start + plan.block]).max(1).values)
+        # Cache the whole kernel when it fits beside a working tile: every gain update then reads
+        # stored entries only. Otherwise kernel rows are recomputed (and the live ones stored).
         cache_bytes = n * n * itemsize
-        tile = self._tile(n, itemsize, budget - cache_bytes if cache_bytes < budget else budget)
-        cache_full = n_instances > 1 and cache_bytes + 3 * tile * tile * itemsize <= budget
+        beside = budget - cache_bytes  # what is left for working tiles
+        tile = self._tile(n, itemsize, beside if beside > 0 else budget)
+        cache_full = n_instances > 1 and 3 * tile * tile * itemsize <= beside
         reads = n_instances * (self.lazy_batch + 1)
         if not cache_full and n_instances > 1 and reads >= 4 * n:  # one pick is one pass: nothing to cache
             warnings.warn(
                 f"{type(self).__name__}: picking {n_instances} of {n} rows without caching the {cache_bytes / 2**30:.2f} GiB "
-                f"kernel (max_memory_mb={self.max_memory_mb:g}) recomputes kernel columns at every step, which is "
+                f"kernel (max_memory_mb={self.max_memory_mb}) recomputes kernel rows while picking, which is "
                 "slow; raise max_memory_mb to cache it",
                 UserWarning,
                 stacklevel=4,  # _greedy <- _herd <- select <- the caller
             )
         symmetric = not callable(self.kernel)
-        block = self._block_rows(n, itemsize)
         if cache_full:
             K = torch.empty((n, n), dtype=dtype, device=self.device)
             gains0 = _first_pass(Xt, kernel, coverage, tile, K, symmetric, w)
-            picks, gains = _cached_greedy(K, coverage, gains0, n_instances, min(block, 128), symmetric, w)
+            picks, gains = _cached_greedy(K, coverage, gains0, n_instances, min(plan.block, 128), symmetric, w)
             del K
         else:
-            gains0 = _first_pass(Xt, kernel, coverage, tile, None, symmetric, w)
-            picks, gains = _lazy_greedy(Xt, kernel, coverage, gains0, n_instances, block, self.lazy_batch,
-                                        symmetric, w)
+            picks, gains = _blocked_greedy(Xt, kernel, coverage, n_instances, plan, self.lazy_batch, symmetric, w)
         return picks, gains
 
     def __call__(self, classifier, X_pool, n_instances: int = 1, X_labeled=None, **kwargs):
@@ -295,10 +359,39 @@ class MaxHerdingSampler(BaseEstimator):
         idx = self.select(X_pool, n_instances, X_labeled=X_labeled)
         return idx, self.gains_
 
-    def _block_rows(self, n_cols: int, itemsize: int) -> int:
-        # Kernel rows computed together against all n_cols rows, with one temporary of that size.
-        b = int(self.max_memory_mb * 2**20 // (2 * itemsize * max(n_cols, 1)))
-        return max(1, min(n_cols, b))
+    def _budget_bytes(self) -> float:
+        """``max_memory_mb`` in bytes, resolving ``"auto"``; sets ``memory_budget_mb_``."""
+        if self.max_memory_mb == "auto":
+            budget = available_memory_bytes() * _AUTO_FRACTION
+        else:
+            budget = self.max_memory_mb * 2**20
+        self.memory_budget_mb_ = budget / 2**20
+        return budget
+
+    def _plan(self, n: int, itemsize: int, budget: float) -> _Plan:
+        """Split ``budget`` bytes for an ``n``-row selection: half for the live-row store, half
+        for kernel blocks, tiles and gathered entries (the O(n) vectors come on top).
+
+        Raises
+        ------
+        ValueError
+            When the budget cannot hold one kernel row block.
+        """
+        per_block_row = n * (itemsize + 1)  # a kernel row and a mask against n rows, updated in place
+        rest = budget
+        block = int(rest / 2 // per_block_row)
+        if block < 1:
+            need = 2 * per_block_row / 2**20
+            raise ValueError(
+                f"max_memory_mb={self.max_memory_mb} ({budget / 2**20:.3g} MB) cannot hold one kernel row block "
+                f"for {n} rows; raise it to at least {need:.3g}"
+            )
+        return _Plan(
+            block=min(n, block),
+            tile=self._tile(n, itemsize, rest / 2),
+            capacity=int(rest / 2 // (itemsize + 4)),  # a value and an int32 column per entry
+            chunk=max(1, int(rest / 2 // _GATHER_BYTES_PER_ENTRY)),
+        )
 
     @staticmethod
     def _tile(n: int, itemsize: int, budget_bytes: float) -> int:
@@ -507,60 +600,296 @@ def _cached_greedy(K, coverage, gains, n_pick, chunk, symmetric, weights=None, r
     return np.asarray(picks, dtype=np.int64), np.asarray(picked_gains)
 
 
-def _lazy_greedy(Xt, kernel, coverage, upper, n_pick, block, lazy_batch, symmetric, weights=None):
-    """Greedy without the kernel in memory: lazy evaluation of gains.
+class _Plan:
+    """How an uncached selection splits its memory budget (see :meth:`MaxHerdingSampler._plan`)."""
 
-    Gains only shrink as the selection grows (submodularity), so a gain computed at an
-    earlier step is an upper bound. Each step re-scores the candidates with the largest
-    bounds (``lazy_batch`` of them, doubling while needed) until the best exact gain
-    beats every remaining bound, computing only their kernel columns. ``weights``: per-row
-    weights of the coverage (None: all 1; non-negative weights keep gains shrinking).
+    def __init__(self, block: int, tile: int, capacity: int, chunk: int):
+        self.block = block  # kernel rows (or columns) computed together against all N rows
+        self.tile = tile  # side of the square tiles of a symmetric exact pass
+        self.capacity = capacity  # kernel entries the live-row store may hold
+        self.chunk = chunk  # stored entries gathered together
+
+
+class _LiveRows:
+    """The kernel entries that can still change a gain, stored row by row.
+
+    Row ``i`` adds ``w_i max(0, K[i, c] - coverage_i)`` to candidate ``c``'s gain,
+    and coverage only grows: once ``K[i, c] <= coverage_i`` the entry never
+    counts again. A stored row holds every entry of its row that was above the
+    row's coverage when stored (its *live* entries; the others are exactly
+    zero terms from then on), so a rise of its coverage is applied to every
+    gain from those entries without recomputing the kernel row. As coverage
+    rises, rows have fewer live entries (about N / picks each on spread-out
+    data) and more of them fit.
+
+    A row is stored when its kernel row has been computed anyway and its live
+    entries are few (at most ``row_limit``, a few times its share of
+    ``capacity``) and fit. Entries live in one buffer of ``capacity``
+    (column, value) pairs, one segment per stored row; segments are pruned in
+    place when their row's coverage rises and packed to the front when the
+    buffer's end is reached.
+    """
+
+    def __init__(self, n: int, capacity: int, chunk: int, dtype: torch.dtype, device):
+        self.capacity = max(0, int(capacity))
+        self.chunk = max(1, int(chunk))
+        self.row_limit = min(self.chunk, 4 * self.capacity // max(n, 1))
+        self.device = device
+        index_dtype = torch.int32 if n < 2**31 else torch.int64
+        self.cols = torch.empty(self.capacity, dtype=index_dtype, device=device)
+        self.vals = torch.empty(self.capacity, dtype=dtype, device=device)
+        self.start = torch.full((n,), -1, dtype=torch.int64, device=device)  # -1: row not stored
+        self.length = torch.zeros(n, dtype=torch.int64, device=device)
+        self.end = 0  # first free position of the buffer
+        self.stored = 0  # entries held in segments
+
+    def is_stored(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.start[rows] >= 0
+
+    def _parts(self, rows: torch.Tensor):
+        """(a, b) slices of ``rows`` holding at most ``chunk`` stored entries each (one row at least)."""
+        ends = torch.cumsum(self.length[rows], 0)
+        a = 0
+        while a < len(rows):
+            before = int(ends[a - 1]) if a else 0
+            b = max(a + 1, int(torch.searchsorted(ends, before + self.chunk, right=True)))
+            yield a, b
+            a = b
+
+    def _gather(self, rows: torch.Tensor) -> tuple:
+        """(owner, values, columns) of every stored entry of ``rows``; owner: position in ``rows``."""
+        lens = self.length[rows]
+        owner = torch.repeat_interleave(torch.arange(len(rows), device=self.device), lens)
+        first = torch.cumsum(lens, 0) - lens
+        idx = self.start[rows][owner] + (torch.arange(len(owner), device=self.device) - first[owner])
+        return owner, self.vals[idx], self.cols[idx]
+
+    def _write(self, rows, owner, keep, values, cols, dest) -> None:
+        """Store the kept entries of ``rows`` (gathered by :meth:`_gather`) from positions ``dest`` on,
+        one per row; every destination is at or before the entry's old position."""
+        sel = torch.nonzero(keep).squeeze(1)
+        own = owner[sel]
+        kept = torch.bincount(own, minlength=len(rows))
+        # Entry k of the kept ones goes to its row's destination + its rank within the row.
+        pos = torch.arange(len(sel), device=self.device) + (dest - (torch.cumsum(kept, 0) - kept))[own]
+        self.vals[pos] = values[sel]
+        self.cols[pos] = cols[sel]
+        self.stored += int(kept.sum()) - int(self.length[rows].sum())
+        self.start[rows] = dest
+        self.length[rows] = kept
+
+    def add_drops(self, rows, old, new, weights, drop) -> None:
+        """``drop[c] += w_i clamp(K[i, c] - old_i, 0, new_i - old_i)`` over stored ``rows``, whose
+        coverage rose from ``old`` to ``new``; entries no longer above ``new`` are pruned."""
+        for a, b in self._parts(rows):
+            sub = rows[a:b]
+            owner, v, c = self._gather(sub)
+            o, nw = old[a:b][owner], new[a:b][owner]
+            d = torch.minimum((v - o).clamp_(min=0.0), nw - o)
+            if weights is not None:
+                d.mul_(weights[sub][owner])
+            drop.index_add_(0, c.long(), d.double())
+            self._write(sub, owner, v > nw, v, c, self.start[sub])
+
+    def add_gains(self, rows, coverage, weights, sums) -> None:
+        """``sums[c] += w_i max(0, K[i, c] - coverage_i)`` over stored ``rows`` (pruning dead entries)."""
+        for a, b in self._parts(rows):
+            sub = rows[a:b]
+            owner, v, c = self._gather(sub)
+            cov = coverage[sub][owner]
+            d = (v - cov).clamp_(min=0.0)
+            if weights is not None:
+                d.mul_(weights[sub][owner])
+            sums.index_add_(0, c.long(), d.double())
+            self._write(sub, owner, v > cov, v, c, self.start[sub])
+
+    def admit(self, rows: torch.Tensor, K: torch.Tensor, coverage_rows: torch.Tensor) -> None:
+        """Store the rows among ``rows`` (not stored yet; kernel rows ``K``, coverage ``coverage_rows``)
+        whose live entries are at most ``row_limit`` and fit, in order, up to ``chunk`` entries."""
+        if self.row_limit < 1:
+            return
+        live = K > coverage_rows[:, None]
+        # Live counts estimated on a few hundred columns first: exact counts of every row would
+        # make an int64 copy of the mask, and early on no row qualifies.
+        stride = max(1, K.shape[1] // 256)
+        estimate = live[:, ::stride].sum(1) * stride
+        cand = torch.nonzero(estimate <= 2 * self.row_limit + stride).squeeze(1)
+        cand = cand[: max(1, self.chunk // (4 * self.row_limit))]  # bounds the entries gathered below
+        if not len(cand):
+            return
+        r, c = torch.nonzero(live[cand], as_tuple=True)  # row-major: grouped by row, rows in order
+        counts = torch.bincount(r, minlength=len(cand))
+        ok = torch.nonzero(counts <= self.row_limit).squeeze(1)
+        room = min(self.capacity - self.stored, self.chunk)
+        ok = ok[: int(torch.searchsorted(torch.cumsum(counts[ok], 0), room, right=True))]
+        if not len(ok):
+            return
+        lens = counts[ok]
+        need = int(lens.sum())
+        if self.end + need > self.capacity:
+            if self.end - self.stored < self.capacity // 8:  # little pruned space: not worth a pack
+                return
+            self.pack()
+        chosen = torch.zeros(len(cand), dtype=torch.bool, device=self.device)
+        chosen[ok] = True
+        keep = chosen[r]
+        r, c = r[keep], c[keep]
+        self.vals[self.end : self.end + need] = K[cand[r], c]
+        self.cols[self.end : self.end + need] = c.to(self.cols.dtype)
+        ok = cand[ok]
+        self.start[rows[ok]] = self.end + torch.cumsum(lens, 0) - lens
+        self.length[rows[ok]] = lens
+        self.end += need
+        self.stored += need
+
+    def pack(self) -> None:
+        """Move every segment to the front of the buffer, in buffer order (freeing pruned space)."""
+        rows = torch.nonzero(self.start >= 0).squeeze(1)
+        rows = rows[torch.argsort(self.start[rows], stable=True)]
+        pointer = 0
+        # In buffer order every destination precedes the old positions of the later parts.
+        for a, b in self._parts(rows):
+            sub = rows[a:b]
+            _, v, c = self._gather(sub)
+            lens = self.length[sub]
+            self.vals[pointer : pointer + len(v)] = v
+            self.cols[pointer : pointer + len(v)] = c
+            self.start[sub] = pointer + torch.cumsum(lens, 0) - lens
+            pointer += len(v)
+        self.end = pointer
+
+
+# Relative error bound of a gain updated by subtraction since its last exact computation, as a
+# multiple of the tie tolerance: float32 tile sums and updates are off by ~1e-7 of the gain
+# they started from (measured), 50 x 2e-7 leaves two orders of magnitude to spare.
+_ERROR_BOUND_FACTOR = 50
+
+
+def _blocked_greedy(Xt, kernel, coverage, n_pick, plan: _Plan, lazy_batch, symmetric, weights=None,
+                    refresh_ratio=1 / 16):
+    """Exact greedy without the ``N x N`` kernel in memory.
+
+    Every gain is kept exact up to a known rounding bound: a pick raises the
+    coverage of some rows, and the gains lose those rows' old terms. Rows in
+    the live-row store (:class:`_LiveRows`) give their terms from stored
+    entries; the others have their kernel rows recomputed, in blocks of
+    ``plan.block`` rows, and are stored when few of their entries are live.
+    When most rows changed (the first pick, with nothing labeled) all gains are
+    recomputed by a symmetric tiled pass instead (half the kernel).
+
+    Updating is subtraction, so a gain carries the rounding of the larger gain it
+    started from (see :func:`_cached_greedy`): each gain has an error bound, and
+    a step re-scores exactly (its kernel column) every candidate whose bound
+    reaches the best re-scored gain: the best bound first, then ``lazy_batch``
+    at a time, doubling, as a lazy greedy does; ties go to the lowest index. When that is many
+    candidates and gains have shrunk ``1 / refresh_ratio`` fold since the last
+    full computation, all gains are recomputed first. ``weights``: per-row
+    weights of the coverage (None: all 1).
     """
     n = len(Xt)
+    device = Xt.device
     tol = _tolerance(Xt.dtype)
-    upper = upper.clone()
+    slack = _ERROR_BOUND_FACTOR * tol
+    store = _LiveRows(n, plan.capacity, plan.chunk, Xt.dtype, device)
+    picked = torch.zeros(n, dtype=torch.bool, device=device)
     neg_inf = float("-inf")
 
     def columns(idx: torch.Tensor) -> torch.Tensor:
         """Kernel columns idx as rows: (len(idx), n)."""
         return kernel(Xt[idx], Xt) if symmetric else kernel(Xt, Xt[idx]).T
 
-    def mean_gain(T: torch.Tensor) -> torch.Tensor:
-        # MaxHerding keeps its float32 mean (weights None): the same roundings, the same picks.
-        return T.mean(1).double() if weights is None else _sum_cols(T, weights).double() / n
-
     def rescore(idx: torch.Tensor) -> torch.Tensor:
-        return torch.cat([
-            mean_gain((columns(idx[s : s + block]) - coverage[None, :]).clamp_(min=0.0))
-            for s in range(0, len(idx), block)
-        ])
+        out = []
+        for s in range(0, len(idx), plan.block):
+            T = columns(idx[s : s + plan.block]).sub_(coverage[None, :]).clamp_(min=0.0)
+            # MaxHerding keeps a float32 mean (weights None), as the lazy greedy did.
+            out.append(T.mean(1).double() if weights is None else _sum_cols(T, weights).double() / n)
+            del T  # before the next block is computed
+        return torch.cat(out)
 
-    picks, gains = [], []
-    for step in range(n_pick):
-        n_stale = n - step  # every available candidate's gain is a bound, except at step 0
-        if step == 0:
-            j = _lowest_best(upper, torch.arange(n, device=Xt.device), tol)
+    def exact_gains() -> torch.Tensor:
+        unstored = torch.nonzero(store.start < 0).squeeze(1)
+        if 2 * len(unstored) >= n:  # one triangle of tiles costs half the rows' kernel
+            sums = _first_pass(Xt, kernel, coverage, plan.tile, None, symmetric, weights) * n
         else:
-            fresh_idx = torch.empty(0, dtype=torch.long, device=Xt.device)
-            stale_upper = upper.clone()
-            batch = lazy_batch
-            while True:
-                k = min(batch, n_stale)
-                top = torch.topk(stale_upper, min(k + 1, n))
-                idx = top.indices[:k]
-                # Bound on every candidate not re-scored yet (the k+1-th largest stale bound).
-                rest = float(top.values[k]) if k < n_stale else neg_inf
-                upper[idx] = rescore(idx)
-                stale_upper[idx] = neg_inf
-                fresh_idx = torch.cat([fresh_idx, idx])
-                n_stale -= k
-                best = float(upper[fresh_idx].max())
-                if rest < best - tol * max(abs(best), 1e-30):
-                    j = _lowest_best(upper[fresh_idx], fresh_idx, tol)
-                    break
-                batch *= 2  # flat bounds (near-equal gains): fewer rounds still cover them
+            sums = torch.zeros(n, dtype=torch.float64, device=device)
+            store.add_gains(torch.nonzero(store.start >= 0).squeeze(1), coverage, weights, sums)
+            for s in range(0, len(unstored), plan.block):
+                rows = unstored[s : s + plan.block]
+                K = kernel(Xt[rows], Xt)
+                store.admit(rows, K, coverage[rows])
+                w = None if weights is None else weights[rows]
+                sums += _sum_rows(K.sub_(coverage[rows, None]).clamp_(min=0.0), w).double()
+                del K  # before the next block is computed
+        g = sums / n
+        g[picked] = neg_inf
+        return g
+
+    # err: rounding bound of each gain, slack x the gain it was last computed exactly as (scale);
+    # zero right after an exact computation, which is as exact as the cached greedy's gains.
+    gains = exact_gains()
+    scale, err = gains.abs(), torch.zeros(n, dtype=torch.float64, device=device)
+    base = float(gains.max())
+    everyone = torch.arange(n, device=device)
+    picks, picked_gains = [], []
+    for step in range(n_pick):
+        verified = (err == 0) & ~picked
+        # The best bound alone first: with tight bounds it is the pick, and one kernel column is
+        # all the step costs (32 of them per pick, N x D each, dominated long selections).
+        batch, refreshed = 1, False
+        while True:
+            best = float(gains[verified].max()) if verified.any() else neg_inf
+            done = verified | picked
+            bound = gains + err
+            bound[done] = neg_inf
+            reach = (bound >= best - tol * max(abs(best), 1e-30)) & ~done
+            n_reach = int(reach.sum())
+            if n_reach == 0:
+                break
+            if (not refreshed and n_reach > max(4 * lazy_batch, n // 64)
+                    and float(gains.max()) < refresh_ratio * base):  # bounds too loose: recompute all
+                gains = exact_gains()
+                scale, err = torch.where(picked, 0.0, gains.abs()), torch.zeros_like(err)
+                base = float(gains.max())
+                verified = ~picked
+                refreshed = True
+                continue
+            k = min(batch, n_reach)
+            idx = torch.topk(torch.where(reach, bound, neg_inf), k).indices
+            gains[idx] = rescore(idx)
+            scale[idx], err[idx] = gains[idx].abs(), 0.0
+            verified[idx] = True
+            batch = lazy_batch if batch < lazy_batch else 2 * batch
+        j = _lowest_best(gains[verified], everyone[verified], tol)
         picks.append(j)
-        gains.append(float(upper[j]))
-        upper[j] = neg_inf
-        coverage = torch.maximum(coverage, columns(torch.tensor([j], device=Xt.device))[0])
-    return np.asarray(picks, dtype=np.int64), np.asarray(gains)
+        picked_gains.append(float(gains[j]))
+        picked[j] = True
+        gains[j] = neg_inf
+        if step == n_pick - 1:
+            break
+        column = columns(torch.tensor([j], device=device))[0]
+        changed = torch.nonzero(column > coverage).squeeze(1)
+        old, new = coverage[changed], column[changed]
+        coverage = torch.maximum(coverage, column)
+        in_store = store.is_stored(changed)
+        fresh_rows = changed[~in_store]
+        if 2 * len(fresh_rows) >= n:
+            gains = exact_gains()
+            scale, err = torch.where(picked, 0.0, gains.abs()), torch.zeros_like(err)
+            base = float(gains.max())
+            continue
+        drop = torch.zeros(n, dtype=torch.float64, device=device)
+        store.add_drops(changed[in_store], old[in_store], new[in_store], weights, drop)
+        old_f, new_f = old[~in_store], new[~in_store]
+        for s in range(0, len(fresh_rows), plan.block):
+            rows = fresh_rows[s : s + plan.block]
+            K = kernel(Xt[rows], Xt)
+            store.admit(rows, K, new_f[s : s + plan.block])
+            o = old_f[s : s + plan.block, None]
+            T = torch.minimum(K.sub_(o).clamp_(min=0.0), new_f[s : s + plan.block, None] - o, out=K)
+            drop += _sum_rows(T, None if weights is None else weights[rows]).double()
+            del K, T  # before the next block is computed: one block at a time in the budget
+        gains -= drop / n
+        gains[picked] = neg_inf
+        err = slack * scale
+    return np.asarray(picks, dtype=np.int64), np.asarray(picked_gains)

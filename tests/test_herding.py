@@ -177,6 +177,7 @@ def test_bad_input_raises(X, kwargs, match):
     ({"bandwidth": -1.0}, "bandwidth"),
     ({"lazy_batch": 0}, "lazy_batch"),
     ({"max_memory_mb": 0}, "max_memory_mb"),
+    ({"max_memory_mb": "lots"}, "max_memory_mb"),
 ])
 def test_bad_params_raise(params, match):
     with pytest.raises(ValueError, match=match):
@@ -209,3 +210,58 @@ def test_one_pick_does_not_warn_about_an_uncached_kernel():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(MaxHerdingSampler(random_state=0).select(X, 1)) == 1
+
+
+@pytest.mark.filterwarnings("ignore:.*without caching:UserWarning")
+@pytest.mark.parametrize("max_memory_mb", [0.03, 0.3])
+def test_uncached_budgets_give_the_default_picks(max_memory_mb, monkeypatch):
+    # 600 x 600 float64 (2.9 MB) is cached by default. 0.03 MB: kernel blocks of 2 rows, a
+    # live-row store of 1,310 entries that fills and is packed; 0.3 MB: 29-row blocks, no pack.
+    rng = np.random.default_rng(0)
+    X, L = rng.normal(size=(600, 8)), rng.normal(size=(20, 8))
+    u = rng.uniform(0.05, 1.0, size=600)
+    packs, stored = [], []
+    real_pack, real_admit = herding._LiveRows.pack, herding._LiveRows.admit
+    monkeypatch.setattr(herding._LiveRows, "pack", lambda self: packs.append(1) or real_pack(self))
+    monkeypatch.setattr(herding._LiveRows, "admit",
+                        lambda self, *a: real_admit(self, *a) or stored.append(int((self.start >= 0).sum())))
+    small = MaxHerdingSampler(bandwidth=2.5, max_memory_mb=max_memory_mb).select(X, 80, X_labeled=L)
+    default = MaxHerdingSampler(bandwidth=2.5).select(X, 80, X_labeled=L)
+    assert small.tolist() == default.tolist() == brute_force_herding(X, 80, 2.5, X_labeled=L)
+    assert max(stored) > 100  # rows were served from the store
+    assert bool(packs) == (max_memory_mb < 0.1)
+    small = MaxHerdingSampler(bandwidth=2.5, max_memory_mb=max_memory_mb).select(X.astype(np.float32), 80)
+    assert small.tolist() == MaxHerdingSampler(bandwidth=2.5).select(X.astype(np.float32), 80).tolist()
+    # Weighted coverage (Uncertainty Herding) goes through the same greedy.
+    from skal_seg import UncertaintyHerdingSampler
+
+    def weighted(mb):
+        s = UncertaintyHerdingSampler(temperature=1.0, bandwidth=2.5, max_memory_mb=mb)
+        return s.select(X, 60, uncertainty=u, X_labeled=L).tolist()
+
+    assert weighted(max_memory_mb) == weighted(2048)
+
+
+def test_budget_without_room_for_one_kernel_block_raises():
+    X = np.random.default_rng(0).normal(size=(600, 8))
+    with pytest.raises(ValueError, match="cannot hold one kernel row block for 600 rows; raise it to at least"):
+        MaxHerdingSampler(bandwidth=2.5, max_memory_mb=0.005).select(X, 5)
+
+
+def test_auto_budget_follows_available_memory(monkeypatch):
+    X = np.random.default_rng(1).normal(size=(300, 4))
+    expected = MaxHerdingSampler(bandwidth=2.0).select(X, 30)
+    monkeypatch.setattr(herding, "available_memory_bytes", lambda: 2**20 // 10)  # half of it: 0.05 MB
+    s = MaxHerdingSampler(bandwidth=2.0, max_memory_mb="auto")
+    assert s.select(X, 30).tolist() == expected.tolist()  # 300 x 300 float64 (0.7 MB) is not cached
+    assert s.memory_budget_mb_ == pytest.approx(0.05, rel=1e-4)
+
+
+def test_kernel_evaluations_are_counted():
+    X = np.random.default_rng(2).normal(size=(300, 4))
+    s = MaxHerdingSampler(bandwidth=2.0)
+    s.select(X, 1)  # one triangle of tiles (300 rows: one tile)
+    assert s.n_kernel_evaluations_ == 300 * 300
+    s = MaxHerdingSampler(bandwidth=2.0, max_memory_mb=0.05)
+    s.select(X, 30)  # kernel rows recomputed as coverage rises
+    assert s.n_kernel_evaluations_ > 300 * 300

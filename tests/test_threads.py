@@ -77,7 +77,7 @@ def _recording_kernel(seen, fail_after=None):
     return kernel
 
 
-@pytest.mark.parametrize("max_memory_mb", [1024, 0.05])  # cached kernel; lazy greedy
+@pytest.mark.parametrize("max_memory_mb", [1024, 0.05])  # cached kernel; blocked greedy without it
 def test_herding_runs_on_one_thread_and_keeps_the_callers_setting(two_threads, max_memory_mb):
     X = np.random.default_rng(0).normal(size=(120, 3))
     seen = []

@@ -47,7 +47,7 @@ def toy():
     return X, u, rng.normal(size=(5, 3))
 
 
-@pytest.mark.parametrize("max_memory_mb", [1024, 0.002])  # kernel cached / lazy greedy without it
+@pytest.mark.parametrize("max_memory_mb", [1024, 0.002])  # kernel cached / blocked greedy without it
 @pytest.mark.parametrize("labeled", [False, True])
 def test_matches_brute_force_objective(toy, max_memory_mb, labeled):
     X, u, L = toy
