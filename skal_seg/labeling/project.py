@@ -29,6 +29,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from skal_seg._memory import read_rows
 from skal_seg.data import IGNORE_INDEX, SegmentationSplit, read_image
 from skal_seg.labeling.store import VOID, ProjectStore, now, pause_point
 
@@ -857,11 +858,11 @@ class LabelingProject:
         if budget > len(unl):
             raise ValueError(f"budget {budget} exceeds the {len(unl)} candidate pixels not asked yet "
                              f"(raise candidates_per_image in a new project, or ask fewer)")
-        X_lab = np.asarray(feats.X[taken], dtype=np.float32) if len(taken) else None
+        X_lab = read_rows(feats.X, taken, np.float32) if len(taken) else None
         strategy = two_stage_query(config, self.progress, self.executor)
-        X_unl = np.asarray(feats.X[unl])
+        # As the runner does: the unlabeled rows are named (rows=), not copied; picks are rows of feats.X.
         if classifier is None:
-            idx = strategy.query(None, X_unl, budget, groups=feats.groups[unl], X_labeled=X_lab)
+            idx = strategy.query(None, feats.X, budget, groups=feats.groups, X_labeled=X_lab, rows=unl)
             name, scores = "maxherding", {}
         else:
             view_fn = engine.featurizer.noisy_view_fn(engine.split.images, feats.pixels, n_draws=config.n_draws,
@@ -869,15 +870,15 @@ class LabelingProject:
             key = noisy_cache_key(config, engine.featurizer, engine.split, feats.pixels)
             noisy = CachedNoisyViews(view_fn, feats.offsets, feats.X.shape[1], directory=engine.cache.directory,
                                      path=engine.cache.directory / f"{key}.npy")
-            idx = strategy.query(classifier, X_unl, budget, groups=feats.groups[unl],
-                                 X_noisy=lambda i: noisy(unl[i]), X_labeled=X_lab)
+            idx = strategy.query(classifier, feats.X, budget, groups=feats.groups, X_noisy=noisy, X_labeled=X_lab,
+                                 rows=unl)
             position = {int(r): n for n, r in enumerate(strategy.candidate_pool_)}
             scores = {int(i): float(strategy.scores_[position[int(i)]]) for i in idx}
             name = "two_stage"
         size = self.settings["working_size"]
         picks, seen = [], set()
         for i in idx:
-            row = int(unl[i])
+            row = int(i)
             g = int(feats.groups[row])
             im = engine.image_rows[g]
             flat = int(feats.pixels[g][row - feats.offsets[g]])
