@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from skal_seg.cli import main as skal_seg_main
-from skal_seg.plotting import collect_runs
+from skal_seg.plotting import collect_runs, miou_by_seed
 
 # setting: (the strategy it changes, the flag, the values tried; the first is today's default)
 GRID: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -70,10 +70,8 @@ def run_arguments(data: str, out: Path, seeds: list[int], run: tuple[str, str, s
 
 
 def _per_seed(results: Path) -> np.ndarray:
-    """mIoU of each seed (rows) at each round every seed completed (columns)."""
-    runs = next(iter(collect_runs(results).values()))
-    n = min(len(r) for r in runs)
-    return np.array([[rec["miou"] for rec in r[:n]] for r in runs])
+    """mIoU of each seed (rows) at each round every seed completed (columns) of the one strategy in ``results``."""
+    return miou_by_seed(next(iter(collect_runs(results).values())))
 
 
 def tuning_table(out: Path, runs: list[tuple[str, str, str, str]]) -> str:

@@ -85,12 +85,28 @@ def summarize(results_dir: str | Path) -> dict[str, dict[str, np.ndarray]]:
     return _summarize_runs(collect_runs(results_dir))
 
 
+def miou_by_seed(runs: list[list[dict]]) -> np.ndarray:
+    """mIoU of each run (rows: the seeds of one strategy) at each round every run completed (columns).
+
+    Parameters
+    ----------
+    runs : list of list of dict
+        One strategy's runs, as :func:`collect_runs` groups them.
+
+    Returns
+    -------
+    ndarray of shape (n_runs, n_rounds)
+    """
+    n = min(len(r) for r in runs)
+    return np.array([[rec["miou"] for rec in r[:n]] for r in runs])
+
+
 def _summarize_runs(runs_by_strategy: dict[str, list[list[dict]]]) -> dict[str, dict[str, np.ndarray]]:
     """:func:`summarize` of runs already read by :func:`collect_runs`."""
     out = {}
     for strategy, runs in runs_by_strategy.items():
-        n = min(len(r) for r in runs)
-        miou = np.array([[rec["miou"] for rec in r[:n]] for r in runs])
+        miou = miou_by_seed(runs)
+        n = miou.shape[1]
         out[strategy] = {
             "labeled": np.array([rec["labeled_pixels"] for rec in runs[0][:n]]),
             "mean": miou.mean(0), "std": miou.std(0), "n_seeds": len(runs),
