@@ -2,7 +2,9 @@
 
 Runs ``skal-seg run --eval-split val`` once per value of every setting of
 the grid below (one setting changed at a time from the defaults, on the
-strategy it affects), plus ``random`` as the reference, and writes
+strategy it affects), plus ``random`` as the reference; the defaults of a
+strategy are one run (``two_stage=defaults``), shared by the rows of all its
+settings. It writes
 ``OUT/tuning.md``: per setting and value, the mIoU averaged over the rounds
 and at the last round, mean ± standard deviation over the seeds, and the
 difference to random. Defaults are chosen from this table only; the test
@@ -11,7 +13,8 @@ split is for the final table.
 Every run resumes (``--resume``): rerunning the same command after an
 interruption continues where it stopped, and the features are computed
 once (``OUT/.cache``) for all runs. ``--dry-run`` prints the runs and does
-nothing else.
+nothing else; ``--table`` writes the table of the runs finished so far (a
+run not started yet has a row that says so) without running anything.
 
     python benchmarks/tune_validation.py --data ../shared/data/camvid --out results/tune           # everything
     python benchmarks/tune_validation.py --data ../shared/data/camvid --out results/tune --only bandwidth
@@ -39,11 +42,15 @@ GRID: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "entropy_weight": ("two_stage", "--entropy-weight", ("1", "0", "0.5", "2")),
     "uherding_temperature": ("uherding", "--uherding-temperature", ("auto", "0.5", "1", "2")),
     "uherding_bandwidth": ("uherding", "--uherding-bandwidth", ("labeled", "auto")),
+    "mi": ("two_stage", "--mi", ("paper", "paper_code")),  # the official code's DALD term (docs/method.md)
 }
 
 
 def planned_runs(only: list[str] | None = None) -> list[tuple[str, str, str, str]]:
     """``(folder name, strategy, flag, value)`` of every run, random (the reference) first.
+
+    A setting's first value is its strategy's default: those values are one
+    run per strategy, ``STRATEGY=defaults`` (no flag), listed once.
 
     Raises
     ------
@@ -57,7 +64,9 @@ def planned_runs(only: list[str] | None = None) -> list[tuple[str, str, str, str
     for setting, (strategy, flag, values) in GRID.items():
         if only and setting not in only:
             continue
-        runs += [(f"{setting}={value}", strategy, flag, value) for value in values]
+        default = (f"{strategy}=defaults", strategy, "", "")
+        runs += [default] * (default not in runs) + [(f"{setting}={value}", strategy, flag, value)
+                                                     for value in values[1:]]
     return runs
 
 
@@ -69,9 +78,18 @@ def run_arguments(data: str, out: Path, seeds: list[int], run: tuple[str, str, s
             *setting, "--out", str(out / name), "--cache", str(out / ".cache"), "--resume", "--quiet", *extra]
 
 
-def _per_seed(results: Path) -> np.ndarray:
-    """mIoU of each seed (rows) at each round every seed completed (columns) of the one strategy in ``results``."""
-    return miou_by_seed(next(iter(collect_runs(results).values())))
+def _per_seed(results: Path) -> dict[int, np.ndarray] | None:
+    """mIoU per round of each seed whose run is furthest along, of the one strategy in ``results``.
+
+    Seeds still behind the others (a run in progress) are left out, so a
+    table made while the grid runs compares finished runs only; None when
+    nothing has finished a round.
+    """
+    runs = next(iter(collect_runs(results).values()), None) if results.is_dir() else None
+    if not runs:
+        return None
+    n = max(len(r) for r in runs)
+    return {r[0]["seed"]: miou_by_seed([r])[0] for r in runs if len(r) == n}
 
 
 def tuning_table(out: Path, runs: list[tuple[str, str, str, str]]) -> str:
@@ -79,17 +97,24 @@ def tuning_table(out: Path, runs: list[tuple[str, str, str, str]]) -> str:
 
     The spread is over the seeds of each seed's own value (its mean over the
     rounds, or its last round); "vs random" compares with the random runs of
-    the same seeds.
+    the same seeds, over the rounds both have. A run with no finished round
+    gets a row that says so.
     """
     reference = _per_seed(out / "random")
     lines = ["| setting | strategy | seeds | rounds | mean over rounds | vs random | last round | vs random |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, strategy, _, _ in runs:
-        miou = _per_seed(out / name)
-        n = min(miou.shape[1], reference.shape[1])
-        mean, last = miou[:, :n].mean(1), miou[:, n - 1]
-        ref_mean, ref_last = reference[:, :n].mean(1), reference[:, n - 1]
-        lines.append(f"| {name} | {strategy} | {len(miou)} | {n} | {mean.mean():.4f} ± {mean.std():.4f} | "
+        per_seed = _per_seed(out / name)
+        seeds = sorted(set(per_seed or ()) & set(reference or ()))
+        if not seeds:
+            lines.append(f"| {name} | {strategy} | 0 | 0 | not run yet | | | |")
+            continue
+        n = min(len(per_seed[seeds[0]]), len(reference[seeds[0]]))
+        miou = np.array([per_seed[s][:n] for s in seeds])
+        ref = np.array([reference[s][:n] for s in seeds])
+        mean, last = miou.mean(1), miou[:, n - 1]
+        ref_mean, ref_last = ref.mean(1), ref[:, n - 1]
+        lines.append(f"| {name} | {strategy} | {len(seeds)} | {n} | {mean.mean():.4f} ± {mean.std():.4f} | "
                      f"{mean.mean() - ref_mean.mean():+.4f} | {last.mean():.4f} ± {last.std():.4f} | "
                      f"{last.mean() - ref_last.mean():+.4f} |")
     return "\n".join(lines) + "\n"
@@ -102,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--only", nargs="+", metavar="SETTING", help=f"a subset of: {', '.join(GRID)}")
     parser.add_argument("--dry-run", action="store_true", help="print the runs only")
+    parser.add_argument("--table", action="store_true", help="write OUT/tuning.md from the runs finished so far, "
+                        "running nothing")
     argv = list(sys.argv[1:] if argv is None else argv)
     argv, extra = (argv, []) if "--" not in argv else (argv[:argv.index("--")], argv[argv.index("--") + 1:])
     args = parser.parse_args(argv)
@@ -117,11 +144,12 @@ def main(argv: list[str] | None = None) -> int:
         print("skal-seg " + " ".join(command))
     if args.dry_run:
         return 0
-    for command in commands:
+    for command in [] if args.table else commands:
         status = skal_seg_main(command)
         if status != 0:  # interrupted: the run saved its rounds; rerunning this command resumes
             return status
     table = tuning_table(out, runs)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "tuning.md").write_text(table)
     print(table)
     return 0

@@ -2,6 +2,7 @@
 
 import json
 import shlex
+import shutil
 
 import numpy as np
 import pytest
@@ -172,21 +173,26 @@ def test_validation_tuning_script_runs_the_grid_resumes_and_tabulates(own_data, 
     spec = importlib.util.spec_from_file_location("tune_validation", path)
     tune = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tune)
-    monkeypatch.setattr(tune, "GRID", {"bandwidth": ("maxherding", "--bandwidth", ("0.5",))})  # small: 4 runs
+    runs = tune.planned_runs()  # the real grid: each strategy's defaults run once, every folder distinct
+    assert len({name for name, *_ in runs}) == len(runs)
+    assert [name for name, *_ in runs if name.endswith("=defaults")] == [
+        "maxherding=defaults", "two_stage=defaults", "uherding=defaults"]
+    assert ("mi=paper_code", "two_stage", "--mi", "paper_code") in runs
+    monkeypatch.setattr(tune, "GRID", {"bandwidth": ("maxherding", "--bandwidth", ("auto", "0.5"))})  # 6 runs
     out = tmp_path / "tune"
     argv = ["--data", str(own_data), "--out", str(out), "--seeds", "0", "1", "--", "--model", str(own_data / "unet"),
             "--size", "16", "--rounds", "2", "--candidates-per-image", "30", "--local-budget", "5", "--timesteps", "10",
             "50", "--budget", "4", "--val-fraction", "0.34"]
     assert tune.main(argv) == 0
     table = (out / "tuning.md").read_text().splitlines()
-    assert [row.split(" | ")[0] for row in table[2:]] == ["| random", "| bandwidth=0.5"]
+    assert [row.split(" | ")[0] for row in table[2:]] == ["| random", "| maxherding=defaults", "| bandwidth=0.5"]
     random = [[r["miou"] for r in json.loads((out / "random" / "random" / f"seed{s}" / "rounds.json").read_text())]
               for s in (0, 1)]
     herd = [[r["miou"] for r in json.loads((out / "bandwidth=0.5" / "maxherding" / f"seed{s}" / "rounds.json")
                                            .read_text())] for s in (0, 1)]
     settings = json.loads((out / "bandwidth=0.5" / "maxherding" / "seed0" / "state.json").read_text())["config"]
     assert settings["bandwidth"] == 0.5
-    cells = table[3].split(" | ")
+    cells = table[4].split(" | ")
     assert cells[2:4] == ["2", "2"]
     assert cells[4] == f"{np.mean(herd):.4f} ± {np.std(np.mean(herd, 1)):.4f}"
     assert cells[5] == f"{np.mean(herd) - np.mean(random):+.4f}"
@@ -194,8 +200,18 @@ def test_validation_tuning_script_runs_the_grid_resumes_and_tabulates(own_data, 
     capsys.readouterr()
     assert tune.main(argv) == 0  # a rerun resumes every run: nothing is trained again
     printed = capsys.readouterr().out
-    assert printed.count("already has 2 rounds") == 4
+    assert printed.count("already has 2 rounds") == 6
     assert (out / "tuning.md").read_text().splitlines() == table
+    # a table made while the grid runs: a seed still behind is left out, a run not started says so
+    rounds = out / "bandwidth=0.5" / "maxherding" / "seed1" / "rounds.json"
+    rounds.write_text(json.dumps(json.loads(rounds.read_text())[:1]))
+    shutil.rmtree(out / "maxherding=defaults")
+    assert tune.main(argv[:argv.index("--")] + ["--table"]) == 0
+    partial = (out / "tuning.md").read_text().splitlines()
+    assert partial[3].startswith("| maxherding=defaults | maxherding | 0 | 0 | not run yet")
+    cells = partial[4].split(" | ")
+    assert cells[2:5] == ["1", "2", f"{np.mean(herd[0]):.4f} ± 0.0000"]
+    assert not (out / "maxherding=defaults").exists()  # --table ran nothing
     with pytest.raises(SystemExit):
         tune.main(["--data", str(own_data), "--only", "temperature"])
     assert "unknown settings ['temperature']" in capsys.readouterr().err
