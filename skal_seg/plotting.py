@@ -162,9 +162,12 @@ def markdown_summary(results_dir: str | Path) -> str:
         strategies whose round 0 is random are marked "r0 random" (for a
         given seed they label the same pixels in round 0); the
         full-supervision ceiling below it when present.
-        Table 2: wall seconds per round per strategy, mean over seeds and
-        rounds 1.. (round 0 also pays one-off featurizing), and the mean of
-        each phase.
+        Table 2: per-class IoU at the last round every seed completed, mean
+        over seeds (and of the full-supervision runs). Table 3: the share of
+        labeled pixels per class of each strategy, from the runs' labeling
+        projects. Table 4: wall seconds per round per strategy, mean over
+        seeds and rounds 1.. (round 0 also pays one-off featurizing), and
+        the mean of each phase.
 
     Raises
     ------
@@ -199,6 +202,7 @@ def markdown_summary(results_dir: str | Path) -> str:
         lines.append("")
         lines.append(f"Full supervision (every candidate pixel, {_seeds(len(full))}): mIoU "
                      f"{_mean_spread(np.mean(full), np.std(full), len(full))}")
+    lines += _class_tables(Path(results_dir), runs, order)
     phases = sorted({k for r in runs.values() for rec in r[0] for k in rec["seconds"]} - {"featurize"})
     lines += ["", "| strategy | s / round | " + " | ".join(phases) + " |", "|---" * (len(phases) + 2) + "|"]
     for s in order:
@@ -209,6 +213,75 @@ def markdown_summary(results_dir: str | Path) -> str:
         per = [np.mean([rec["seconds"].get(k, 0.0) for rec in recs]) for k in phases]
         lines.append(f"| {s} | {total:.1f} | " + " | ".join(f"{v:.1f}" for v in per) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _class_tables(results_dir: Path, runs: dict[str, list[list[dict]]], order: list[str]) -> list[str]:
+    """Markdown lines: per-class IoU at the last round every seed completed, and each strategy's labels per class.
+
+    The class names come from a run's ``state.json``; the labels per class
+    from each run's labeling project (``project.sqlite``, the answers the
+    ground truth gave), summed over seeds. A strategy whose runs have no
+    project (older results) is left out of the second table.
+    """
+    lines: list[str] = []
+    if all("iou" in rec for r in runs.values() for rec in r[0]):  # older results may lack per-class IoU
+        lines += _iou_table(results_dir, runs, order)
+    lines += _label_share_table(results_dir, runs, order)
+    return lines
+
+
+def _column_means(values: np.ndarray) -> np.ndarray:
+    """Mean of each column over its finite entries; NaN where a column has none (a class never predicted)."""
+    finite = np.isfinite(values)
+    return np.where(finite.any(0), np.where(finite, values, 0).sum(0) / np.maximum(finite.sum(0), 1), np.nan)
+
+
+def _iou_table(results_dir: Path, runs: dict[str, list[list[dict]]], order: list[str]) -> list[str]:
+    """Markdown lines of the per-class IoU table (see :func:`_class_tables`)."""
+    states = sorted(results_dir.glob("*/seed*/state.json"))
+    names = _read_json(states[0]).get("classes") if states else None
+    n_classes = len(next(iter(runs.values()))[0][0]["iou"])
+    names = names if names and len(names) == n_classes else [f"class {c}" for c in range(n_classes)]
+    lines = ["", "Per-class IoU at the last round every seed completed (mean over seeds):", "",
+             "| strategy | round | " + " | ".join(names) + " |", "|---" * (n_classes + 2) + "|"]
+    for s in order:
+        n = min(len(r) for r in runs[s])
+        iou = np.array([[np.nan if v is None else v for v in r[n - 1]["iou"]] for r in runs[s]], dtype=float)
+        mean = _column_means(iou)
+        lines.append(f"| {s} | r{n - 1} | " + " | ".join("-" if np.isnan(v) else f"{v:.3f}" for v in mean) + " |")
+    full = [_read_json(p) for p in sorted(results_dir.glob("full_supervision/seed*.json"))]
+    if full and all("iou" in f for f in full):
+        iou = np.array([[np.nan if v is None else v for v in f["iou"]] for f in full], dtype=float)
+        mean = _column_means(iou)
+        lines.append("| full supervision | | " + " | ".join("-" if np.isnan(v) else f"{v:.3f}" for v in mean) + " |")
+    return lines
+
+
+def _label_share_table(results_dir: Path, runs: dict[str, list[list[dict]]], order: list[str]) -> list[str]:
+    """Markdown lines of the labels-per-class table (see :func:`_class_tables`); none without projects."""
+    from skal_seg.labeling.project import LabelingProject  # the report reads projects only here
+
+    lines: list[str] = []
+    shares = []
+    for s in order:
+        folders = [results_dir / s / f"seed{r[0]['seed']}" for r in runs[s] if "seed" in r[0]]
+        if not folders or not all((f / "project.sqlite").exists() for f in folders):
+            continue
+        counts: dict[str, int] = {}
+        for folder in folders:
+            for label, n in LabelingProject(folder).status()["per_class"].items():
+                counts[label] = counts.get(label, 0) + n
+        total = sum(counts.values())
+        shares.append((s, total, counts))
+    if shares:
+        labels = list(shares[0][2])
+        lines += ["", "Share of the labeled pixels per class (%, all rounds and seeds; void = the pixel's label "
+                      "is 'ignore'):", "",
+                  "| strategy | labeled pixels | " + " | ".join(labels) + " |", "|---" * (len(labels) + 2) + "|"]
+        for s, total, counts in shares:
+            lines.append(f"| {s} | {total} | " + " | ".join(f"{100 * counts.get(c, 0) / max(total, 1):.1f}"
+                                                             for c in labels) + " |")
+    return lines
 
 
 def plot_learning_curves(results_dir: str | Path, out_png: str | Path | None = None, title: str | None = None) -> Path:

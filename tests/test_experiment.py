@@ -493,6 +493,14 @@ def test_random_first_rounds_label_the_same_pixels(data, featurizer, tmp_path):
 
     text = markdown_summary(tmp_path)
     assert "| entropy (1 seed, r0 random) |" in text and "| random (1 seed) |" in text and "r0 random: round 0 of" in text
+    # per-class IoU of the last round, and the labels per class read from the run's project
+    state = json.loads((tmp_path / "random" / "seed0" / "state.json").read_text())
+    iou = state["records"][-1]["iou"]
+    assert "| random | r0 | " + " | ".join("-" if v is None else f"{v:.3f}" for v in iou) + " |" in text
+    index = {name: i for i, name in enumerate(pool.names)}
+    truth = np.array([pool.labels[index[name]].flat[p] for name, p in state["labeled_pixels"]])
+    shares = [f"{100 * np.mean(truth == c):.1f}" for c in range(len(iou))] + [f"{100 * np.mean(truth == 255):.1f}"]
+    assert f"| random | {len(truth)} | " + " | ".join(shares) + " |" in text
 
 
 def test_runs_saved_before_candidates_existed_resume_as_all(data, featurizer, tmp_path):
