@@ -78,18 +78,10 @@ def run_arguments(data: str, out: Path, seeds: list[int], run: tuple[str, str, s
             *setting, "--out", str(out / name), "--cache", str(out / ".cache"), "--resume", "--quiet", *extra]
 
 
-def _per_seed(results: Path) -> dict[int, np.ndarray] | None:
-    """mIoU per round of each seed whose run is furthest along, of the one strategy in ``results``.
-
-    Seeds still behind the others (a run in progress) are left out, so a
-    table made while the grid runs compares finished runs only; None when
-    nothing has finished a round.
-    """
-    runs = next(iter(collect_runs(results).values()), None) if results.is_dir() else None
-    if not runs:
-        return None
-    n = max(len(r) for r in runs)
-    return {r[0]["seed"]: miou_by_seed([r])[0] for r in runs if len(r) == n}
+def _per_seed(results: Path) -> dict[int, np.ndarray]:
+    """mIoU per round of each seed of the one strategy in ``results`` (empty when nothing finished a round)."""
+    runs = next(iter(collect_runs(results).values()), []) if results.is_dir() else []
+    return {r[0]["seed"]: miou_by_seed([r])[0] for r in runs}
 
 
 def tuning_table(out: Path, runs: list[tuple[str, str, str, str]]) -> str:
@@ -97,19 +89,20 @@ def tuning_table(out: Path, runs: list[tuple[str, str, str, str]]) -> str:
 
     The spread is over the seeds of each seed's own value (its mean over the
     rounds, or its last round); "vs random" compares with the random runs of
-    the same seeds, over the rounds both have. A run with no finished round
-    gets a row that says so.
+    the same seeds. Only seeds that have run as many rounds as the random
+    reference count (a tuning in progress leaves the others out); a setting
+    with none gets a row that says so.
     """
     reference = _per_seed(out / "random")
     lines = ["| setting | strategy | seeds | rounds | mean over rounds | vs random | last round | vs random |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    n = min((len(v) for v in reference.values()), default=0)  # the rounds of a finished run
     for name, strategy, _, _ in runs:
         per_seed = _per_seed(out / name)
-        seeds = sorted(set(per_seed or ()) & set(reference or ()))
-        if not seeds:
-            lines.append(f"| {name} | {strategy} | 0 | 0 | not run yet | | | |")
+        seeds = sorted(s for s in set(per_seed) & set(reference) if len(per_seed[s]) >= n > 0)
+        if not seeds:  # a seed still running is left out until it has every round
+            lines.append(f"| {name} | {strategy} | 0 | 0 | not finished yet | | | |")
             continue
-        n = min(len(per_seed[seeds[0]]), len(reference[seeds[0]]))
         miou = np.array([per_seed[s][:n] for s in seeds])
         ref = np.array([reference[s][:n] for s in seeds])
         mean, last = miou.mean(1), miou[:, n - 1]

@@ -208,7 +208,7 @@ def test_validation_tuning_script_runs_the_grid_resumes_and_tabulates(own_data, 
     shutil.rmtree(out / "maxherding=defaults")
     assert tune.main(argv[:argv.index("--")] + ["--table"]) == 0
     partial = (out / "tuning.md").read_text().splitlines()
-    assert partial[3].startswith("| maxherding=defaults | maxherding | 0 | 0 | not run yet")
+    assert partial[3].startswith("| maxherding=defaults | maxherding | 0 | 0 | not finished yet")
     cells = partial[4].split(" | ")
     assert cells[2:5] == ["1", "2", f"{np.mean(herd[0]):.4f} ± 0.0000"]
     assert not (out / "maxherding=defaults").exists()  # --table ran nothing
