@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -236,6 +237,11 @@ def _column_means(values: np.ndarray) -> np.ndarray:
     return np.where(finite.any(0), np.where(finite, values, 0).sum(0) / np.maximum(finite.sum(0), 1), np.nan)
 
 
+def _iou_cells(iou: np.ndarray) -> str:
+    """Table cells of per-class IoU: three decimals, "-" for a class without a value."""
+    return " | ".join("-" if np.isnan(v) else f"{v:.3f}" for v in iou)
+
+
 def _iou_table(results_dir: Path, runs: dict[str, list[list[dict]]], order: list[str]) -> list[str]:
     """Markdown lines of the per-class IoU table (see :func:`_class_tables`)."""
     states = sorted(results_dir.glob("*/seed*/state.json"))
@@ -247,13 +253,11 @@ def _iou_table(results_dir: Path, runs: dict[str, list[list[dict]]], order: list
     for s in order:
         n = min(len(r) for r in runs[s])
         iou = np.array([[np.nan if v is None else v for v in r[n - 1]["iou"]] for r in runs[s]], dtype=float)
-        mean = _column_means(iou)
-        lines.append(f"| {s} | r{n - 1} | " + " | ".join("-" if np.isnan(v) else f"{v:.3f}" for v in mean) + " |")
+        lines.append(f"| {s} | r{n - 1} | {_iou_cells(_column_means(iou))} |")
     full = [_read_json(p) for p in sorted(results_dir.glob("full_supervision/seed*.json"))]
     if full and all("iou" in f for f in full):
         iou = np.array([[np.nan if v is None else v for v in f["iou"]] for f in full], dtype=float)
-        mean = _column_means(iou)
-        lines.append("| full supervision | | " + " | ".join("-" if np.isnan(v) else f"{v:.3f}" for v in mean) + " |")
+        lines.append(f"| full supervision | | {_iou_cells(_column_means(iou))} |")
     return lines
 
 
@@ -267,10 +271,9 @@ def _label_share_table(results_dir: Path, runs: dict[str, list[list[dict]]], ord
         folders = [results_dir / s / f"seed{r[0]['seed']}" for r in runs[s] if "seed" in r[0]]
         if not folders or not all((f / "project.sqlite").exists() for f in folders):
             continue
-        counts: dict[str, int] = {}
-        for folder in folders:
-            for label, n in LabelingProject(folder).status()["per_class"].items():
-                counts[label] = counts.get(label, 0) + n
+        counts: Counter = Counter()
+        for folder in folders:  # update keeps the classes no seed labeled (count 0), unlike "+"
+            counts.update(LabelingProject(folder).status()["per_class"])
         total = sum(counts.values())
         shares.append((s, total, counts))
     if shares:
