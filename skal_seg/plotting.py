@@ -127,12 +127,17 @@ def full_supervision(results_dir: str | Path) -> list[float]:
     list of float
         One per ``seedS.json``, in path order (empty when there are none).
     """
+    return [result["miou"] for result in _full_supervision_results(Path(results_dir))]
+
+
+def _full_supervision_results(results_dir: Path) -> list[dict]:
+    """Every ``results_dir/full_supervision/seedS.json``, read and checked, in path order."""
     out = []
-    for path in sorted(Path(results_dir).glob("full_supervision/seed*.json")):
+    for path in sorted(results_dir.glob("full_supervision/seed*.json")):
         result = _read_json(path)
         if not isinstance(result, dict) or "miou" not in result:
             raise ValueError(f"{path}: not a full-supervision result (no 'miou')")
-        out.append(result["miou"])
+        out.append(result)
     return out
 
 
@@ -254,7 +259,7 @@ def _iou_table(results_dir: Path, runs: dict[str, list[list[dict]]], order: list
         n = min(len(r) for r in runs[s])
         iou = np.array([[np.nan if v is None else v for v in r[n - 1]["iou"]] for r in runs[s]], dtype=float)
         lines.append(f"| {s} | r{n - 1} | {_iou_cells(_column_means(iou))} |")
-    full = [_read_json(p) for p in sorted(results_dir.glob("full_supervision/seed*.json"))]
+    full = _full_supervision_results(results_dir)
     if full and all("iou" in f for f in full):
         iou = np.array([[np.nan if v is None else v for v in f["iou"]] for f in full], dtype=float)
         lines.append(f"| full supervision | | {_iou_cells(_column_means(iou))} |")
