@@ -167,7 +167,10 @@ def markdown_summary(results_dir: str | Path) -> str:
         for a strategy run with one seed), with the labeled pixels;
         strategies whose round 0 is random are marked "r0 random" (for a
         given seed they label the same pixels in round 0); the
-        full-supervision ceiling below it when present.
+        full-supervision ceiling below it when present. Then, when
+        ``random`` and another strategy have several seeds, each strategy's
+        mean minus random's per round, marked where the difference exceeds
+        the larger of the two seed standard deviations.
         Table 2: per-class IoU at the last round every seed completed, mean
         over seeds (and of the full-supervision runs). Table 3: the share of
         labeled pixels per class of each strategy, from the runs' labeling
@@ -208,6 +211,7 @@ def markdown_summary(results_dir: str | Path) -> str:
         lines.append("")
         lines.append(f"Full supervision (every candidate pixel, {_seeds(len(full))}): mIoU "
                      f"{_mean_spread(np.mean(full), np.std(full), len(full))}")
+    lines += _versus_random_table(stats, order, labeled)
     lines += _class_tables(Path(results_dir), runs, order)
     phases = sorted({k for r in runs.values() for rec in r[0] for k in rec["seconds"]} - {"featurize"})
     lines += ["", "| strategy | s / round | " + " | ".join(phases) + " |", "|---" * (len(phases) + 2) + "|"]
@@ -219,6 +223,38 @@ def markdown_summary(results_dir: str | Path) -> str:
         per = [np.mean([rec["seconds"].get(k, 0.0) for rec in recs]) for k in phases]
         lines.append(f"| {s} | {total:.1f} | " + " | ".join(f"{v:.1f}" for v in per) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _versus_random_table(stats: dict, order: list[str], labeled: np.ndarray) -> list[str]:
+    """Markdown lines: each strategy's mean mIoU minus random's, per round, and whether any strategy wins it.
+
+    A round counts as a clear win (or loss) when the difference exceeds the
+    larger of the two seed standard deviations (the strategy's and random's),
+    so that neither curve's spread alone can explain it. Needs ``random``
+    and at least one other strategy, each with more than one seed.
+    """
+    if "random" not in stats or stats["random"]["n_seeds"] < 2:
+        return []
+    others = [s for s in order if s != "random" and stats[s]["n_seeds"] > 1]
+    if not others:
+        return []
+    ref = stats["random"]
+    n_rounds = len(ref["mean"])
+    lines = ["", "Mean mIoU minus random's, per round (▲ / ▼: above / below random by more than the larger "
+                 "of the two seed standard deviations):", "",
+             "| strategy | " + " | ".join(f"r{r} ({labeled[r]} px)" for r in range(n_rounds)) + " |",
+             "|---" * (n_rounds + 1) + "|"]
+    wins = np.zeros(n_rounds, dtype=bool)
+    for s in others:
+        st = stats[s]
+        n = min(n_rounds, len(st["mean"]))
+        diff = st["mean"][:n] - ref["mean"][:n]
+        spread = np.maximum(st["std"][:n], ref["std"][:n])
+        wins[:n] |= diff > spread
+        cells = [f"{d:+.4f}{' ▲' if d > e else ' ▼' if d < -e else ''}" for d, e in zip(diff, spread)]
+        lines.append(f"| {s} | " + " | ".join(cells + [""] * (n_rounds - n)) + " |")
+    lines.append("| some strategy ▲ | " + " | ".join("yes" if w else "no" for w in wins) + " |")
+    return lines
 
 
 def _class_tables(results_dir: Path, runs: dict[str, list[list[dict]]], order: list[str]) -> list[str]:

@@ -353,6 +353,30 @@ def test_markdown_summary_means_and_spreads_over_seeds(tmp_path):
         markdown_summary(tmp_path / "empty")
 
 
+def test_markdown_summary_marks_rounds_won_and_lost_against_random(tmp_path):
+    from skal_seg.plotting import markdown_summary
+
+    def write(strategy, seed, mious):
+        recs = [{"round": r, "labeled_pixels": 10 * (r + 1), "miou": m, "strategy": strategy, "seed": seed,
+                 "seconds": {"train": 1.0}} for r, m in enumerate(mious)]
+        d = tmp_path / strategy / f"seed{seed}"
+        d.mkdir(parents=True)
+        (d / "rounds.json").write_text(json.dumps(recs))
+
+    write("random", 0, [0.1, 0.2, 0.3])  # std 0.1 at every round
+    write("random", 1, [0.3, 0.4, 0.5])
+    write("two_stage", 0, [0.35, 0.15, 0.4])  # +0.2 (> 0.1), -0.15 (< -0.1), +0.05 (within the spread)
+    write("two_stage", 1, [0.45, 0.15, 0.5])
+    write("entropy", 0, [0.9, 0.9, 0.9])  # one seed: no spread, left out of the comparison
+    text = markdown_summary(tmp_path)
+    assert "| two_stage | +0.2000 ▲ | -0.1500 ▼ | +0.0500 |" in text
+    assert "| some strategy ▲ | yes | no | no |" in text
+    assert "| entropy | +" not in text
+    (tmp_path / "random" / "seed1" / "rounds.json").unlink()
+    (tmp_path / "random" / "seed1").rmdir()
+    assert "some strategy" not in markdown_summary(tmp_path)  # one random seed: no spread to compare with
+
+
 def test_cli_errors_are_clear(tmp_path, capsys):
     with pytest.raises(SystemExit, match="not found"):
         cli_main(["run", "--data", str(tmp_path / "nope"), "--quiet"])
