@@ -224,7 +224,7 @@ class EDALDSampler(BaseEstimator):
         ndarray of shape (len(indices),), float64
         """
         check_non_negative(self.entropy_weight, "entropy_weight")
-        check_mi(self.mi)
+        mi_score = check_mi(self.mi)
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         X = check_features(X, "X_pool")
@@ -240,8 +240,11 @@ class EDALDSampler(BaseEstimator):
             chunk = indices[start : start + self.batch_size]
             noisy = noisy_rows(X_noisy, chunk, n_pool=len(X), n_features=X.shape[1])
             K = noisy.shape[0]
-            proba = self._predict(classifier, read_rows(X, chunk))  # a memory-mapped X: one chunk resident
             proba_draws = self._predict(classifier, noisy.reshape(K * len(chunk), -1)).reshape(K, len(chunk), -1)
+            if self.entropy_weight == 0:  # BALD alone: the fixed-noise prediction would only be multiplied by 0
+                scores.append(mi_score(proba_draws))
+                continue
+            proba = self._predict(classifier, read_rows(X, chunk))  # a memory-mapped X: one chunk resident
             scores.append(edald_score(proba, proba_draws, self.entropy_weight, self.mi))
         return np.concatenate(scores)
 

@@ -119,6 +119,25 @@ def test_sampler_rejects_negative_budget_and_weight():
         EDALDSampler(entropy_weight=-1).query(FixedProba(), X, 1, X_noisy=np.stack([X]))
 
 
+def test_bald_alone_skips_the_fixed_noise_prediction():
+    rng = np.random.default_rng(2)
+    X = rng.uniform(size=(20, 2))
+    X_noisy = np.clip(X + 0.3 * rng.normal(size=(3, 20, 2)), 0, 1)
+    rows = []
+
+    class Counting(FixedProba):
+        def predict_proba(self, X):
+            rows.append(len(X))
+            return super().predict_proba(X)
+
+    bald = EDALDSampler(entropy_weight=0.0).scores(Counting(), X, X_noisy)
+    assert sum(rows) == 3 * 20  # the K draws only
+    np.testing.assert_allclose(bald, bald_score(np.stack([FixedProba().predict_proba(v) for v in X_noisy])))
+    rows.clear()
+    EDALDSampler(entropy_weight=0.5).scores(Counting(), X, X_noisy)
+    assert sum(rows) == 4 * 20
+
+
 def test_scores_in_chunks_equal_one_batch():
     rng = np.random.default_rng(1)
     X = rng.uniform(size=(50, 2))
