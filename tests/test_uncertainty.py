@@ -14,6 +14,13 @@ class FixedProba:
         return np.stack([p, 1 - p], axis=1)
 
 
+def _rows_and_draws(seed: int, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` random 2-feature rows in [0, 1] and ``k`` noisy draws of them (clipped to [0, 1])."""
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(size=(n, 2))
+    return X, np.clip(X + 0.3 * rng.normal(size=(k, n, 2)), 0, 1)
+
+
 def test_entropy_hand_cases():
     proba = np.array([[1.0, 0.0, 0.0], [1 / 3, 1 / 3, 1 / 3], [0.5, 0.5, 0.0]])
     np.testing.assert_allclose(entropy_score(proba), [0.0, LOG3, LOG2])
@@ -81,9 +88,7 @@ def test_sampler_ranks_by_edald_highest_first():
 
 
 def test_sampler_callable_views_match_array_and_see_only_requested_rows():
-    rng = np.random.default_rng(0)
-    X = rng.uniform(size=(30, 2))
-    X_noisy = np.clip(X + 0.3 * rng.normal(size=(5, 30, 2)), 0, 1)
+    X, X_noisy = _rows_and_draws(0, 30, 5)
     asked = []
 
     def views(indices):
@@ -120,9 +125,7 @@ def test_sampler_rejects_negative_budget_and_weight():
 
 
 def test_bald_alone_skips_the_fixed_noise_prediction():
-    rng = np.random.default_rng(2)
-    X = rng.uniform(size=(20, 2))
-    X_noisy = np.clip(X + 0.3 * rng.normal(size=(3, 20, 2)), 0, 1)
+    X, X_noisy = _rows_and_draws(2, 20, 3)
     rows = []
 
     class Counting(FixedProba):
@@ -139,9 +142,7 @@ def test_bald_alone_skips_the_fixed_noise_prediction():
 
 
 def test_scores_in_chunks_equal_one_batch():
-    rng = np.random.default_rng(1)
-    X = rng.uniform(size=(50, 2))
-    X_noisy = np.clip(X + 0.3 * rng.normal(size=(4, 50, 2)), 0, 1)
+    X, X_noisy = _rows_and_draws(1, 50, 4)
     asked = []
 
     def views(indices):
