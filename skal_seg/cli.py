@@ -229,6 +229,9 @@ def _add_run(sub) -> None:
                    help="eDALD = weight x entropy + BALD mutual information (0 = BALD only)")
     g.add_argument("--bandwidth", type=_positive_or("auto"), default=d.bandwidth, metavar="auto|B",
                    help="MaxHerding RBF bandwidth: 'auto' (2 x median pairwise distance, per selection) or a number")
+    g.add_argument("--herding-memory-mb", type=_positive_or("auto"), default=d.herding_memory_mb, metavar="auto|MB",
+                   help="memory for a herding selection's kernel: 'auto' (half of what is available) or MB; a "
+                        "kernel that does not fit is recomputed while picking, much slower (speed only)")
     g.add_argument("--mi", choices=MI_OPTIONS, default=d.mi,
                    help="eDALD's BALD term: 'paper' (the formula) or 'paper_code' (the official code's, on exp(p))")
     g.add_argument("--uherding-temperature", type=_positive_or("auto"), default=d.uherding_temperature,
@@ -355,7 +358,7 @@ def _config(args: argparse.Namespace, strategy: str, seed: int) -> ExperimentCon
         candidates_per_image=args.candidates_per_image, budget_per_image=args.budget_per_image,
         budget_per_round=args.budget, local_budget=args.local_budget, keep_global=args.keep_global,
         n_draws=args.n_draws, entropy_weight=args.entropy_weight, eval_stride=args.eval_stride,
-        bandwidth=args.bandwidth, candidates=args.candidates, mi=args.mi,
+        bandwidth=args.bandwidth, herding_memory_mb=args.herding_memory_mb, candidates=args.candidates, mi=args.mi,
         uherding_temperature=args.uherding_temperature, uherding_bandwidth=args.uherding_bandwidth,
         featurizer={"model": args.model, "timesteps": args.timesteps,
                     **({"blocks": args.blocks} if args.blocks is not None else {})},

@@ -126,6 +126,14 @@ class ExperimentConfig:
         (``1/s^2`` of the cost, for quick runs on a small CPU).
     bandwidth : "auto" or float
         MaxHerding RBF bandwidth.
+    herding_memory_mb : "auto" or float
+        Memory for MaxHerding's (and Uncertainty Herding's) kernel per
+        selection (``max_memory_mb`` of
+        :class:`~skal_seg.herding.MaxHerdingSampler`); ``"auto"``: half of
+        the memory available when a selection starts. A kernel that does
+        not fit is recomputed while picking, which is much slower (a global
+        stage of 33,000 rows at ``local_budget=100`` took over 30 minutes a
+        round under 2048 MB). Speed only: a resumed run may change it.
     featurizer : dict
         :class:`~skal_seg.featurizer.DiffusionFeaturizer` parameters.
     classifier : dict
@@ -151,6 +159,7 @@ class ExperimentConfig:
     uherding_bandwidth: Any = "labeled"
     eval_stride: int = 1
     bandwidth: Any = "auto"
+    herding_memory_mb: Any = "auto"
     featurizer: dict = field(default_factory=lambda: {"model": "embedded", "timesteps": [50, 150, 250]})
     classifier: dict = field(default_factory=dict)
 
@@ -186,6 +195,7 @@ class ExperimentConfig:
             raise ValueError(f"keep_global must be in (0, 1], got {self.keep_global!r}")
         check_non_negative(self.entropy_weight, "entropy_weight")
         check_positive_or_word(self.bandwidth, "bandwidth")
+        check_positive_or_word(self.herding_memory_mb, "herding_memory_mb")
         if self.candidates not in CANDIDATES:
             raise ValueError(f"unknown candidates {self.candidates!r}; choose from {CANDIDATES}")
         check_mi(self.mi)
@@ -1296,12 +1306,12 @@ def two_stage_query(config: ExperimentConfig, progress: bool = False, executor=N
     if config.strategy in ("uherding", "two_stage_uherding"):
         temperature = 1.0 if config.uherding_temperature == "auto" else config.uherding_temperature  # set per round
         stage2 = UncertaintyHerdingSampler(temperature=temperature, bandwidth=config.uherding_bandwidth,
-                                           random_state=config.seed)
+                                           max_memory_mb=config.herding_memory_mb, random_state=config.seed)
     else:
         stage2 = EDALDSampler(entropy_weight=config.entropy_weight, mi=config.mi)
     keep = 1.0 if config.strategy == "uherding" else config.keep_global
     return TwoStageQuery(
-        config.local_budget, keep, herding=MaxHerdingSampler(bandwidth=config.bandwidth),
+        config.local_budget, keep, herding=MaxHerdingSampler(bandwidth=config.bandwidth, max_memory_mb=config.herding_memory_mb),
         uncertainty=stage2, random_state=config.seed, progress=progress, executor=executor,
     )
 
@@ -1390,7 +1400,7 @@ def class_names_for(n_classes: int, class_names: Sequence[str] | None = None) ->
 _SETTINGS_BEFORE_THEY_EXISTED = {"candidates": "all"}
 
 
-def settings_differences(saved: dict, new: dict, exempt: Sequence[str] = ("rounds",)) -> list[str]:
+def settings_differences(saved: dict, new: dict, exempt: Sequence[str] = ("rounds", "herding_memory_mb")) -> list[str]:
     """The settings in which two ``ExperimentConfig.to_dict()`` differ, as readable lines.
 
     Parameters
@@ -1398,7 +1408,7 @@ def settings_differences(saved: dict, new: dict, exempt: Sequence[str] = ("round
     saved, new : dict
         Settings of the saved run and of this one (nested dicts are compared
         key by key, e.g. ``featurizer.timesteps``).
-    exempt : sequence of str, default=("rounds",)
+    exempt : sequence of str, default=("rounds", "herding_memory_mb")
         Settings a resumed run may change.
 
     Returns

@@ -216,7 +216,7 @@ class UncertaintyHerdingSampler(MaxHerdingSampler):
         temperature: Union[str, float] = "auto",
         kernel: KernelLike = "rbf",
         bandwidth: Union[str, float] = "labeled",
-        max_memory_mb: float = 2048,
+        max_memory_mb: Union[float, str] = 2048,
         lazy_batch: int = 32,
         device: str = "cpu",
         random_state=None,

@@ -141,6 +141,24 @@ def test_a_finished_run_is_extended_with_the_picks_of_a_longer_run(strategy, dat
     assert b["config"]["rounds"] == 3
 
 
+def test_herding_memory_reaches_the_samplers_and_a_resumed_run_may_change_it(data, featurizer, tmp_path):
+    from skal_seg.experiment import two_stage_query
+
+    assert two_stage_query(config()).herding.max_memory_mb == "auto"
+    query = two_stage_query(config("two_stage_uherding", herding_memory_mb=64))
+    assert query.herding.max_memory_mb == 64 and query.uncertainty.max_memory_mb == 64
+    for bad in (-1, 0, "lots"):
+        with pytest.raises(ValueError, match="herding_memory_mb"):
+            config(herding_memory_mb=bad).validate()
+    pool, test = data
+    quiet = dict(featurizer=featurizer, progress=False, log=lambda s: None)
+    run_experiment(config(rounds=2), pool, test, tmp_path / "a", **quiet)
+    run_experiment(config(rounds=1, herding_memory_mb=1), pool, test, tmp_path / "b", **quiet)
+    run_experiment(config(rounds=2), pool, test, tmp_path / "b", resume=True, **quiet)  # speed only: not refused
+    a, b = (json.loads((tmp_path / d / "state.json").read_text()) for d in "ab")
+    assert a["labeled"] == b["labeled"]
+
+
 def test_budget_per_round_replaces_the_per_image_rate(data, featurizer, tmp_path):
     pool, test = data
     assert config(budget_per_round=4).budget(len(pool)) == 4 and config().budget(len(pool)) == 6
