@@ -44,36 +44,44 @@ GRID: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "uherding_bandwidth": ("uherding", "--uherding-bandwidth", ("labeled", "auto")),
     "mi": ("two_stage", "--mi", ("paper", "paper_code")),  # the official code's DALD term (docs/method.md)
 }
+# Settings changed together, checked once the one-at-a-time rows suggest them (``--only combined``):
+# name: (strategy, its flags and values).
+COMBINED: dict[str, tuple[str, tuple[str, ...]]] = {
+    "uherding_temperature=0.5,uherding_bandwidth=auto": (
+        "uherding", ("--uherding-temperature", "0.5", "--uherding-bandwidth", "auto")),
+}
 
 
-def planned_runs(only: list[str] | None = None) -> list[tuple[str, str, str, str]]:
-    """``(folder name, strategy, flag, value)`` of every run, random (the reference) first.
+def planned_runs(only: list[str] | None = None) -> list[tuple[str, str, tuple[str, ...]]]:
+    """``(folder name, strategy, skal-seg flags and values)`` of every run, random (the reference) first.
 
     A setting's first value is its strategy's default: those values are one
-    run per strategy, ``STRATEGY=defaults`` (no flag), listed once.
+    run per strategy, ``STRATEGY=defaults`` (no flag), listed once. The
+    :data:`COMBINED` rows come last (``only`` names them ``"combined"``).
 
     Raises
     ------
     ValueError
         An unknown setting in ``only``.
     """
-    unknown = sorted(set(only or ()) - set(GRID))
+    unknown = sorted(set(only or ()) - {*GRID, "combined"})
     if unknown:
-        raise ValueError(f"unknown settings {unknown}; choose from {', '.join(GRID)}")
-    runs = [("random", "random", "", "")]
-    for setting, (strategy, flag, values) in GRID.items():
-        if only and setting not in only:
-            continue
-        default = (f"{strategy}=defaults", strategy, "", "")
-        runs += [default] * (default not in runs) + [(f"{setting}={value}", strategy, flag, value)
-                                                     for value in values[1:]]
+        raise ValueError(f"unknown settings {unknown}; choose from {', '.join(GRID)} or combined")
+    runs: list[tuple[str, str, tuple[str, ...]]] = [("random", "random", ())]
+    changed = [(f"{setting}={value}", strategy, (flag, value)) for setting, (strategy, flag, values) in GRID.items()
+               if not only or setting in only for value in values[1:]]
+    changed += [(name, strategy, args) for name, (strategy, args) in COMBINED.items()
+                if not only or "combined" in only]
+    for name, strategy, args in changed:
+        default = (f"{strategy}=defaults", strategy, ())
+        runs += [default] * (default not in runs) + [(name, strategy, args)]
     return runs
 
 
-def run_arguments(data: str, out: Path, seeds: list[int], run: tuple[str, str, str, str], extra: list[str]) -> list[str]:
+def run_arguments(data: str, out: Path, seeds: list[int], run: tuple[str, str, tuple[str, ...]],
+                  extra: list[str]) -> list[str]:
     """The ``skal-seg`` arguments of one run."""
-    name, strategy, flag, value = run
-    setting = [flag, value] if flag else []
+    name, strategy, setting = run
     return ["run", "--data", data, "--eval-split", "val", "--strategies", strategy, "--seeds", *map(str, seeds),
             *setting, "--out", str(out / name), "--cache", str(out / ".cache"), "--resume", "--quiet", *extra]
 
@@ -84,7 +92,7 @@ def _per_seed(results: Path) -> dict[int, np.ndarray]:
     return {r[0]["seed"]: miou_by_seed([r])[0] for r in runs}
 
 
-def tuning_table(out: Path, runs: list[tuple[str, str, str, str]]) -> str:
+def tuning_table(out: Path, runs: list[tuple[str, str, tuple[str, ...]]]) -> str:
     """Markdown table of the finished runs: mean over rounds and last round, mean ± std over seeds.
 
     The spread is over the seeds of each seed's own value (its mean over the
@@ -97,7 +105,7 @@ def tuning_table(out: Path, runs: list[tuple[str, str, str, str]]) -> str:
     lines = ["| setting | strategy | seeds | rounds | mean over rounds | vs random | last round | vs random |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     n = min((len(v) for v in reference.values()), default=0)  # the rounds of a finished run
-    for name, strategy, _, _ in runs:
+    for name, strategy, _ in runs:
         per_seed = _per_seed(out / name)
         seeds = sorted(s for s in set(per_seed) & set(reference) if len(per_seed[s]) >= n > 0)
         if not seeds:  # a seed still running is left out until it has every round
@@ -118,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="dataset folder (train/ and test/; only train is read)")
     parser.add_argument("--out", default="results/tune", help="results folder (resumed when rerun)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--only", nargs="+", metavar="SETTING", help=f"a subset of: {', '.join(GRID)}")
+    parser.add_argument("--only", nargs="+", metavar="SETTING", help=f"a subset of: {', '.join(GRID)}, combined")
     parser.add_argument("--dry-run", action="store_true", help="print the runs only")
     parser.add_argument("--table", action="store_true", help="write OUT/tuning.md from the runs finished so far, "
                         "running nothing")

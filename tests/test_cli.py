@@ -177,8 +177,10 @@ def test_validation_tuning_script_runs_the_grid_resumes_and_tabulates(own_data, 
     assert len({name for name, *_ in runs}) == len(runs)
     assert [name for name, *_ in runs if name.endswith("=defaults")] == [
         "maxherding=defaults", "two_stage=defaults", "uherding=defaults"]
-    assert ("mi=paper_code", "two_stage", "--mi", "paper_code") in runs
+    assert ("mi=paper_code", "two_stage", ("--mi", "paper_code")) in runs
+    assert [name for name, *_ in tune.planned_runs(["combined"])] == ["random", "uherding=defaults", *tune.COMBINED]
     monkeypatch.setattr(tune, "GRID", {"bandwidth": ("maxherding", "--bandwidth", ("auto", "0.5"))})  # 6 runs
+    monkeypatch.setattr(tune, "COMBINED", {})
     out = tmp_path / "tune"
     argv = ["--data", str(own_data), "--out", str(out), "--seeds", "0", "1", "--", "--model", str(own_data / "unet"),
             "--size", "16", "--rounds", "2", "--candidates-per-image", "30", "--local-budget", "5", "--timesteps", "10",
