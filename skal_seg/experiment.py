@@ -116,7 +116,11 @@ class ExperimentConfig:
         eDALD's BALD term (:class:`~skal_seg.uncertainty.EDALDSampler`).
     uherding_temperature : "auto" or float
         Uncertainty Herding's temperature; ``"auto"`` fits it each round on
-        the labeled pixels (:func:`~skal_seg.uncertainty_herding.fit_temperature`).
+        the labeled pixels (:func:`~skal_seg.uncertainty_herding.fit_temperature`,
+        the paper's rule and the sampler's default). The runner's default,
+        0.5, was chosen on CamVid's validation split (docs/benchmarks.md,
+        "Tuning on validation"): the fitted temperature is at least 1 and,
+        with a few hundred labels, flattens the uncertainties.
     uherding_bandwidth : "labeled", "auto" or float
         Uncertainty Herding's RBF bandwidth
         (:class:`~skal_seg.uncertainty_herding.UncertaintyHerdingSampler`).
@@ -155,7 +159,7 @@ class ExperimentConfig:
     n_draws: int = 5
     entropy_weight: float = 1.0
     mi: str = "paper"
-    uherding_temperature: Any = "auto"
+    uherding_temperature: Any = 0.5
     uherding_bandwidth: Any = "labeled"
     eval_stride: int = 1
     bandwidth: Any = "auto"

@@ -516,11 +516,14 @@ def test_valid_candidates_skip_ignore_pixels_and_take_all_of_a_sparse_image(data
 @pytest.mark.parametrize("strategy", ["two_stage", "uherding", "two_stage_uherding", "edald"])
 def test_valid_candidates_with_uneven_images_never_query_void(strategy, data, featurizer, tmp_path):
     pool, test = data
-    records = run_experiment(config(strategy, rounds=2), uneven_split(pool), test, tmp_path, featurizer=featurizer,
-                             progress=False, log=lambda s: None)
+    fitted = {"uherding_temperature": "auto"} if strategy == "uherding" else {}  # the paper's rule; else 0.5
+    records = run_experiment(config(strategy, rounds=2, **fitted), uneven_split(pool), test, tmp_path,
+                             featurizer=featurizer, progress=False, log=lambda s: None)
     assert [r["taught_pixels"] for r in records] == [r["labeled_pixels"] for r in records] == [6, 12]
-    if "uherding" in strategy:
+    if strategy == "uherding":
         assert np.isnan(records[0]["temperature"]) and records[1]["temperature"] >= 1.0
+    elif strategy == "two_stage_uherding":
+        assert np.isnan(records[0]["temperature"]) and records[1]["temperature"] == 0.5
 
 
 def test_random_first_rounds_label_the_same_pixels(data, featurizer, tmp_path):
