@@ -1314,9 +1314,10 @@ def two_stage_query(config: ExperimentConfig, progress: bool = False, executor=N
     else:
         stage2 = EDALDSampler(entropy_weight=config.entropy_weight, mi=config.mi)
     keep = 1.0 if config.strategy == "uherding" else config.keep_global
+    herding = MaxHerdingSampler(bandwidth=config.bandwidth, max_memory_mb=config.herding_memory_mb)
     return TwoStageQuery(
-        config.local_budget, keep, herding=MaxHerdingSampler(bandwidth=config.bandwidth, max_memory_mb=config.herding_memory_mb),
-        uncertainty=stage2, random_state=config.seed, progress=progress, executor=executor,
+        config.local_budget, keep, herding=herding, uncertainty=stage2, random_state=config.seed,
+        progress=progress, executor=executor,
     )
 
 

@@ -192,8 +192,7 @@ def markdown_summary(results_dir: str | Path) -> str:
     order += sorted(set(stats) - set(order))
     n_rounds = max(len(stats[s]["mean"]) for s in order)
     labeled = next(stats[s]["labeled"] for s in order if len(stats[s]["mean"]) == n_rounds)
-    lines = ["| strategy (seeds) | " + " | ".join(f"r{r} ({labeled[r]} px)" for r in range(n_rounds)) + " |",
-             "|---" * (n_rounds + 1) + "|"]
+    lines = _round_header("strategy (seeds)", labeled, n_rounds)
     for s in order:
         st = stats[s]
         cells = [_mean_spread(m, d, st["n_seeds"]) for m, d in zip(st["mean"], st["std"])]
@@ -225,6 +224,12 @@ def markdown_summary(results_dir: str | Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _round_header(first: str, labeled: np.ndarray, n_rounds: int) -> list[str]:
+    """The two header lines of a table with one column per round ("r3 (132 px)")."""
+    return ["| " + first + " | " + " | ".join(f"r{r} ({labeled[r]} px)" for r in range(n_rounds)) + " |",
+            "|---" * (n_rounds + 1) + "|"]
+
+
 def _versus_random_table(stats: dict, order: list[str], labeled: np.ndarray) -> list[str]:
     """Markdown lines: each strategy's mean mIoU minus random's, per round, and whether any strategy wins it.
 
@@ -242,8 +247,7 @@ def _versus_random_table(stats: dict, order: list[str], labeled: np.ndarray) -> 
     n_rounds = len(ref["mean"])
     lines = ["", "Mean mIoU minus random's, per round (▲ / ▼: above / below random by more than the larger "
                  "of the two seed standard deviations):", "",
-             "| strategy | " + " | ".join(f"r{r} ({labeled[r]} px)" for r in range(n_rounds)) + " |",
-             "|---" * (n_rounds + 1) + "|"]
+             *_round_header("strategy", labeled, n_rounds)]
     wins = np.zeros(n_rounds, dtype=bool)
     for s in others:
         st = stats[s]
