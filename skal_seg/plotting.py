@@ -205,13 +205,14 @@ def markdown_summary(results_dir: str | Path) -> str:
     if marked:
         lines += ["", f"r0 random: round 0 of {', '.join(marked)} picks at random (no classifier yet), "
                       "the same pixels as `random` for each seed."]
-    full = full_supervision(results_dir)
+    full_results = _full_supervision_results(Path(results_dir))  # read once: the ceiling and its per-class IoU
+    full = [result["miou"] for result in full_results]
     if full:
         lines.append("")
         lines.append(f"Full supervision (every candidate pixel, {_seeds(len(full))}): mIoU "
                      f"{_mean_spread(np.mean(full), np.std(full), len(full))}")
     lines += _versus_random_table(stats, order, labeled)
-    lines += _class_tables(Path(results_dir), runs, order)
+    lines += _class_tables(Path(results_dir), runs, order, full_results)
     phases = sorted({k for r in runs.values() for rec in r[0] for k in rec["seconds"]} - {"featurize"})
     lines += ["", "| strategy | s / round | " + " | ".join(phases) + " |", "|---" * (len(phases) + 2) + "|"]
     for s in order:
@@ -261,7 +262,8 @@ def _versus_random_table(stats: dict, order: list[str], labeled: np.ndarray) -> 
     return lines
 
 
-def _class_tables(results_dir: Path, runs: dict[str, list[list[dict]]], order: list[str]) -> list[str]:
+def _class_tables(results_dir: Path, runs: dict[str, list[list[dict]]], order: list[str],
+                  full: list[dict]) -> list[str]:
     """Markdown lines: per-class IoU at the last round every seed completed, and each strategy's labels per class.
 
     The class names come from a run's ``state.json``; the labels per class
@@ -271,7 +273,7 @@ def _class_tables(results_dir: Path, runs: dict[str, list[list[dict]]], order: l
     """
     lines: list[str] = []
     if all("iou" in rec for r in runs.values() for rec in r[0]):  # older results may lack per-class IoU
-        lines += _iou_table(results_dir, runs, order)
+        lines += _iou_table(results_dir, runs, order, full)
     lines += _label_share_table(results_dir, runs, order)
     return lines
 
@@ -282,13 +284,19 @@ def _column_means(values: np.ndarray) -> np.ndarray:
     return np.where(finite.any(0), np.where(finite, values, 0).sum(0) / np.maximum(finite.sum(0), 1), np.nan)
 
 
+def _iou_rows(records: list[dict]) -> np.ndarray:
+    """The ``"iou"`` lists of result records as a float array, NaN where a class has none (JSON null)."""
+    return np.array([[np.nan if v is None else v for v in rec["iou"]] for rec in records], dtype=float)
+
+
 def _iou_cells(iou: np.ndarray) -> str:
     """Table cells of per-class IoU: three decimals, "-" for a class without a value."""
     return " | ".join("-" if np.isnan(v) else f"{v:.3f}" for v in iou)
 
 
-def _iou_table(results_dir: Path, runs: dict[str, list[list[dict]]], order: list[str]) -> list[str]:
-    """Markdown lines of the per-class IoU table (see :func:`_class_tables`)."""
+def _iou_table(results_dir: Path, runs: dict[str, list[list[dict]]], order: list[str],
+               full: list[dict]) -> list[str]:
+    """Markdown lines of the per-class IoU table (see :func:`_class_tables`); ``full``: the full-supervision results."""
     states = sorted(results_dir.glob("*/seed*/state.json"))
     names = _read_json(states[0]).get("classes") if states else None
     n_classes = len(next(iter(runs.values()))[0][0]["iou"])
@@ -297,12 +305,10 @@ def _iou_table(results_dir: Path, runs: dict[str, list[list[dict]]], order: list
              "| strategy | round | " + " | ".join(names) + " |", "|---" * (n_classes + 2) + "|"]
     for s in order:
         n = min(len(r) for r in runs[s])
-        iou = np.array([[np.nan if v is None else v for v in r[n - 1]["iou"]] for r in runs[s]], dtype=float)
+        iou = _iou_rows([r[n - 1] for r in runs[s]])
         lines.append(f"| {s} | r{n - 1} | {_iou_cells(_column_means(iou))} |")
-    full = _full_supervision_results(results_dir)
     if full and all("iou" in f for f in full):
-        iou = np.array([[np.nan if v is None else v for v in f["iou"]] for f in full], dtype=float)
-        lines.append(f"| full supervision | | {_iou_cells(_column_means(iou))} |")
+        lines.append(f"| full supervision | | {_iou_cells(_column_means(_iou_rows(full)))} |")
     return lines
 
 
