@@ -50,25 +50,23 @@ def near_boundary(labels: np.ndarray, radius: int) -> np.ndarray:
     return maximum_filter(labels, size=size, mode="nearest") != minimum_filter(labels, size=size, mode="nearest")
 
 
-def pick_shares(results: Path, labels: np.ndarray, names: tuple[str, ...], budget_rounds: slice,
-                radius: int) -> dict[str, tuple[int, float, float]]:
+def pick_shares(results: Path, near: np.ndarray, names: tuple[str, ...],
+                budget_rounds: slice) -> dict[str, tuple[int, float, float]]:
     """Per strategy: (number of picks, % near a boundary, std over seeds of that %).
 
     Parameters
     ----------
     results : Path
         A ``skal-seg run --out`` folder.
-    labels : ndarray of shape (n_images, H, W)
-        The pool's label maps at the runs' working size.
+    near : ndarray of shape (n_images, H, W), bool
+        :func:`near_boundary` of the pool's label maps at the runs' working size.
     names : tuple of str
-        The pool's image names, in the order of ``labels``.
+        The pool's image names, in the order of ``near``.
     budget_rounds : slice
         Which rounds' picks to count (rounds are consecutive runs of the
         saved per-round budget in the query order).
-    radius : int
-        As in :func:`near_boundary`.
     """
-    near = near_boundary(labels, radius).reshape(len(names), -1)
+    near = near.reshape(len(names), -1)
     index = {name: i for i, name in enumerate(names)}
     shares: dict[str, tuple[int, float, float]] = {}
     for strategy_dir in sorted(p for p in results.iterdir() if p.is_dir()):
@@ -105,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     near = near_boundary(pool.labels, args.radius)
     valid = pool.labels != IGNORE_INDEX
     base = 100.0 * near[valid].mean()
-    shares = pick_shares(args.results, pool.labels, pool.names, slice(args.first_round, None), args.radius)
+    shares = pick_shares(args.results, near, pool.names, slice(args.first_round, None))
     print(f"picks of rounds {args.first_round}+ with another label within {args.radius} px "
           f"(at {args.size} px); all valid pool pixels: {base:.1f}%\n")
     print("| strategy | picks | near a boundary (%, mean ± std over seeds) |")

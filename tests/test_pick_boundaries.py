@@ -47,10 +47,11 @@ def test_pick_shares_counts_rounds_from_the_saved_budget(tmp_path):
         run.mkdir(parents=True)
         (run / "state.json").write_text(json.dumps({"budget": 2, "labeled_pixels": picks}))
     (tmp_path / "full_supervision").mkdir()  # no state.json: not a strategy's run
-    shares = boundaries.pick_shares(tmp_path, labels, ("a", "b"), slice(1, None), radius=1)
+    near = boundaries.near_boundary(labels, radius=1)
+    shares = boundaries.pick_shares(tmp_path, near, ("a", "b"), slice(1, None))
     assert list(shares) == ["strat"]
     n, mean, std = shares["strat"]
     assert (n, mean, std) == (8, 50.0, 0.0)
-    assert boundaries.pick_shares(tmp_path, labels, ("a", "b"), slice(1, 2), radius=1)["strat"][1] == 100.0
+    assert boundaries.pick_shares(tmp_path, near, ("a", "b"), slice(1, 2))["strat"][1] == 100.0
     with pytest.raises(ValueError, match="not in the pool"):
-        boundaries.pick_shares(tmp_path, labels, ("a",), slice(0, None), radius=1)
+        boundaries.pick_shares(tmp_path, near[:1], ("a",), slice(0, None))
