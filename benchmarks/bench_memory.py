@@ -22,7 +22,7 @@ whose ``transform`` / ``noisy_view_fn`` return pseudo-random unit rows of
 the same shape and dtype (D = 6144, float16) without a network: everything
 else in the run (cache, herding, classifier, eDALD, evaluation) is the real
 code. ``--adm-forward`` builds the random-initialised ADM 256 x 256
-architecture (:mod:`skal_seg.adm`), checks that ``blocks="paper"`` gives
+architecture (:mod:`skal_seg.diffusion.adm`), checks that ``blocks="paper"`` gives
 D = 6144 and reports the peak RSS of featurizing one image: a constant that
 adds to every pool size (the network's weights and one forward's
 activations).
@@ -219,7 +219,7 @@ def adm_forward(args) -> dict:
     import torch
     from diffusers import UNet2DModel
 
-    from skal_seg.adm import AdmArchitecture, adm_scheduler
+    from skal_seg.diffusion.adm import AdmArchitecture, adm_scheduler
     from skal_seg.featurizer import DiffusionFeaturizer
 
     torch.set_num_threads(1)

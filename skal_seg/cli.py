@@ -56,8 +56,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from skal_seg._validation import check_positive_or_word
-from skal_seg.adm import convert_adm_checkpoint, is_adm_checkpoint_path
+from skal_seg._checks import check_positive_or_word
+from skal_seg.diffusion.adm import convert_adm_checkpoint, is_adm_checkpoint_path
 from skal_seg.data import (
     CLASSES_FILE, check_class_names, dataset_classes, load_split, read_class_names, sample_dataset_dir,
     split_validation,

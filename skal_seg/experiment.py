@@ -41,7 +41,7 @@ from modAL.uncertainty import classifier_entropy, classifier_margin
 from modAL.utils.selection import multi_argmax, multi_argmin
 
 from skal_seg._memory import read_rows, release, row_blocks
-from skal_seg._validation import check_non_negative, check_positive_or_word
+from skal_seg._checks import check_non_negative, check_positive_or_word
 from skal_seg.classifier import TorchMLPClassifier
 from skal_seg.data import CAMVID_CLASSES, IGNORE_INDEX, SegmentationSplit
 from skal_seg.featurizer import DiffusionFeaturizer
