@@ -7,17 +7,19 @@ from importlib import import_module
 from typing import Any, Callable
 
 
-def moved_module(old: str, new: str) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+def moved_module(old: str, *new: str) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """``__getattr__`` and ``__dir__`` for the module ``old`` whose contents now live in ``new`` (PEP 562).
 
-    Each name taken from the old module comes from the new one and warns
-    (``DeprecationWarning``, pointing at the line that took it); importing the
-    old module alone neither warns nor imports the new one.
+    Each name taken from the old module comes from the first new module that
+    has it and warns (``DeprecationWarning``, pointing at the line that took
+    it); importing the old module alone neither warns nor imports the new ones.
 
     Parameters
     ----------
-    old, new : str
-        Dotted module names.
+    old : str
+        Dotted name of the old module.
+    *new : str
+        Dotted names of the modules its contents went to.
 
     Returns
     -------
@@ -28,12 +30,14 @@ def moved_module(old: str, new: str) -> tuple[Callable[[str], Any], Callable[[],
     def __getattr__(name: str) -> Any:
         if name.startswith("__"):  # module machinery (__path__, __file__ lookups): not an alias
             raise AttributeError(name)
-        value = getattr(import_module(new), name)
-        warnings.warn(f"{old} moved to {new}: import {name} from {new} (the old path goes in the next release)",
-                      DeprecationWarning, stacklevel=2)
-        return value
+        for module in map(import_module, new):
+            if hasattr(module, name):
+                warnings.warn(f"{old} moved: import {name} from {module.__name__} (the old path goes in the next "
+                              f"release)", DeprecationWarning, stacklevel=2)
+                return getattr(module, name)
+        raise AttributeError(f"module {old!r} has no attribute {name!r}")
 
     def __dir__() -> list[str]:
-        return dir(import_module(new))
+        return sorted({n for module in map(import_module, new) for n in dir(module) if not n.startswith("__")})
 
     return __getattr__, __dir__

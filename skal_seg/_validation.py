@@ -1,4 +1,10 @@
-"""Input checks shared by the samplers, the classifier and the featurizer."""
+"""Input checks shared by the samplers, the classifier and the featurizer.
+
+Every estimator module imports this one, so it is where modAL is made quiet
+(:func:`skal_seg._modal_compat.patch_modal`): whichever estimator a user
+imports first, from ``skal_seg`` or from its module, modAL's learners get the
+renaming ``check_X_y`` before the first ``teach``.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,9 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from skal_seg._memory import mapped_file, release, row_blocks
+from skal_seg._modal_compat import patch_modal
+
+patch_modal()
 
 
 def check_features(X, name: str = "X", allow_empty: bool = False) -> np.ndarray:

@@ -318,6 +318,7 @@ def test_cli_paper_preset(tmp_path):
 def test_cli_paper_preset_reaches_the_run(adm_file, tmp_path, monkeypatch):
     """The preset's settings arrive in the ExperimentConfig (the run itself is stubbed: 256 px is GPU work)."""
     from skal_seg import cli
+    from skal_seg.benchmark import commands
 
     seen = {}
 
@@ -328,7 +329,7 @@ def test_cli_paper_preset_reaches_the_run(adm_file, tmp_path, monkeypatch):
         seen["config"] = config
         raise Stop
 
-    monkeypatch.setattr(cli, "fitted_featurizer", fake_fitted)
+    monkeypatch.setattr(commands, "fitted_featurizer", fake_fitted)
     with pytest.raises(Stop):
         cli.main(["run", "--preset", "paper", "--model", str(adm_file[1]), "--pool-limit", "2", "--test-limit", "1",
                   "--out", str(tmp_path)])
