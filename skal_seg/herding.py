@@ -21,6 +21,12 @@ re-reads the whole kernel at every step:
   few are stored sparsely and served from memory from then on. Gains updated
   by subtraction carry a rounding bound; the candidates that could win within
   it are re-scored exactly from their kernel columns, as a lazy greedy does.
+
+Why one module (about 900 lines): the sampler, its two greedy paths and the
+sparse store of live kernel rows share one invariant (every gain exact, ties
+to the lowest row), which each part's comments state against the others;
+split across modules, a change to one path could no longer be read beside
+the one it must stay identical to.
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ def run_experiment(
         Results of this run: ``rounds.csv``, ``rounds.json``, ``state.json``
         and ``project.sqlite`` (the run's labeling project: its queries and
         the ground truth's answers, see
-        :class:`~skal_seg.labeling.simulate.GroundTruthAnnotator`).
+        :class:`~skal_seg.benchmark.simulate.GroundTruthAnnotator`).
     featurizer : DiffusionFeaturizer, optional
         Defaults to ``DiffusionFeaturizer(**config.featurizer)``; fitted here if needed.
     cache_dir : path, optional

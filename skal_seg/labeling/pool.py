@@ -22,7 +22,7 @@ from skal_seg.engine.features import (
     CachedNoisyViews, FeatureCache, PoolFeatures, cache_key, featurizer_key, fitted_featurizer, noisy_cache_key,
     pool_features,
 )
-from skal_seg.engine.rounds import query_pixels, train_classifier, two_stage_query
+from skal_seg.engine.rounds import evaluate, query_pixels, train_classifier, two_stage_query
 from skal_seg.engine.settings import ExperimentConfig
 
 
@@ -245,3 +245,18 @@ class ProjectPool:
         small = np.asarray(Image.fromarray(image).resize((self.size, self.size), Image.BILINEAR))
         X = self.featurizer.transform(np.array(small[None]))  # writable copy for torch
         return np.asarray(classifier.predict(X), dtype=np.uint8).reshape(self.size, self.size)
+
+    def evaluate(self, classifier, split: SegmentationSplit, n_classes: int) -> np.ndarray:
+        """Confusion matrix of ``classifier`` on a labeled split at the working size (features cached with the pool's).
+
+        Parameters
+        ----------
+        classifier : fitted classifier
+        split : SegmentationSplit
+        n_classes : int
+
+        Returns
+        -------
+        ndarray of shape (n_classes, n_classes), int64
+        """
+        return evaluate(classifier, self.featurizer, split, self.cache, n_classes)

@@ -16,114 +16,25 @@ queries, answers and masks are in original-resolution pixels (the mapping:
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 from PIL import Image
 
 from skal_seg.data import IGNORE_INDEX, SegmentationSplit, load_split, read_image
-from skal_seg.engine.rounds import evaluate
 from skal_seg.engine.settings import ExperimentConfig
 from skal_seg.labeling import formats
-from skal_seg.labeling.pool import ProjectPool
+from skal_seg.labeling.contents import VOID_WORDS, class_colour, file_sha256, find_images, parse_classes
 from skal_seg.labeling.store import VOID, Answer, ProjectStore, now, pause_point
 from skal_seg.metrics import iou_per_class, mean_iou
 
-#: Colours of the first classes (then generated); CamVid-like, distinguishable on photos.
-PALETTE = (
-    "#4682b4", "#b22222", "#ffd700", "#808080", "#deb887", "#228b22", "#ff8c00", "#8a2be2",
-    "#00ced1", "#ff1493", "#7fff00", "#a0522d", "#000080", "#ff6347", "#2e8b57", "#daa520",
-)
-
-#: Extra words accepted for a void / unsure answer in imports.
-VOID_WORDS = (VOID, "unsure", "void/unsure")
-
-
-def class_colour(i: int) -> str:
-    """Colour ``'#rrggbb'`` of class ``i`` (the palette, then golden-angle hues)."""
-    if i < len(PALETTE):
-        return PALETTE[i]
-    import colorsys
-
-    r, g, b = colorsys.hsv_to_rgb((i * 0.618034) % 1.0, 0.75, 0.9)
-    return "#%02x%02x%02x" % (int(r * 255), int(g * 255), int(b * 255))
-
-
-def find_images(root: str | Path, exclude: Sequence[str] = ()) -> list[Path]:
-    """Image files under ``root`` (any depth), sorted by relative path.
-
-    Parameters
-    ----------
-    root : path
-        A folder (searched recursively) or one image file.
-    exclude : sequence of str
-        Glob patterns (``fnmatch``) matched against the relative path and the
-        file name; matching files are skipped (e.g. ``"*_label.png"``).
-
-    Returns
-    -------
-    list of Path
-        Files whose extension PIL registers as an image format, hidden
-        files and folders skipped.
-
-    Raises
-    ------
-    FileNotFoundError
-        ``root`` does not exist.
-    """
-    root = Path(root)
-    if root.is_file():
-        return [root]
-    if not root.is_dir():
-        raise FileNotFoundError(f"image folder not found: {root}")
-    extensions = {e.lower() for e in Image.registered_extensions()}
-    found = []
-    for p in root.rglob("*"):
-        rel = p.relative_to(root).as_posix()
-        if not p.is_file() or p.suffix.lower() not in extensions or any(part.startswith(".") for part in rel.split("/")):
-            continue
-        if any(fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch(p.name, pat) for pat in exclude):
-            continue
-        found.append(p)
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _parse_classes(classes) -> list[str]:
-    if isinstance(classes, (str, Path)) and Path(classes).is_file():
-        names = [line.strip() for line in Path(classes).read_text().splitlines()]
-        names = [n for n in names if n and not n.startswith("#")]
-    elif isinstance(classes, Path) or (isinstance(classes, str) and "," not in classes
-                                       and classes.lower().endswith((".txt", ".csv", ".names"))):
-        raise FileNotFoundError(f"class list file not found: {classes}")
-    elif isinstance(classes, str):
-        names = [n.strip() for n in classes.split(",") if n.strip()]
-    else:
-        names = [str(n).strip() for n in classes]
-    if not names:
-        raise ValueError("classes: give at least one class name (comma-separated or a file with one per line)")
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ValueError(f"classes: names must be unique, repeated: {dupes}")
-    reserved = [n for n in names if n.lower() in VOID_WORDS]
-    if reserved:
-        raise ValueError(f"classes: {reserved} is reserved for 'void / unsure' answers; rename that class")
-    if len(names) > 255:
-        raise ValueError(f"classes: at most 255 classes (masks are 8-bit), got {len(names)}")
-    return names
+if TYPE_CHECKING:
+    from skal_seg.labeling.pool import ProjectPool
 
 
 def _create(store: ProjectStore, images: list[tuple], names: list[str], settings: dict,
@@ -209,7 +120,7 @@ class LabelingProject:
         if not self.store.exists():
             raise FileNotFoundError(f"{self.folder} is not a labeling project (no {self.store.path.name}); "
                                     f"create one with 'skal-seg init {self.folder} --images DIR --classes ...'")
-        self._pool_cache: ProjectPool | None = None
+        self._pool_cache: "ProjectPool | None" = None
 
     # ------------------------------------------------------------------ creation
 
@@ -241,7 +152,7 @@ class LabelingProject:
         working_size : int, default=128
             Images are resized to ``working_size`` squared for features.
         settings : dict, optional
-            :class:`~skal_seg.experiment.ExperimentConfig` fields to change
+            :class:`~skal_seg.engine.settings.ExperimentConfig` fields to change
             (``candidates_per_image``, ``local_budget``, ``keep_global``,
             ``n_draws``, ``seed``, ``featurizer``, ``classifier``, ...).
         progress : bool, default=False
@@ -262,7 +173,7 @@ class LabelingProject:
         store = ProjectStore(folder)
         if store.exists():
             raise FileExistsError(f"{folder} already holds a labeling project")
-        names = _parse_classes(classes)
+        names = parse_classes(classes)
         if isinstance(working_size, bool) or not isinstance(working_size, int) or working_size < 8:
             raise ValueError(f"working_size must be an integer >= 8, got {working_size!r}")
         config = ExperimentConfig(**{**(settings or {}), "strategy": "two_stage"})
@@ -281,7 +192,7 @@ class LabelingProject:
                 h, w = read_image(path).shape[:2]
             except (OSError, ValueError) as err:
                 raise ValueError(f"cannot read image {path}: {err} (remove it or leave it out with exclude)") from err
-            records.append((path.relative_to(base).as_posix(), _sha256(path), w, h))
+            records.append((path.relative_to(base).as_posix(), file_sha256(path), w, h))
         _create(store, records, names, {"images_root": str(base), "working_size": working_size,
                                         "config": config.to_dict()})
         return cls(folder, progress=progress)
@@ -291,9 +202,9 @@ class LabelingProject:
                  replace: bool = False) -> "LabelingProject":
         """Create the project of a benchmark run: its images are a pool held in memory, at the working size.
 
-        :func:`~skal_seg.experiment.run_experiment` keeps its queries and the
+        :func:`~skal_seg.benchmark.runner.run_experiment` keeps its queries and the
         ground truth's answers here (see
-        :class:`~skal_seg.labeling.simulate.GroundTruthAnnotator`). Images are
+        :class:`~skal_seg.benchmark.simulate.GroundTruthAnnotator`). Images are
         recorded by name, content hash (of the pixel array) and size; there
         are no image files, so :meth:`query`, :meth:`predict` and the web
         page are not available, while the record (:meth:`queries`,
@@ -332,7 +243,7 @@ class LabelingProject:
         h, w = pool.images.shape[1:3]
         records = [(name, hashlib.sha256(np.ascontiguousarray(image)).hexdigest(), w, h)
                    for name, image in zip(pool.names, pool.images)]
-        _create(store, records, _parse_classes(classes),
+        _create(store, records, parse_classes(classes),
                 {"images_root": None, "working_size": None, "config": config.to_dict(), "benchmark": run}, replace)
         return cls(folder)
 
@@ -344,7 +255,7 @@ class LabelingProject:
         return self.store.settings()
 
     def config(self):
-        """The settings as an :class:`~skal_seg.experiment.ExperimentConfig` (strategy ``two_stage``)."""
+        """The settings as an :class:`~skal_seg.engine.settings.ExperimentConfig` (strategy ``two_stage``)."""
         return ExperimentConfig(**self.settings["config"])
 
     def classes(self) -> list[dict]:
@@ -559,7 +470,7 @@ class LabelingProject:
         """Validate answers and write them in one transaction: the path every import takes.
 
         Files (:meth:`import_answers`) and the simulated annotator
-        (:mod:`~skal_seg.labeling.simulate`) come through here.
+        (:mod:`~skal_seg.benchmark.simulate`) come through here.
 
         Parameters
         ----------
@@ -684,16 +595,20 @@ class LabelingProject:
 
     # ------------------------------------------------------------------ features and the model
 
-    def _pool(self) -> ProjectPool:
+    def _pool(self) -> "ProjectPool":
         """The images as the engine's pool (built once per object; features cached in ``folder/cache``)."""
         if self._pool_cache is None:
+            # Deferred: the pool imports the engine (torch, diffusers), which status, import, export and the
+            # page's answers never need; only query, model, evaluate and predict pay for it.
+            from skal_seg.labeling.pool import ProjectPool
+
             rows = self.images()
             self._pool_cache = ProjectPool.build(self.config(), self.settings["working_size"], rows,
                                                  [self.image_path(r) for r in rows], self.folder / "cache",
                                                  self.progress, self.executor)
         return self._pool_cache
 
-    def _training_set(self, pool: ProjectPool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _training_set(self, pool: "ProjectPool") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Features and class ids of every answer (void = IGNORE_INDEX), and the pool rows already asked.
 
         Returns
@@ -752,7 +667,7 @@ class LabelingProject:
         """Write a new round and its queries in one transaction (all of them, or none after a crash).
 
         :meth:`query` and the benchmark runner (through
-        :class:`~skal_seg.labeling.simulate.GroundTruthAnnotator`) record
+        :class:`~skal_seg.benchmark.simulate.GroundTruthAnnotator`) record
         their picks here.
 
         Parameters
@@ -826,7 +741,7 @@ class LabelingProject:
         split = load_split(split_dir.parent, split_dir.name, size=(self.settings["working_size"],) * 2,
                            n_classes=n_classes)
         pool = self._pool()
-        cm = evaluate(clf, pool.featurizer, split, pool.cache, n_classes)
+        cm = pool.evaluate(clf, split, n_classes)
         return {"miou": mean_iou(cm), "iou": [None if np.isnan(v) else float(v) for v in iou_per_class(cm)]}
 
     def predict(self, images: str | Path | None, out: str | Path, exclude: Sequence[str] = ()) -> list[Path]:
