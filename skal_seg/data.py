@@ -5,10 +5,18 @@ and optionally ``classes.txt`` (the class names, one per line; the first line
 is class 0). Each split holds ``NAME.EXT`` (an image in any format PIL reads:
 PNG, JPEG, TIFF, WebP, BMP, ...) beside ``NAME_label.png`` (class ids,
 ``255`` = ignore; PNG, TIFF or BMP: label maps must be stored losslessly).
+Datasets in other layouts (file patterns, label values other than class ids,
+regions of interest, Cityscapes, VOC, ...) are read by :mod:`skal_seg.datasets`
+through the readers here.
 
 :func:`read_image` is the one image reader of the package: the runner, the
 DDPM trainer and anything that shows images to a person read through it, so
-every format, mode and error is handled once.
+every format, mode and error is handled once; :func:`as_rgb` is the one
+conversion of image *arrays* (grayscale, 16-bit, float) that it and
+:class:`~skal_seg.featurizer.DiffusionFeaturizer` share.
+:func:`read_label_values` is the one label reader (stored values, palette
+indices for palette images), :func:`read_roi` the one reader of
+region-of-interest masks.
 """
 
 from __future__ import annotations
@@ -56,15 +64,43 @@ class SegmentationSplit:
     labels : ndarray of shape (n_images, H, W), uint8
         Class ids in ``[0, n_classes)`` or :data:`IGNORE_INDEX`.
     names : tuple of str
-        Image names (file stems), in the order of ``images``.
+        Image names (file stems, or the ``{id}`` of a file pattern), in the
+        order of ``images``.
+    roi : ndarray of shape (n_images, H, W), bool, or None, default=None
+        Region of interest: the pixels that are part of the task (e.g. a
+        fundus photograph's field of view). Pixels outside it are never
+        candidates and never scored; the loaders also set their label to
+        :data:`IGNORE_INDEX`. None: every pixel is part of the task.
     """
 
     images: np.ndarray
     labels: np.ndarray
     names: tuple[str, ...]
+    roi: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.roi is not None and (self.roi.shape != self.labels.shape or self.roi.dtype != bool):
+            raise ValueError(f"roi must be a bool array of the labels' shape {self.labels.shape}, "
+                             f"got {self.roi.dtype} {self.roi.shape}")
 
     def __len__(self) -> int:
         return len(self.names)
+
+    @property
+    def roi_mask(self) -> np.ndarray:
+        """The pixels that may be candidates and are scored, before labels are looked at.
+
+        Returns
+        -------
+        ndarray of shape (n_images, H, W), bool
+            :attr:`roi`, or all True when the split has none. (Candidates
+            of the ``"valid"`` protocol are further restricted to labels
+            other than :data:`IGNORE_INDEX`, which already excludes pixels
+            outside the region.)
+        """
+        if self.roi is None:
+            return np.ones(self.labels.shape, dtype=bool)
+        return self.roi
 
     def subset(self, indices) -> "SegmentationSplit":
         """The split restricted to ``indices`` (in that order).
@@ -77,7 +113,8 @@ class SegmentationSplit:
         Returns
         -------
         SegmentationSplit
-            ``len(indices)`` images, labels and names, in the order of ``indices``.
+            ``len(indices)`` images, labels, names (and regions of interest),
+            in the order of ``indices``.
 
         Raises
         ------
@@ -86,7 +123,8 @@ class SegmentationSplit:
         """
         indices = np.asarray(indices, dtype=int)
         return SegmentationSplit(
-            self.images[indices], self.labels[indices], tuple(self.names[i] for i in indices)
+            self.images[indices], self.labels[indices], tuple(self.names[i] for i in indices),
+            None if self.roi is None else self.roi[indices],
         )
 
 
@@ -344,21 +382,101 @@ def working_size(hw: tuple[int, int], size: int | tuple[int, int] | None) -> tup
     return h, w
 
 
+def as_rgb(image, where: str = "image", *, stacked: bool = False) -> np.ndarray:
+    """An image array as RGB, channels last: the one conversion of array images.
+
+    :func:`read_image` (for the decoded file) and
+    :class:`~skal_seg.featurizer.DiffusionFeaturizer` (for the arrays it is
+    given) both go through here, so a grayscale, 16-bit or float image means
+    the same thing whichever way it comes in.
+
+    * Shape: ``(H, W)`` and ``(H, W, 1)`` are grayscale, replicated to three
+      channels; ``(H, W, 3)`` is RGB. With ``stacked=True``, a stack
+      ``(n, H, W, 1)`` or ``(n, H, W, 3)``. Alpha channels are not taken
+      (composite or drop them first; :func:`read_image` composites over black).
+    * Values, by dtype: ``uint8`` is 0-255 and is returned as it is;
+      ``uint16`` is 16-bit, scaled from 0-65535 to 0-255 by
+      ``rint(v * 255 / 65535)`` (a fixed scale, not the image's own maximum,
+      so every image of a dataset is scaled alike; 12-bit data stored in
+      16 bits come out dark: multiply them by 16 first); any other integer
+      dtype must hold 0-255 and is returned as it is; a float dtype must
+      hold [0, 1] (no NaN or inf) and is returned as it is (the featurizer
+      maps it to [-1, 1] without rounding; :func:`read_image` rounds it to
+      ``rint(v * 255)``). ``bool`` is refused (a mask is not an image).
+
+    Parameters
+    ----------
+    image : array-like
+        One image, or with ``stacked=True`` a stack of images.
+    where : str, default="image"
+        Name of the input, for error messages.
+    stacked : bool, default=False
+        ``image`` is a 4-D stack of images.
+
+    Returns
+    -------
+    ndarray of shape (H, W, 3) or, stacked, (n, H, W, 3)
+        ``uint8`` for ``uint8`` and ``uint16`` input, else the input dtype.
+        The input itself (no copy) when it is already RGB and needs no
+        scaling; a read-only broadcast view for grayscale.
+
+    Raises
+    ------
+    ValueError
+        Another shape or channel count, a ``bool`` or non-numeric dtype,
+        values outside the dtype's range above, NaN or inf; the message
+        starts with ``where``.
+    """
+    arr = np.asarray(image)
+    if stacked:
+        if arr.ndim != 4 or arr.shape[-1] not in (1, 3):
+            raise ValueError(
+                f"{where} must be an array of shape (n_images, H, W, 3) (RGB, channels last) or (n_images, H, W, 1) "
+                f"(grayscale), or a list of (H, W, 3), (H, W, 1) or (H, W) arrays; got shape {arr.shape}")
+    elif not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (1, 3))):
+        raise ValueError(f"{where} must have shape (H, W, 3) (RGB, channels last), (H, W, 1) or (H, W) (grayscale), "
+                         f"got shape {arr.shape}")
+    if arr.dtype.kind == "u" and arr.dtype.itemsize == 2:  # 16-bit: the same scale as read_image's 16-bit files
+        arr = np.rint(arr.astype(np.float64) * (255.0 / 65535.0)).astype(np.uint8)
+    elif arr.dtype != np.uint8 and arr.size:
+        if arr.dtype.kind in "iu":
+            if arr.min() < 0 or arr.max() > 255:
+                raise ValueError(f"{where}: integer images must hold values in [0, 255] (uint16 images: 0-65535), "
+                                 f"got [{arr.min()}, {arr.max()}]")
+        elif arr.dtype.kind == "f":
+            if np.isnan(arr).any():
+                raise ValueError(f"{where} contains NaN")
+            if not np.isfinite(arr).all():
+                raise ValueError(f"{where} contains inf")
+            if arr.min() < 0.0 or arr.max() > 1.0:
+                raise ValueError(f"{where}: float images must hold values in [0, 1] (got [{arr.min():g}, "
+                                 f"{arr.max():g}]); pass uint8 for 0-255 data, uint16 for 16-bit data")
+        else:
+            raise ValueError(f"{where}: images must be uint8, uint16 (16-bit), integer (0-255) or float (0-1), "
+                             f"got dtype {arr.dtype}")
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.shape[-1] == 1:
+        arr = np.broadcast_to(arr, (*arr.shape[:-1], 3))
+    return arr
+
+
 def _to_rgb(im: Image.Image, path: Path) -> Image.Image:
     """Any PIL mode as 8-bit RGB: 16-bit scaled (not clipped), alpha composited over black."""
     if im.mode.startswith("I") or im.mode == "F":
-        a = np.asarray(im).astype(np.float64)
-        if im.mode == "F":
-            if a.min() < 0 or a.max() > 1:
-                raise ImageReadError(f"{path}: floating-point images must hold values in [0, 1], "
-                                     f"got [{a.min():g}, {a.max():g}]")
-            a = a * 255.0
-        else:  # 16-bit (I;16*, or I from older Pillow): the full 0-65535 range maps to 0-255
+        a = np.asarray(im)
+        if im.mode.startswith("I") and a.dtype.itemsize > 2:  # mode I (32-bit) holds 16-bit files in older Pillow
             if a.min() < 0 or a.max() > 65535:
                 raise ImageReadError(f"{path}: integer images must hold 16-bit values (0-65535), "
                                      f"got [{a.min():g}, {a.max():g}]")
-            a = a * (255.0 / 65535.0)
-        im = Image.fromarray(np.rint(a).astype(np.uint8), mode="L")
+            a = a.astype(np.uint16)
+        try:
+            rgb = as_rgb(a, str(path))
+        except ValueError as err:
+            raise ImageReadError(str(err)) from None
+        if rgb.dtype != np.uint8:  # float, [0, 1]
+            rgb = np.rint(rgb.astype(np.float64) * 255.0).astype(np.uint8)
+        return Image.fromarray(np.ascontiguousarray(rgb), mode="RGB")
     if "A" in im.getbands() or "a" in im.getbands() or "transparency" in im.info:
         rgba = im.convert("RGBA")
         black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
@@ -371,11 +489,12 @@ def read_image(path: str | Path, size: int | tuple[int, int] | None = None) -> n
 
     Every format and mode PIL reads is accepted: grayscale is replicated to
     three channels, palette images are expanded, 16-bit images are scaled
-    from 0-65535 to 0-255 (not clipped), float images must hold [0, 1],
-    transparent pixels (alpha, palette transparency) are composited over
-    black, CMYK and YCbCr are converted, and the EXIF orientation of camera
-    photos is applied (so the array is upright as image viewers show it).
-    Multi-frame files (GIF, TIFF stacks) give their first frame.
+    from 0-65535 to 0-255 (not clipped), float images must hold [0, 1]
+    (the conversion of :func:`as_rgb`), transparent pixels (alpha, palette
+    transparency) are composited over black, CMYK and YCbCr are converted,
+    and the EXIF orientation of camera photos is applied (so the array is
+    upright as image viewers show it). Multi-frame files (GIF, TIFF stacks)
+    give their first frame.
 
     Parameters
     ----------
@@ -406,8 +525,91 @@ def read_image(path: str | Path, size: int | tuple[int, int] | None = None) -> n
     return np.asarray(im, dtype=np.uint8)
 
 
+#: PIL modes whose pixels are values (gray levels, palette indices, bits), not colours.
+_VALUE_MODES = ("1", "L", "P", "I", "I;16", "I;16L", "I;16B", "I;16N")
+
+
+def _label_array(im: Image.Image, path: Path, size, colours: bool) -> np.ndarray:
+    """The values (or packed 0xRRGGBB colours) of a decoded label or mask image, nearest-neighbour resized."""
+    if im.format in ("JPEG", "MPO"):
+        raise ImageReadError(f"{path}: label maps must be stored losslessly (PNG, TIFF, BMP or GIF); this file "
+                             f"holds JPEG data, whose compression changes class ids at region borders")
+    if im.mode.startswith("I"):
+        values = np.asarray(im)
+        if values.min() < 0 or values.max() > 65535:
+            raise ImageReadError(f"{path}: label values must be 0-65535, got [{values.min()}, {values.max()}]")
+        if colours:
+            raise ImageReadError(f"{path}: a 16-bit map holds values, not colours: map its values (VALUE:NAME), "
+                                 f"not '#RRGGBB' colours")
+    elif not colours and im.mode not in _VALUE_MODES:
+        equal = im.mode == "RGB" and bool(np.all(np.ptp(np.asarray(im), axis=2) == 0))
+        raise ImageReadError(
+            f"{path}: label maps must be single-channel values (mode L or P: one class value per pixel), got mode "
+            f"{im.mode}" + (" (its three channels are equal everywhere: a grayscale map saved as RGB; save it "
+                            "as mode L)" if equal else "")
+            + "; colour-coded maps are read only with a colour map: '#RRGGBB:NAME,...' in --label-map (or in "
+              "dataset.json's label_map)")
+    elif colours:
+        bands = im.getbands()
+        if "A" in bands and np.asarray(im.getchannel("A")).min() < 255:
+            raise ImageReadError(f"{path}: a colour-coded label map must not have transparent pixels")
+        im = im.convert("RGB")
+    h, w = working_size((im.height, im.width), size)
+    if im.size != (w, h):
+        im = im.resize((w, h), Image.NEAREST)
+    a = np.asarray(im)
+    if colours:
+        a = a.astype(np.int32)
+        return (a[..., 0] << 16) | (a[..., 1] << 8) | a[..., 2]
+    return a.astype(np.int32)
+
+
+def read_label_values(path: str | Path, size: int | tuple[int, int] | None = None, *,
+                      colours: bool = False) -> np.ndarray:
+    """Read the stored values of a label map, nearest-neighbour resized to ``size`` if given.
+
+    The values are what the file stores, never reinterpreted: gray levels
+    (mode ``"L"``, 16-bit), **palette indices** for palette images (mode
+    ``"P"``, GIF or PNG: the index, not the colour the palette gives it),
+    0/1 for bilevel images (mode ``"1"``). Which class a value means is the
+    business of a label map (:class:`skal_seg.label_map.LabelMap`). Colour-coded
+    maps (mode ``"RGB"``) are read only with ``colours=True``.
+
+    Parameters
+    ----------
+    path : path-like
+        Losslessly stored map (PNG, TIFF, BMP, GIF, ...; not JPEG). The EXIF
+        orientation, if any, is applied as in :func:`read_image`.
+    size : int, (int, int) or None, default=None
+        Working size, as in :func:`read_image`.
+    colours : bool, default=False
+        Read each pixel's colour instead, packed as ``0xRRGGBB`` (palette
+        images through their palette, gray levels as equal channels).
+
+    Returns
+    -------
+    ndarray of shape (H, W), int32
+        Stored values in ``[0, 65535]``, or packed colours.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    ImageReadError
+        (a ``ValueError``) Unreadable or truncated, stored as JPEG, a
+        colour image without ``colours=True`` (the message says when its
+        channels are all equal), transparent pixels in a colour map, or
+        values outside 0-65535; the message names the file.
+    """
+    path = Path(path)
+    return _label_array(_open(path), path, size, colours)
+
+
 def read_label(path: str | Path, size: int | tuple[int, int] | None = None) -> np.ndarray:
     """Read a label map of class ids, nearest-neighbour resized to ``size`` if given.
+
+    The stored values of :func:`read_label_values`, which must be class ids
+    (0-255, 255 = ignore) as in this package's own folder layout.
 
     Parameters
     ----------
@@ -431,29 +633,100 @@ def read_label(path: str | Path, size: int | tuple[int, int] | None = None) -> n
         (a ``ValueError``) Unreadable or truncated, stored as JPEG, more than
         one channel, or values above 255; the message names the file.
     """
+    values = read_label_values(path, size)
+    if values.size and values.max() > 255:
+        raise ImageReadError(f"{path}: label values must be 0-255 (255 = ignore), got up to {values.max()}")
+    return values.astype(np.uint8)
+
+
+def read_roi(path: str | Path, size: int | tuple[int, int] | None = None) -> np.ndarray:
+    """Read a region-of-interest mask (e.g. a field of view), nearest-neighbour resized to ``size``.
+
+    A pixel is inside when its stored value is not 0: gray level (any
+    non-black), palette index (mode ``"P"``: index 0 is outside whatever
+    its colour), bit, or, for colour images, any channel.
+
+    Parameters
+    ----------
+    path : path-like
+        Losslessly stored mask (not JPEG).
+    size : int, (int, int) or None, default=None
+        Working size, as in :func:`read_image`.
+
+    Returns
+    -------
+    ndarray of shape (H, W), bool
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    ImageReadError
+        As :func:`read_label_values`, or a mask with no pixel inside.
+    """
     path = Path(path)
     im = _open(path)
-    if im.format in ("JPEG", "MPO"):
-        raise ImageReadError(f"{path}: label maps must be stored losslessly (PNG, TIFF or BMP); this file holds "
-                             f"JPEG data, whose compression changes class ids at region borders")
-    if im.mode.startswith("I"):
-        values = np.asarray(im)
-        if values.min() < 0 or values.max() > 255:
-            raise ImageReadError(f"{path}: label values must be 0-255 (255 = ignore), got up to {values.max()}")
-        im = Image.fromarray(values.astype(np.uint8), mode="L")
-    elif im.mode == "1":
-        im = Image.fromarray(np.asarray(im).astype(np.uint8), mode="L")
-    elif im.mode not in ("L", "P"):
-        raise ImageReadError(f"{path}: label maps must be single-channel class ids (mode L or P), got mode "
-                             f"{im.mode}; convert colour-coded maps to one class id per pixel")
-    h, w = working_size((im.height, im.width), size)
-    if im.size != (w, h):
-        im = im.resize((w, h), Image.NEAREST)
-    return np.asarray(im, dtype=np.uint8)
+    inside = _label_array(im, path, size, colours=im.mode not in _VALUE_MODES) != 0
+    if not inside.any():
+        raise ImageReadError(f"{path}: the region of interest is empty (every pixel is 0); a mask marks the "
+                             f"pixels that are part of the task with a value other than 0")
+    return inside
 
 
 def _format_hw(hw: tuple[int, int]) -> str:
     return f"{hw[0]}x{hw[1]}"
+
+
+def check_working_size(files: Sequence[tuple[Path, dict[str, Path]]], size: int | tuple[int, int] | None,
+                       where: str | Path) -> tuple[int, int]:
+    """The one working size of a split's images, from the file headers (nothing is decoded).
+
+    ``SegmentationSplit`` stacks a split's images into one array, so every
+    image of a split must come out at the same working size, and each file
+    that goes with an image (its label map, its region of interest) must
+    have the image's size.
+
+    Parameters
+    ----------
+    files : sequence of (path, dict of str to path)
+        Each image with the files that go with it, by what they are
+        (``{"label": path, "region of interest": path}``).
+    size : int, (int, int) or None
+        Working size (see :func:`working_size`).
+    where : str or path
+        The split, for error messages.
+
+    Returns
+    -------
+    (int, int)
+        The working (height, width).
+
+    Raises
+    ------
+    ValueError
+        A file of another size than its image, or images whose working
+        sizes differ (each size listed with a few image names, and the fix).
+    """
+    sizes: dict[tuple[int, int], list[Path]] = defaultdict(list)
+    for image_path, companions in files:
+        hw = image_size(image_path)
+        for kind, path in companions.items():
+            other = image_size(path)
+            if other != hw:
+                raise ValueError(f"{image_path.name} is {_format_hw(hw)} (height x width) but its {kind} "
+                                 f"{path.name} is {_format_hw(other)}")
+        sizes[working_size(hw, size)].append(image_path)
+    if len(sizes) > 1:
+        found = sorted(sizes.items(), key=lambda kv: -len(kv[1]))
+        listing = "; ".join(f"{_format_hw(hw)}: {len(ps)} image{'s' if len(ps) != 1 else ''} ({_names(ps, 3)})"
+                            for hw, ps in found)
+        what = "sizes" if size is None else f"working sizes at size {size}"
+        raise ValueError(
+            f"{where}: the images of a split must share one working size, found {len(sizes)} {what} "
+            f"(height x width) -- {listing}. Give one height and width (size=(H, W), --size H W) to resize "
+            f"every image to it (aspect ratios change), or crop/rotate the odd images"
+        )
+    return next(iter(sizes))
 
 
 def load_split(
@@ -506,23 +779,7 @@ def load_split(
     pairs = _split_pairs(split_dir)
     if limit is not None:
         pairs = pairs[:limit]
-    sizes: dict[tuple[int, int], list[Path]] = defaultdict(list)
-    for name, image_path, label_path in pairs:
-        hw, label_hw = image_size(image_path), image_size(label_path)
-        if hw != label_hw:
-            raise ValueError(f"{image_path.name} is {_format_hw(hw)} (height x width) but its label "
-                             f"{label_path.name} is {_format_hw(label_hw)}")
-        sizes[working_size(hw, size)].append(image_path)
-    if len(sizes) > 1:
-        found = sorted(sizes.items(), key=lambda kv: -len(kv[1]))
-        listing = "; ".join(f"{_format_hw(hw)}: {len(ps)} image{'s' if len(ps) != 1 else ''} ({_names(ps, 3)})"
-                            for hw, ps in found)
-        what = "sizes" if size is None else f"working sizes at size {size}"
-        raise ValueError(
-            f"{split_dir}: the images of a split must share one working size, found {len(sizes)} {what} "
-            f"(height x width) -- {listing}. Give one height and width (size=(H, W), --size H W) to resize "
-            f"every image to it (aspect ratios change), or crop/rotate the odd images"
-        )
+    check_working_size([(image, {"label": label}) for _, image, label in pairs], size, split_dir)
     images, labels = [], []
     for name, image_path, label_path in pairs:
         image = read_image(image_path, size)
@@ -568,8 +825,38 @@ def split_validation(train: SegmentationSplit, fraction: float = 0.1, seed: int 
     ValueError
         ``fraction`` is not in ``[0, 1)``.
     """
+    keep, out = fraction_split(len(train), fraction, seed, name="val_fraction")
+    return train.subset(keep), train.subset(out)
+
+
+def fraction_split(n: int, fraction: float, seed: int = 0, name: str = "fraction") -> tuple[np.ndarray, np.ndarray]:
+    """A seeded draw of ``round(fraction * n)`` of ``n`` items: the one way splits are drawn.
+
+    Parameters
+    ----------
+    n : int
+        Number of items.
+    fraction : float
+        Share drawn, in ``[0, 1)``.
+    seed : int, default=0
+        Seed of the NumPy generator drawing the permutation.
+    name : str, default="fraction"
+        The setting's name, for the error message.
+
+    Returns
+    -------
+    keep : ndarray of int
+        Positions not drawn, sorted.
+    drawn : ndarray of int
+        The ``round(fraction * n)`` positions drawn, sorted.
+
+    Raises
+    ------
+    ValueError
+        ``fraction`` is not in ``[0, 1)``.
+    """
     if not 0 <= fraction < 1:
-        raise ValueError(f"val_fraction must be in [0, 1), got {fraction!r}")
-    n_val = int(round(fraction * len(train)))
-    perm = np.random.default_rng(seed).permutation(len(train))
-    return train.subset(np.sort(perm[n_val:])), train.subset(np.sort(perm[:n_val]))
+        raise ValueError(f"{name} must be in [0, 1), got {fraction!r}")
+    n_drawn = int(round(fraction * n))
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[n_drawn:]), np.sort(perm[:n_drawn])
