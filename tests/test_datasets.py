@@ -455,3 +455,20 @@ def test_own_data_page_runs_as_written(capsys):
                                          test_images=spec.test.images, test_labels=spec.test.labels,
                                          test_roi=spec.test.roi, classes=["background", "vessel"]), size=128)
     assert str(err.value) == error
+
+
+def test_microscopy_case_in_the_package_layout(tmp_path):
+    """The issue's case: 0/255 masks copied as they came into train/ + test/, two classes named in classes.txt."""
+    for split, names in (("train", "abc"), ("test", "d")):
+        for i, name in enumerate(names):
+            label, _ = _vessels(i)
+            label = np.where(np.arange(HW[1]) < 7, 255, label)  # the foreground covers most of the image
+            _image(tmp_path / split / f"{name}.png", seed=i)
+            _mask(tmp_path / split / f"{name}_label.png", label)
+    (tmp_path / "classes.txt").write_text("background\nvessel\n")
+    with pytest.raises(ValueError, match=r"^pool: 7\d\.\d % of the pixels hold 255, .*--label-map "
+                                         r"0:background,255:vessel .*--ignore 255$"):
+        load_dataset(tmp_path, size=None)
+    data = load_dataset(tmp_path, dataset_spec(tmp_path, label_map="0:background,255:vessel"), size=None)
+    assert data.present_classes("pool") == data.present_classes("test") == ("background", "vessel")
+    assert data.label_map.source == "--label-map" and data.warnings == ()
