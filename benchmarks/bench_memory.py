@@ -178,6 +178,7 @@ def worker(args) -> dict:
     import torch
 
     torch.set_num_threads(1)
+    from skal_seg.benchmark import runner
     from skal_seg.benchmark.runner import run_experiment
     from skal_seg.engine.settings import ExperimentConfig
 
@@ -199,13 +200,13 @@ def worker(args) -> dict:
                 sampler.set("other")
         return wrapped
 
-    for name, attr in (("features", "pool_features"), ("query", "_query"), ("train", "train_classifier"),
+    for name, attr in (("features", "pool_features"), ("query", "query_pixels"), ("train", "train_classifier"),
                        ("evaluate", "evaluate")):
-        setattr(exp, attr, phased(name, getattr(exp, attr)))
+        setattr(runner, attr, phased(name, getattr(runner, attr)))  # the names the runner calls
     t = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp, sampler:
         records = run_experiment(config, pool, test, os.path.join(tmp, "out"), featurizer=featurizer,
-                                     cache_dir=os.path.join(tmp, "cache"), progress=False, log=lambda s: None)
+                                 cache_dir=os.path.join(tmp, "cache"), progress=False, log=lambda s: None)
         cache_mb = sum(os.path.getsize(os.path.join(tmp, "cache", f)) for f in os.listdir(os.path.join(tmp, "cache")))
     labeled = json.loads(json.dumps([r["labeled_pixels"] for r in records]))
     return {

@@ -73,7 +73,7 @@ def main() -> int:
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
-    print(f"| command | median s | fastest s | median / import torch |\n| --- | --- | --- | --- |")
+    print("| command | median s | fastest s | median / import torch |\n| --- | --- | --- | --- |")
     for name, r in result.items():
         print(f"| `{name}` | {r['median_s']:.3f} | {r['min_s']:.3f} | {r['vs_import_torch']:.2f} |")
     print(f"\n{args.repeat} runs each, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")

@@ -5,10 +5,14 @@ and optionally ``classes.txt`` (the class names, one per line; the first line
 is class 0). Each split holds ``NAME.EXT`` (an image in any format PIL reads:
 PNG, JPEG, TIFF, WebP, BMP, ...) beside ``NAME_label.png`` (class ids,
 ``255`` = ignore; PNG, TIFF or BMP: label maps must be stored losslessly).
+Datasets in other layouts (file patterns, label values other than class ids,
+regions of interest, Cityscapes, VOC, ...) are read by :mod:`skal_seg.datasets`
+through the readers here.
 
-:func:`read_image` is the one image reader of the package: the runner, the
-DDPM trainer and anything that shows images to a person read through it, so
-every format, mode and error is handled once.
+The readers of image, label and region-of-interest files are in
+:mod:`skal_seg.image_io`; ``read_image``, ``read_label``, ``image_size``,
+``working_size``, ``image_extensions`` and ``ImageReadError`` are also
+importable from here, where they were documented first.
 """
 
 from __future__ import annotations
@@ -20,7 +24,15 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageOps
+
+from skal_seg.image_io import (  # noqa: F401 (ImageReadError: documented here before image_io existed)
+    ImageReadError,
+    image_extensions,
+    image_size,
+    read_image,
+    read_label,
+    working_size,
+)
 
 #: Label value of pixels that carry no class (not scored, teach nothing).
 IGNORE_INDEX = 255
@@ -39,12 +51,6 @@ CLASSES_FILE = "classes.txt"
 #: Extensions of label maps: lossless formats only (JPEG would change class ids at region borders).
 LABEL_EXTENSIONS = (".png", ".tif", ".tiff", ".bmp")
 
-_EXIF_ORIENTATION = 0x0112  # EXIF tag; values 5-8 swap width and height
-
-
-class ImageReadError(ValueError):
-    """An image or label file that cannot be used; the message names the file and why."""
-
 
 @dataclass(frozen=True)
 class SegmentationSplit:
@@ -56,15 +62,43 @@ class SegmentationSplit:
     labels : ndarray of shape (n_images, H, W), uint8
         Class ids in ``[0, n_classes)`` or :data:`IGNORE_INDEX`.
     names : tuple of str
-        Image names (file stems), in the order of ``images``.
+        Image names (file stems, or the ``{id}`` of a file pattern), in the
+        order of ``images``.
+    roi : ndarray of shape (n_images, H, W), bool, or None, default=None
+        Region of interest: the pixels that are part of the task (e.g. a
+        fundus photograph's field of view). Pixels outside it are never
+        candidates and never scored; the loaders also set their label to
+        :data:`IGNORE_INDEX`. None: every pixel is part of the task.
     """
 
     images: np.ndarray
     labels: np.ndarray
     names: tuple[str, ...]
+    roi: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.roi is not None and (self.roi.shape != self.labels.shape or self.roi.dtype != bool):
+            raise ValueError(f"roi must be a bool array of the labels' shape {self.labels.shape}, "
+                             f"got {self.roi.dtype} {self.roi.shape}")
 
     def __len__(self) -> int:
         return len(self.names)
+
+    @property
+    def roi_mask(self) -> np.ndarray:
+        """The pixels that may be candidates and are scored, before labels are looked at.
+
+        Returns
+        -------
+        ndarray of shape (n_images, H, W), bool
+            :attr:`roi`, or all True when the split has none. (Candidates
+            of the ``"valid"`` protocol are further restricted to labels
+            other than :data:`IGNORE_INDEX`, which already excludes pixels
+            outside the region.)
+        """
+        if self.roi is None:
+            return np.ones(self.labels.shape, dtype=bool)
+        return self.roi
 
     def subset(self, indices) -> "SegmentationSplit":
         """The split restricted to ``indices`` (in that order).
@@ -77,7 +111,8 @@ class SegmentationSplit:
         Returns
         -------
         SegmentationSplit
-            ``len(indices)`` images, labels and names, in the order of ``indices``.
+            ``len(indices)`` images, labels, names (and regions of interest),
+            in the order of ``indices``.
 
         Raises
         ------
@@ -86,7 +121,8 @@ class SegmentationSplit:
         """
         indices = np.asarray(indices, dtype=int)
         return SegmentationSplit(
-            self.images[indices], self.labels[indices], tuple(self.names[i] for i in indices)
+            self.images[indices], self.labels[indices], tuple(self.names[i] for i in indices),
+            None if self.roi is None else self.roi[indices],
         )
 
 
@@ -202,17 +238,6 @@ def dataset_classes(root: str | Path, names: Sequence[str] | None = None) -> tup
 # --------------------------------------------------------------------------- files
 
 
-def image_extensions() -> frozenset[str]:
-    """File extensions (lower case, with the dot) of every image format PIL can read here.
-
-    Returns
-    -------
-    frozenset of str
-    """
-    Image.init()  # registers every plugin; the first call only
-    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
-
-
 def _names(paths: Sequence[Path], limit: int = 10) -> str:
     shown = ", ".join(p.name for p in paths[:limit])
     return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
@@ -257,203 +282,60 @@ def _split_pairs(split_dir: Path) -> list[tuple[str, Path, Path]]:
     return [(name, images[name][0], labels[name][0]) for name in sorted(images)]
 
 
-def _open(path: Path) -> Image.Image:
-    """Open and decode an image file (upright per its EXIF orientation), or fail with one line naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image file not found: {path}")
-    try:
-        with Image.open(path) as im:
-            im.load()  # decode now: a truncated file fails here, not later without its name
-            fmt = im.format
-            upright = ImageOps.exif_transpose(im)
-    except Image.DecompressionBombError as err:
-        raise ImageReadError(f"{path}: {err}") from None
-    except Image.UnidentifiedImageError:
-        raise ImageReadError(f"{path}: not an image file PIL can read (unknown or corrupt contents)") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as err:  # PIL's decoder errors
-        raise ImageReadError(f"{path}: cannot read the image ({err})") from None
-    upright.format = fmt  # exif_transpose returns a copy without it
-    return upright
+def _format_hw(hw: tuple[int, int]) -> str:
+    return f"{hw[0]}x{hw[1]}"
 
 
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(height, width) of an image file as :func:`read_image` returns it, read from its header.
+def check_working_size(files: Sequence[tuple[Path, dict[str, Path]]], size: int | tuple[int, int] | None,
+                       where: str | Path) -> tuple[int, int]:
+    """The one working size of a split's images, from the file headers (nothing is decoded).
+
+    ``SegmentationSplit`` stacks a split's images into one array, so every
+    image of a split must come out at the same working size, and each file
+    that goes with an image (its label map, its region of interest) must
+    have the image's size.
 
     Parameters
     ----------
-    path : path-like
-
-    Returns
-    -------
-    (int, int)
-        Upright size: EXIF orientations that rotate by 90 degrees swap it.
-
-    Raises
-    ------
-    FileNotFoundError
-        ``path`` does not exist.
-    ImageReadError
-        Not an image PIL can identify.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image file not found: {path}")
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-            rotated = im.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
-    except Image.UnidentifiedImageError:
-        raise ImageReadError(f"{path}: not an image file PIL can read (unknown or corrupt contents)") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as err:
-        raise ImageReadError(f"{path}: cannot read the image ({err})") from None
-    return (w, h) if rotated else (h, w)
-
-
-def working_size(hw: tuple[int, int], size: int | tuple[int, int] | None) -> tuple[int, int]:
-    """The (H, W) an image of size ``hw`` is resized to.
-
-    Parameters
-    ----------
-    hw : (int, int)
-        The image's own (height, width).
+    files : sequence of (path, dict of str to path)
+        Each image with the files that go with it, by what they are
+        (``{"label": path, "region of interest": path}``).
     size : int, (int, int) or None
-        int: the short side becomes ``size``, the long side keeps the aspect
-        ratio (rounded to whole pixels); (H, W): exactly that; None: ``hw``.
+        Working size (see :func:`working_size`).
+    where : str or path
+        The split, for error messages.
 
     Returns
     -------
     (int, int)
+        The working (height, width).
 
     Raises
     ------
     ValueError
-        A size below 1.
+        A file of another size than its image, or images whose working
+        sizes differ (each size listed with a few image names, and the fix).
     """
-    if size is None:
-        return int(hw[0]), int(hw[1])
-    if isinstance(size, (int, np.integer)):
-        if size < 1:
-            raise ValueError(f"size must be positive, got {size}")
-        h, w = hw
-        short = min(h, w)
-        return (int(size), max(1, round(w * size / short))) if h == short else (max(1, round(h * size / short)), int(size))
-    h, w = (int(v) for v in size)
-    if h < 1 or w < 1:
-        raise ValueError(f"size must be positive, got {size}")
-    return h, w
-
-
-def _to_rgb(im: Image.Image, path: Path) -> Image.Image:
-    """Any PIL mode as 8-bit RGB: 16-bit scaled (not clipped), alpha composited over black."""
-    if im.mode.startswith("I") or im.mode == "F":
-        a = np.asarray(im).astype(np.float64)
-        if im.mode == "F":
-            if a.min() < 0 or a.max() > 1:
-                raise ImageReadError(f"{path}: floating-point images must hold values in [0, 1], "
-                                     f"got [{a.min():g}, {a.max():g}]")
-            a = a * 255.0
-        else:  # 16-bit (I;16*, or I from older Pillow): the full 0-65535 range maps to 0-255
-            if a.min() < 0 or a.max() > 65535:
-                raise ImageReadError(f"{path}: integer images must hold 16-bit values (0-65535), "
-                                     f"got [{a.min():g}, {a.max():g}]")
-            a = a * (255.0 / 65535.0)
-        im = Image.fromarray(np.rint(a).astype(np.uint8), mode="L")
-    if "A" in im.getbands() or "a" in im.getbands() or "transparency" in im.info:
-        rgba = im.convert("RGBA")
-        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-        im = Image.alpha_composite(black, rgba)
-    return im.convert("RGB")
-
-
-def read_image(path: str | Path, size: int | tuple[int, int] | None = None) -> np.ndarray:
-    """Read an image as 8-bit RGB, bilinearly resized to ``size`` if given.
-
-    Every format and mode PIL reads is accepted: grayscale is replicated to
-    three channels, palette images are expanded, 16-bit images are scaled
-    from 0-65535 to 0-255 (not clipped), float images must hold [0, 1],
-    transparent pixels (alpha, palette transparency) are composited over
-    black, CMYK and YCbCr are converted, and the EXIF orientation of camera
-    photos is applied (so the array is upright as image viewers show it).
-    Multi-frame files (GIF, TIFF stacks) give their first frame.
-
-    Parameters
-    ----------
-    path : path-like
-        Image file.
-    size : int, (int, int) or None, default=None
-        Working size (see :func:`working_size`): int = short side (aspect
-        ratio kept), (H, W) = exactly that, None = the file's own size.
-
-    Returns
-    -------
-    ndarray of shape (H, W, 3), uint8
-
-    Raises
-    ------
-    FileNotFoundError
-        ``path`` does not exist.
-    ImageReadError
-        (a ``ValueError``) The file is not an image PIL can read, is
-        truncated or corrupt, or holds values outside its mode's range; the
-        message names the file.
-    """
-    path = Path(path)
-    im = _to_rgb(_open(path), path)
-    h, w = working_size((im.height, im.width), size)
-    if im.size != (w, h):
-        im = im.resize((w, h), Image.BILINEAR)
-    return np.asarray(im, dtype=np.uint8)
-
-
-def read_label(path: str | Path, size: int | tuple[int, int] | None = None) -> np.ndarray:
-    """Read a label map of class ids, nearest-neighbour resized to ``size`` if given.
-
-    Parameters
-    ----------
-    path : path-like
-        Single-channel, losslessly stored map (PNG, TIFF or BMP; mode ``"L"``,
-        ``"P"``, ``"1"`` or 16-bit with values up to 255). The EXIF
-        orientation, if any, is applied as in :func:`read_image`.
-    size : int, (int, int) or None, default=None
-        Working size, as in :func:`read_image`.
-
-    Returns
-    -------
-    ndarray of shape (H, W), uint8
-        The stored values (palette indices for mode ``"P"``).
-
-    Raises
-    ------
-    FileNotFoundError
-        ``path`` does not exist.
-    ImageReadError
-        (a ``ValueError``) Unreadable or truncated, stored as JPEG, more than
-        one channel, or values above 255; the message names the file.
-    """
-    path = Path(path)
-    im = _open(path)
-    if im.format in ("JPEG", "MPO"):
-        raise ImageReadError(f"{path}: label maps must be stored losslessly (PNG, TIFF or BMP); this file holds "
-                             f"JPEG data, whose compression changes class ids at region borders")
-    if im.mode.startswith("I"):
-        values = np.asarray(im)
-        if values.min() < 0 or values.max() > 255:
-            raise ImageReadError(f"{path}: label values must be 0-255 (255 = ignore), got up to {values.max()}")
-        im = Image.fromarray(values.astype(np.uint8), mode="L")
-    elif im.mode == "1":
-        im = Image.fromarray(np.asarray(im).astype(np.uint8), mode="L")
-    elif im.mode not in ("L", "P"):
-        raise ImageReadError(f"{path}: label maps must be single-channel class ids (mode L or P), got mode "
-                             f"{im.mode}; convert colour-coded maps to one class id per pixel")
-    h, w = working_size((im.height, im.width), size)
-    if im.size != (w, h):
-        im = im.resize((w, h), Image.NEAREST)
-    return np.asarray(im, dtype=np.uint8)
-
-
-def _format_hw(hw: tuple[int, int]) -> str:
-    return f"{hw[0]}x{hw[1]}"
+    sizes: dict[tuple[int, int], list[Path]] = defaultdict(list)
+    for image_path, companions in files:
+        hw = image_size(image_path)
+        for kind, path in companions.items():
+            other = image_size(path)
+            if other != hw:
+                raise ValueError(f"{image_path.name} is {_format_hw(hw)} (height x width) but its {kind} "
+                                 f"{path.name} is {_format_hw(other)}")
+        sizes[working_size(hw, size)].append(image_path)
+    if len(sizes) > 1:
+        found = sorted(sizes.items(), key=lambda kv: -len(kv[1]))
+        listing = "; ".join(f"{_format_hw(hw)}: {len(ps)} image{'s' if len(ps) != 1 else ''} ({_names(ps, 3)})"
+                            for hw, ps in found)
+        what = "sizes" if size is None else f"working sizes at size {size}"
+        raise ValueError(
+            f"{where}: the images of a split must share one working size, found {len(sizes)} {what} "
+            f"(height x width) -- {listing}. Give one height and width (size=(H, W), --size H W) to resize "
+            f"every image to it (aspect ratios change), or crop/rotate the odd images"
+        )
+    return next(iter(sizes))
 
 
 def load_split(
@@ -506,23 +388,7 @@ def load_split(
     pairs = _split_pairs(split_dir)
     if limit is not None:
         pairs = pairs[:limit]
-    sizes: dict[tuple[int, int], list[Path]] = defaultdict(list)
-    for name, image_path, label_path in pairs:
-        hw, label_hw = image_size(image_path), image_size(label_path)
-        if hw != label_hw:
-            raise ValueError(f"{image_path.name} is {_format_hw(hw)} (height x width) but its label "
-                             f"{label_path.name} is {_format_hw(label_hw)}")
-        sizes[working_size(hw, size)].append(image_path)
-    if len(sizes) > 1:
-        found = sorted(sizes.items(), key=lambda kv: -len(kv[1]))
-        listing = "; ".join(f"{_format_hw(hw)}: {len(ps)} image{'s' if len(ps) != 1 else ''} ({_names(ps, 3)})"
-                            for hw, ps in found)
-        what = "sizes" if size is None else f"working sizes at size {size}"
-        raise ValueError(
-            f"{split_dir}: the images of a split must share one working size, found {len(sizes)} {what} "
-            f"(height x width) -- {listing}. Give one height and width (size=(H, W), --size H W) to resize "
-            f"every image to it (aspect ratios change), or crop/rotate the odd images"
-        )
+    check_working_size([(image, {"label": label}) for _, image, label in pairs], size, split_dir)
     images, labels = [], []
     for name, image_path, label_path in pairs:
         image = read_image(image_path, size)
@@ -568,8 +434,38 @@ def split_validation(train: SegmentationSplit, fraction: float = 0.1, seed: int 
     ValueError
         ``fraction`` is not in ``[0, 1)``.
     """
+    keep, out = fraction_split(len(train), fraction, seed, name="val_fraction")
+    return train.subset(keep), train.subset(out)
+
+
+def fraction_split(n: int, fraction: float, seed: int = 0, name: str = "fraction") -> tuple[np.ndarray, np.ndarray]:
+    """A seeded draw of ``round(fraction * n)`` of ``n`` items: the one way splits are drawn.
+
+    Parameters
+    ----------
+    n : int
+        Number of items.
+    fraction : float
+        Share drawn, in ``[0, 1)``.
+    seed : int, default=0
+        Seed of the NumPy generator drawing the permutation.
+    name : str, default="fraction"
+        The setting's name, for the error message.
+
+    Returns
+    -------
+    keep : ndarray of int
+        Positions not drawn, sorted.
+    drawn : ndarray of int
+        The ``round(fraction * n)`` positions drawn, sorted.
+
+    Raises
+    ------
+    ValueError
+        ``fraction`` is not in ``[0, 1)``.
+    """
     if not 0 <= fraction < 1:
-        raise ValueError(f"val_fraction must be in [0, 1), got {fraction!r}")
-    n_val = int(round(fraction * len(train)))
-    perm = np.random.default_rng(seed).permutation(len(train))
-    return train.subset(np.sort(perm[n_val:])), train.subset(np.sort(perm[:n_val]))
+        raise ValueError(f"{name} must be in [0, 1), got {fraction!r}")
+    n_drawn = int(round(fraction * n))
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[n_drawn:]), np.sort(perm[:n_drawn])

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from skal_seg._checks import check_auto_or_positive_int
 from skal_seg._validation import readonly_tensor
+from skal_seg.image_io import as_rgb
 from skal_seg.diffusion.adm import paper_blocks
 from skal_seg.diffusion.models import load_diffusion_model
 
@@ -50,37 +51,14 @@ def _is_int(x) -> bool:
 
 
 def _check_one_image(img, where: str) -> np.ndarray:
-    img = np.asarray(img)
-    if img.ndim != 3 or img.shape[-1] != 3:
-        raise ValueError(f"{where} must have shape (H, W, 3) (RGB, channels last), got shape {img.shape}")
+    img = as_rgb(img, where)
     if img.shape[0] == 0 or img.shape[1] == 0:
         raise ValueError(f"{where} is empty (shape {img.shape})")
-    _check_range(img, where)
     return img
 
 
-def _check_range(arr: np.ndarray, where: str) -> None:
-    if arr.dtype == np.uint8:
-        return
-    if arr.dtype.kind in "iu":
-        if arr.min() < 0 or arr.max() > 255:
-            raise ValueError(f"{where}: integer images must hold values in [0, 255]")
-    elif arr.dtype.kind == "f":
-        if np.isnan(arr).any():
-            raise ValueError(f"{where} contains NaN")
-        if not np.isfinite(arr).all():
-            raise ValueError(f"{where} contains inf")
-        if arr.min() < 0.0 or arr.max() > 1.0:
-            raise ValueError(
-                f"{where}: float images must hold values in [0, 1] (got [{arr.min():g}, {arr.max():g}]); "
-                "pass uint8 for 0-255 data"
-            )
-    else:
-        raise ValueError(f"{where}: images must be uint8, integer (0-255) or float (0-1), got dtype {arr.dtype}")
-
-
 def _check_images(images) -> list[np.ndarray]:
-    """Validate ``images``; returns one (H, W, 3) array (a view where possible) per image."""
+    """Validate ``images``; one (H, W, 3) array per image (see :func:`skal_seg.image_io.as_rgb`; views where possible)."""
     if images is None:
         raise ValueError("images is None")
     if isinstance(images, (list, tuple)):
@@ -88,19 +66,13 @@ def _check_images(images) -> list[np.ndarray]:
             raise ValueError("images is empty")
         return [_check_one_image(img, f"images[{i}]") for i, img in enumerate(images)]
     arr = np.asarray(images)
-    if arr.ndim != 4 or arr.shape[-1] != 3:
-        raise ValueError(
-            "images must be an array of shape (n_images, H, W, 3) (RGB, channels last) or a list of "
-            f"(H, W, 3) arrays; got shape {arr.shape}"
-        )
-    if arr.shape[0] == 0 or arr.shape[1] == 0 or arr.shape[2] == 0:
+    if arr.ndim == 4 and 0 in arr.shape[:3]:
         raise ValueError(f"images is empty (shape {arr.shape})")
-    _check_range(arr, "images")  # once for the whole array, not per image
-    return list(arr)
+    return list(as_rgb(arr, "images", stacked=True))  # checked once for the whole array, not per image
 
 
 def _to_model_range(img: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8/int (0-255) or float (0-1) -> float32 (3, H, W) in [-1, 1]."""
+    """(H, W, 3) uint8/int (0-255) or float (0-1) from ``as_rgb`` -> float32 (3, H, W) in [-1, 1]."""
     # A view without a copy, also of read-only arrays (np.asarray(PIL.Image) is one): it is only
     # read, the arithmetic below writes new tensors.
     t = readonly_tensor(np.ascontiguousarray(img))
@@ -620,9 +592,14 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        images : ndarray of shape (n_images, H, W, 3) or list of (H_i, W_i, 3) arrays
-            RGB, channels last: uint8 / integer in [0, 255] or float in [0, 1].
-            List entries may differ in size.
+        images : ndarray of shape (n_images, H, W, 3) or (n_images, H, W, 1), or list of arrays
+            RGB, channels last, or grayscale: list entries may be (H_i, W_i, 3),
+            (H_i, W_i, 1) or (H_i, W_i) and may differ in size. Values: uint8
+            (0-255), uint16 (16-bit, scaled to 0-255), other integers in
+            [0, 255], or float in [0, 1]; grayscale is replicated to three
+            channels. The conversion is :func:`skal_seg.image_io.as_rgb`, the one
+            :func:`skal_seg.image_io.read_image` applies to image files, so an
+            array gives the features of the file it came from.
         pixels : sequence of 1-D int arrays or None, default=None
             One array per image of flat indices ``y * W + x`` into that
             image's output grid (any order, repeats allowed). None = all pixels.

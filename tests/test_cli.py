@@ -12,7 +12,7 @@ from test_experiment import synthetic_split, tiny_unet
 from skal_seg.benchmark import runner
 from skal_seg.cli import _parser
 from skal_seg.cli import main as cli_main
-from skal_seg.engine import features, rounds, settings
+from skal_seg.engine import rounds
 
 
 @pytest.fixture(scope="module")

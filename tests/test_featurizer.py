@@ -384,7 +384,10 @@ def test_device_auto(tiny_unet):
         lambda im: im / 255.0 - 0.5,  # floats below 0
         lambda im: im.astype(np.int32) + 300,  # integers above 255
         lambda im: im > 100,  # bool
-        lambda im: [im[0], im[1, ..., 0]],  # list entry without channels
+        lambda im: [im[0], im[1, ..., :2]],  # list entry with 2 channels
+        lambda im: im[..., 0],  # a 3-D stack: grayscale stacks are (n, H, W, 1)
+        lambda im: im.astype(np.int16) - 1,  # negative integers
+        lambda im: [np.zeros((4, 4, 4), np.uint8)],  # alpha channel
         lambda im: [im[0], np.full((4, 4, 3), np.inf)],
     ],
 )
@@ -453,3 +456,41 @@ def test_fit_validates_images_but_does_not_need_them(tiny_unet, images):
     assert f.fit(images) is f and f.fit() is f
     with pytest.raises(ValueError):
         f.fit(images[0])
+
+
+# ----------------------------------------------------------------------------- input kinds (skal_seg.image_io.as_rgb)
+
+
+def test_rgb_uint8_features_are_bit_identical_to_the_reference(feat, images, full):
+    """The shared input conversion leaves RGB uint8 (array or list) untouched: the same bits as before it existed."""
+    ref = np.concatenate([reference(feat.unet_, img, (50, 150, 250), (0, 1), img.shape[:2]) for img in images])
+    np.testing.assert_allclose(full, ref, atol=1e-5)  # what the features were before: the manual reference
+    np.testing.assert_array_equal(feat.transform(list(images)), full)
+    np.testing.assert_array_equal(feat.transform(images.astype(np.int64)), full)  # integers in 0-255, as before
+    np.testing.assert_array_equal(feat.transform(images / 255.0), feat.transform(list(images / 255.0)))
+
+
+def test_grayscale_16bit_and_float_images_are_read_like_files(feat, images, tmp_path):
+    from PIL import Image
+
+    from skal_seg.data import read_image
+
+    gray = images[..., 0]
+    as_rgb8 = np.repeat(gray[..., None], 3, axis=-1)
+    expected = feat.transform(as_rgb8)
+    np.testing.assert_array_equal(feat.transform(list(gray)), expected)  # (H, W)
+    np.testing.assert_array_equal(feat.transform(gray[..., None]), expected)  # (n, H, W, 1)
+    np.testing.assert_array_equal(feat.transform([g[..., None] for g in gray]), expected)  # (H, W, 1)
+    deep = gray.astype(np.uint16) * 257  # 16-bit: 0-65535 maps onto 0-255 exactly
+    np.testing.assert_array_equal(feat.transform(list(deep)), expected)
+    np.testing.assert_array_equal(feat.transform(deep[..., None]), expected)
+    # a 16-bit file gives, through read_image, the features of its array
+    odd = np.random.default_rng(1).integers(0, 65536, (12, 16), dtype=np.uint16)
+    Image.fromarray(odd).save(tmp_path / "deep.png")
+    np.testing.assert_array_equal(feat.transform([odd]), feat.transform(read_image(tmp_path / "deep.png")[None]))
+    # float grayscale in [0, 1] is float RGB, without rounding
+    np.testing.assert_array_equal(feat.transform(list(gray / 255.0)), feat.transform(as_rgb8 / 255.0))
+    with pytest.raises(ValueError, match=r"images\[0\] contains NaN"):
+        feat.transform([np.full((4, 4), np.nan)])
+    with pytest.raises(ValueError, match=r"float images must hold values in \[0, 1\]"):
+        feat.transform([np.full((4, 4), 2.0)])

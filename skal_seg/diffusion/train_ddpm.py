@@ -64,7 +64,8 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 from tqdm.auto import tqdm
 
-from skal_seg.data import SegmentationSplit, _split_pairs, load_split, read_image
+from skal_seg.data import SegmentationSplit, _split_pairs, load_split
+from skal_seg.image_io import read_image
 from skal_seg.diffusion.embedded import EMBEDDED_SCHEDULER_CONFIG, UNET_ARCHITECTURES
 
 #: Seconds between two refreshes of the progress bar (at most 2 per second).

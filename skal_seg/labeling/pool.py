@@ -17,13 +17,25 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from skal_seg.data import IGNORE_INDEX, SegmentationSplit, read_image
+from skal_seg.data import IGNORE_INDEX, SegmentationSplit
 from skal_seg.engine.features import (
-    CachedNoisyViews, FeatureCache, PoolFeatures, cache_key, featurizer_key, fitted_featurizer, noisy_cache_key,
+    CachedNoisyViews,
+    FeatureCache,
+    PoolFeatures,
+    cache_key,
+    featurizer_key,
+    fitted_featurizer,
+    noisy_cache_key,
     pool_features,
 )
-from skal_seg.engine.rounds import evaluate, query_pixels, train_classifier, two_stage_query
+from skal_seg.engine.rounds import (
+    evaluate,
+    query_pixels,
+    train_classifier,
+    two_stage_query,
+)
 from skal_seg.engine.settings import ExperimentConfig
+from skal_seg.image_io import read_image
 
 
 def to_original(v: np.ndarray, working: int, original: int) -> np.ndarray:

@@ -26,10 +26,17 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 from PIL import Image
 
-from skal_seg.data import IGNORE_INDEX, SegmentationSplit, load_split, read_image
+from skal_seg.data import IGNORE_INDEX, SegmentationSplit, load_split
 from skal_seg.engine.settings import ExperimentConfig
+from skal_seg.image_io import read_image
 from skal_seg.labeling import formats
-from skal_seg.labeling.contents import VOID_WORDS, class_colour, file_sha256, find_images, parse_classes
+from skal_seg.labeling.contents import (
+    VOID_WORDS,
+    class_colour,
+    file_sha256,
+    find_images,
+    parse_classes,
+)
 from skal_seg.labeling.store import VOID, Answer, ProjectStore, now, pause_point
 from skal_seg.metrics import iou_per_class, mean_iou
 

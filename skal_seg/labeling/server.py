@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, urlparse
 
 from PIL import Image
 
-from skal_seg.data import read_image
+from skal_seg.image_io import read_image
 from skal_seg.labeling.project import LabelingProject
 from skal_seg.labeling.store import VOID
 
