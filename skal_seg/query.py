@@ -214,6 +214,10 @@ class TwoStageQuery(BaseEstimator):
         X_noisy : ndarray (K, n_pool, D) or callable, optional
             Noisy draws for eDALD (see :meth:`EDALDSampler.scores`); required
             once the classifier is fitted, unless stage 2 is Uncertainty Herding.
+            Only the stage-2 pool's rows are asked for. A callable with an
+            ``also_keep(rows)`` method (a cache such as
+            :class:`~skal_seg.engine.noisy.CachedNoisyViews`) is first told the
+            local picks, which later rounds' pools come from.
         X_labeled : array-like of shape (n_labeled, D), optional
             Labeled rows the global stage (and Uncertainty Herding) is conditioned on.
         y_labeled : array-like of shape (n_labeled,), optional
@@ -292,6 +296,8 @@ class TwoStageQuery(BaseEstimator):
             self.scores_ = sampler.uncertainty_ if sampler.uncertainty_ is not None else np.ones(len(pool))
         else:
             # X_noisy indexes X_pool: the stage-2 rows are renumbered 0..len(pool)-1 for the sampler
+            if callable(getattr(X_noisy, "also_keep", None)):  # a cache: later rounds read other local picks
+                X_noisy.also_keep(local)
             noisy_views = X_noisy if callable(X_noisy) else np.asarray(X_noisy)[:, pool]
             noisy_of = (lambda i: noisy_views(pool[i])) if callable(X_noisy) else noisy_views
             self.scores_ = sampler.scores(classifier, X_stage2, noisy_of)

@@ -35,9 +35,10 @@ import numpy as np
 from skal_seg.benchmark.simulate import GroundTruthAnnotator
 from skal_seg.data import CAMVID_CLASSES, IGNORE_INDEX, SegmentationSplit
 from skal_seg.engine.features import (
-    CachedNoisyViews, FeatureCache, cache_key, cache_needs, candidate_pixels, check_cache_space, fitted_featurizer,
+    FeatureCache, cache_key, cache_needs, candidate_pixels, check_cache_space, fitted_featurizer,
     noisy_cache_key, pool_features,
 )
+from skal_seg.engine.noisy import CachedNoisyViews
 from skal_seg.engine.rounds import evaluate, query_pixels, train_classifier, two_stage_query
 from skal_seg.engine.settings import NEEDS_NOISY, ExperimentConfig, class_names_for, settings_differences
 from skal_seg.featurizer import DiffusionFeaturizer
@@ -178,7 +179,7 @@ def run_experiment(
         view_fn = featurizer.noisy_view_fn(pool.images, pixels, n_draws=config.n_draws,
                                            random_state=config.feature_seed)
         # shared by every strategy and seed on this pool
-        path = None if cache_dir is None else Path(cache_dir) / f"{noisy_cache_key(config, featurizer, pool, pixels)}.npy"
+        path = None if cache_dir is None else Path(cache_dir) / noisy_cache_key(config, featurizer, pool, pixels)
         per_call = 8 if executor is None else executor.images_per_call(featurizer, 8)  # every worker busy
         noisy = CachedNoisyViews(view_fn, offsets, X.shape[1], directory=cache_dir, path=path,
                                  images_per_call=per_call)

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from skal_seg._memory import read_rows, release
+
 from skal_seg.data import IGNORE_INDEX, SegmentationSplit
 from skal_seg.engine.settings import CANDIDATES, NEEDS_NOISY, ExperimentConfig
 from skal_seg.featurizer import DiffusionFeaturizer
@@ -208,102 +207,6 @@ class FeatureCache:
 def _check_rows(rows: int, shape: tuple, key: str) -> None:
     if rows != shape[0]:
         raise ValueError(f"the blocks of {key} do not form a {shape[0]} x {shape[1]} matrix")
-
-
-class CachedNoisyViews:
-    """``X_noisy`` callable over pool rows that computes each image's candidate pixels once.
-
-    The diffusion forward pass costs the same for one pixel as for all of an
-    image's candidates, so a request computes every candidate pixel of the
-    images involved and keeps them for later rounds.
-
-    Parameters
-    ----------
-    view_fn : NoisyViewFunction
-        From :meth:`DiffusionFeaturizer.noisy_view_fn` over the pool's candidate pixels.
-    offsets : ndarray of shape (n_images + 1,)
-        First pool row of each image.
-    n_features : int
-    dtype : numpy dtype, default=float16
-    memory_limit_mb : float, default=1024
-        Above this size the values live in a memory-mapped file (evictable
-        page cache rather than pinned memory): K x n_rows x D can be many GB.
-    directory : path, optional
-        Where that file goes (a temporary folder, removed with this object;
-        default: the system's temporary folder).
-    images_per_call : int, default=8
-        Images featurized together, bounding the transient memory. Which
-        images go together changes the values only by float rounding (see
-        :meth:`~skal_seg.featurizer.DiffusionFeaturizer.noisy_view_fn`).
-    path : path, optional
-        Keep the values in this ``.npy`` file, with the list of images already
-        computed beside it (``<path>.done.npy``, written atomically after each
-        group of images): later runs on the same pool and noise draws (other
-        strategies, other seeds, a resumed run) reuse them, and an
-        interrupted run loses at most the images in progress. The caller
-        names the file after everything the values depend on (see
-        :func:`run_experiment`); one process should fill a file at a time.
-    """
-
-    def __init__(self, view_fn, offsets: np.ndarray, n_features: int, dtype=np.float16,
-                 memory_limit_mb: float = 1024, directory: str | Path | None = None, images_per_call: int = 8,
-                 path: str | Path | None = None):
-        self.view_fn = view_fn
-        self.offsets = offsets
-        self.images_per_call = images_per_call
-        shape = (view_fn.n_draws, int(offsets[-1]), n_features)
-        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        self.seconds = 0.0
-        self._done_path = None
-        self.done = np.zeros(len(offsets) - 1, dtype=bool)
-        if path is not None:
-            path = Path(path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._done_path = path.with_name(path.name + ".done.npy")
-            if path.exists() and self._done_path.exists():
-                self.values = np.load(path, mmap_mode="r+")
-                done = np.load(self._done_path)
-                if self.values.shape != shape or self.values.dtype != np.dtype(dtype) or done.shape != self.done.shape:
-                    raise ValueError(f"{path} holds noisy views of another shape or dtype; delete it to recompute")
-                self.done = done
-            else:
-                self.values = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
-                self._save_done()
-        elif nbytes > memory_limit_mb * 2**20:
-            if directory is not None:
-                Path(directory).mkdir(parents=True, exist_ok=True)
-            self._tmp = tempfile.TemporaryDirectory(prefix="skal_seg_noisy_", dir=directory)
-            self.values = np.lib.format.open_memmap(Path(self._tmp.name) / "noisy.npy", mode="w+", dtype=dtype, shape=shape)
-        else:
-            self.values = np.zeros(shape, dtype=dtype)
-
-    def _save_done(self) -> None:
-        if self._done_path is None:
-            return
-        if isinstance(self.values, np.memmap):
-            self.values.flush()  # values on disk before the images are marked done
-        tmp = self._done_path.with_name(self._done_path.name + ".tmp.npy")
-        np.save(tmp, self.done)
-        os.replace(tmp, self._done_path)
-
-    def __call__(self, indices) -> np.ndarray:
-        """Noisy features (K, len(indices), D) of pool rows ``indices``."""
-        indices = np.asarray(indices, dtype=np.int64)
-        images = np.unique(np.searchsorted(self.offsets, indices, side="right") - 1)
-        missing = images[~self.done[images]]
-        t0 = time.perf_counter()
-        for start in range(0, len(missing), self.images_per_call):
-            part = missing[start : start + self.images_per_call]
-            rows = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in part])
-            self.values[:, rows] = self.view_fn(rows)
-            self.done[part] = True
-            self._save_done()
-            release(self.values)  # written pages live on in the page cache (and the file), not in this process
-        self.seconds += time.perf_counter() - t0
-        out = np.empty((self.values.shape[0], len(indices), self.values.shape[2]), dtype=self.values.dtype)
-        for k in range(len(out)):  # from the file, not through the mapping (see skal_seg._memory.read_rows)
-            out[k] = read_rows(self.values[k], indices)
-        return out
 
 
 def candidate_pixels(split: SegmentationSplit, n_per_image: int, seed: int, candidates: str = "valid") -> list[np.ndarray]:
@@ -566,10 +469,40 @@ def pool_cache_key(featurizer: DiffusionFeaturizer, pool: SegmentationSplit, pix
 
 
 def noisy_cache_key(config: ExperimentConfig, featurizer, pool: SegmentationSplit, pixels: list) -> str:
-    """File stem of a pool's noisy draws in a cache folder: shared by every strategy and seed (and by
-    a labeling project's rounds) with the same features, images, candidates, ``n_draws`` and ``feature_seed``."""
+    """Folder name of a pool's noisy draws in a cache folder (:class:`~skal_seg.engine.noisy.CachedNoisyViews`):
+    shared by every strategy and seed (and by a labeling project's rounds) with the same features, images,
+    candidates, ``n_draws`` and ``feature_seed``."""
     return "noisy-" + cache_key(featurizer_key(featurizer), pool.names, pool.images, np.concatenate(pixels),
                                 config.n_draws, config.feature_seed, config.candidates)
+
+
+def noisy_rows_bound(config: ExperimentConfig, candidate_counts: Sequence[int]) -> int:
+    """Most pool rows whose noisy draws a run keeps (:class:`~skal_seg.engine.noisy.CachedNoisyViews`).
+
+    ``bald`` and ``edald`` score every candidate. The stage-2 strategies read
+    the local picks: ``min(local_budget, candidates)`` per image in round 1,
+    and each labeled pixel can change one image's local picks for later
+    rounds (at most ``local_budget`` new rows), so at most ``(rounds - 2) x
+    budget x local_budget`` more; plus one row per image that shares a UNet
+    batch with a forwarded image and has none to keep.
+
+    Parameters
+    ----------
+    config : ExperimentConfig
+    candidate_counts : sequence of int
+        Candidates of each pool image.
+
+    Returns
+    -------
+    int
+    """
+    counts = np.asarray(candidate_counts, dtype=np.int64)
+    n_rows = int(counts.sum())
+    if config.strategy in ("bald", "edald"):
+        return n_rows
+    first = int(np.minimum(counts, config.local_budget).sum()) + int(np.count_nonzero(counts))
+    later = max(0, config.rounds - 2) * config.budget(len(counts)) * config.local_budget
+    return min(n_rows, first + later)
 
 
 def _evaluation_key(featurizer, part: SegmentationSplit, stride: int) -> str:
@@ -600,10 +533,10 @@ def cache_needs(config: ExperimentConfig, featurizer: DiffusionFeaturizer, pool:
     -------
     dict
         ``{"pool": ..., "noisy": ..., "evaluation": ...}`` in bytes, float16
-        features: ``rows x D x 2`` for the pool, ``K x rows x D x 2`` for the
-        noisy draws (strategies that need them; an upper bound: the file is
-        sparse and only images with rows in a stage-2 pool are written),
-        ``evaluated pixels x D x 2`` for the test images.
+        features: ``rows x D x 2`` for the pool; ``K x rows x D x 2`` for the
+        noisy draws of the rows stage 2 may read, less what the cache folder
+        holds already (:func:`noisy_rows_bound`); ``evaluated pixels x D x 2``
+        for the test images.
     """
     directory = Path(cache_dir)
     row = 2 * int(featurizer.n_features_out_)
@@ -615,7 +548,10 @@ def cache_needs(config: ExperimentConfig, featurizer: DiffusionFeaturizer, pool:
     needs = {"pool": missing(pool_cache_key(featurizer, pool, pixels, config.candidates), n_rows * row), "noisy": 0,
              "evaluation": 0}
     if config.strategy in NEEDS_NOISY:
-        needs["noisy"] = missing(noisy_cache_key(config, featurizer, pool, pixels), config.n_draws * n_rows * row)
+        folder = directory / noisy_cache_key(config, featurizer, pool, pixels)
+        held = sum(f.stat().st_size for f in folder.glob("chunk-*.npy")) if folder.is_dir() else 0
+        bound = config.n_draws * noisy_rows_bound(config, [len(p) for p in pixels]) * row
+        needs["noisy"] = max(0, bound - held)
     if cache_evaluation:
         h, w = test.labels.shape[1:]
         per_image = len(range(0, h, config.eval_stride)) * len(range(0, w, config.eval_stride)) * row

@@ -28,6 +28,7 @@ from skal_seg.engine.features import (
     noisy_cache_key,
     pool_features,
 )
+from skal_seg.engine.noisy import CachedNoisyViews
 from skal_seg.engine.rounds import (
     evaluate,
     query_pixels,
@@ -220,7 +221,7 @@ class ProjectPool:
                                                     random_state=config.feature_seed)
             key = noisy_cache_key(config, self.featurizer, self.split, feats.pixels)
             noisy = CachedNoisyViews(view_fn, feats.offsets, feats.X.shape[1], directory=self.cache.directory,
-                                     path=self.cache.directory / f"{key}.npy")
+                                     path=self.cache.directory / key)
         # As the runner does: the rows not taken are named, not copied; picks are rows of feats.X.
         idx = query_pixels(config, strategy, classifier, feats.X, None, feats.groups, taken, budget, noisy,
                            None, {})
