@@ -160,7 +160,7 @@ class TwoStageQuery(BaseEstimator):
         order = np.argsort(inverse, kind="stable")
         bounds = np.searchsorted(inverse[order], np.arange(len(names) + 1))
         if not hasattr(self, "_local_cache"):
-            self._local_cache: dict[tuple, np.ndarray] = {}
+            self._local_cache: dict[str, np.ndarray] = {}
         herding_params = repr(sorted((MaxHerdingSampler() if self.herding is None else self.herding).get_params().items()))
         todo = []  # (key, seed, image rows, k) of the images not herded before
         for g in range(len(names)):
@@ -171,7 +171,8 @@ class TwoStageQuery(BaseEstimator):
             X_g = np.ascontiguousarray(read_rows(X, image_rows))
             # An image whose candidates, seed and settings are unchanged gets the same picks:
             # across active-learning rounds only the images that were just labeled need herding again.
-            key = (int(seeds[g]), k, herding_params, X_g.dtype.str, X_g.shape, hashlib.sha1(X_g).hexdigest())
+            key = hashlib.sha1(repr((int(seeds[g]), k, herding_params, X_g.dtype.str, X_g.shape)).encode()
+                               + hashlib.sha1(X_g).digest()).hexdigest()
             picks.append((image_rows, key))
             if key not in self._local_cache:
                 todo.append((key, int(seeds[g]), image_rows, k))
@@ -187,6 +188,39 @@ class TwoStageQuery(BaseEstimator):
             self._local_cache[key] = local
         picks = [image_rows[self._local_cache[key]] for image_rows, key in picks]
         return np.sort(np.concatenate(picks)) if picks else np.empty(0, dtype=np.int64)
+
+    def local_picks_memo(self) -> dict[str, np.ndarray]:
+        """The memoised local picks, to save with a run's state (see :meth:`remember_local_picks`).
+
+        Returns
+        -------
+        dict
+            ``{key: picks}``: a hex digest of an image's herding inputs (seed,
+            budget, sampler settings, candidate features) and the positions
+            picked among its rows. A copy.
+        """
+        return dict(getattr(self, "_local_cache", {}))
+
+    def remember_local_picks(self, memo: dict[str, np.ndarray]) -> "TwoStageQuery":
+        """Reuse local picks saved from :meth:`local_picks_memo` (a resumed run herds only what changed since).
+
+        The keys name every herding input, so a memo from other settings or
+        features is never used: its entries just match no image.
+
+        Parameters
+        ----------
+        memo : dict
+            From :meth:`local_picks_memo`.
+
+        Returns
+        -------
+        TwoStageQuery
+            ``self``.
+        """
+        if not hasattr(self, "_local_cache"):
+            self._local_cache = {}
+        self._local_cache.update({str(k): np.asarray(v, dtype=np.int64) for k, v in memo.items()})
+        return self
 
     def query(
         self,

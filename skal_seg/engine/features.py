@@ -81,10 +81,16 @@ class FeatureCache:
         In-memory budget for the optional arrays (``in_memory=False``) that
         are not kept on disk.
     persist_optional : bool, default=True
-        Keep the optional arrays in ``directory`` too. False keeps only the
-        others on disk (pool features: what a resumed run needs) and treats
-        the optional ones (dense evaluation features, ``H x W x D`` float16
-        per image: GBs for a full dataset) as without a directory.
+        Keep the optional arrays in ``directory`` too. False keeps them in
+        memory while they fit ``memory_limit_mb`` (dense evaluation
+        features, ``H x W x D`` float16 per image, are GBs for a full
+        dataset) and writes only those that do not fit to ``directory``.
+
+    Notes
+    -----
+    One cache serves every run of an invocation (``skal-seg run`` hands the
+    same one to each strategy and seed), so the evaluation features of a test
+    split are computed once, whatever the number of runs.
     """
 
     def __init__(self, directory: str | Path | None, memory_limit_mb: float = 1024, persist_optional: bool = True):
@@ -97,10 +103,11 @@ class FeatureCache:
     def get(self, key: str, compute: Callable[[], np.ndarray], in_memory: bool = True) -> np.ndarray:
         """The array stored under ``key``, computed by ``compute()`` the first time.
 
-        Without a directory (or with ``persist_optional=False``), arrays with
-        ``in_memory=False`` (dense test features, say) are kept only while
-        the cache holds under ``memory_limit_mb`` in all; larger ones are
-        recomputed on each use.
+        Arrays with ``in_memory=False`` (dense test features, say) are kept
+        in memory while the cache holds under ``memory_limit_mb`` in all
+        when there is no directory or ``persist_optional`` is False; beyond
+        that they go to the directory, or, without one, are recomputed on
+        each use.
 
         Parameters
         ----------
@@ -119,14 +126,17 @@ class FeatureCache:
         """
         if key in self._memory:
             return self._memory[key]
-        if not in_memory and (self.directory is None or not self.persist_optional):
+        path = None if self.directory is None else self.directory / f"{key}.npy"
+        if not in_memory and (path is None or not self.persist_optional) and not (path is not None and path.exists()):
             arr = compute()
             if self._held + arr.nbytes <= self.memory_limit_mb * 2**20:
                 self._memory[key] = arr
                 self._held += arr.nbytes
-            return arr
-        if self.directory is not None:
-            path = self.directory / f"{key}.npy"
+                return arr
+            if path is None:
+                return arr
+            compute = lambda: arr  # noqa: E731 -- too large for memory: to the directory below
+        if path is not None:
             if path.exists():
                 arr = np.load(path, mmap_mode="r")
             else:
@@ -513,7 +523,7 @@ def _evaluation_key(featurizer, part: SegmentationSplit, stride: int) -> str:
 
 def cache_needs(config: ExperimentConfig, featurizer: DiffusionFeaturizer, pool: SegmentationSplit, pixels: list,
                 test: SegmentationSplit, cache_dir: str | Path, cache_evaluation: bool = True,
-                batch_images: int = 16) -> dict[str, int]:
+                batch_images: int = 16, memory_limit_mb: float = 1024) -> dict[str, int]:
     """Bytes a run may still write to its feature cache, per kind of file (files already there count 0).
 
     Parameters
@@ -526,8 +536,12 @@ def cache_needs(config: ExperimentConfig, featurizer: DiffusionFeaturizer, pool:
     test : SegmentationSplit
     cache_dir : path
     cache_evaluation : bool, default=True
+        False: the evaluation features stay in memory while they fit
+        ``memory_limit_mb``, and only the batches beyond it count.
     batch_images : int, default=16
         As in :func:`evaluate`.
+    memory_limit_mb : float, default=1024
+        The feature cache's memory budget (:class:`FeatureCache`).
 
     Returns
     -------
@@ -552,12 +566,16 @@ def cache_needs(config: ExperimentConfig, featurizer: DiffusionFeaturizer, pool:
         held = sum(f.stat().st_size for f in folder.glob("chunk-*.npy")) if folder.is_dir() else 0
         bound = config.n_draws * noisy_rows_bound(config, [len(p) for p in pixels]) * row
         needs["noisy"] = max(0, bound - held)
-    if cache_evaluation:
-        h, w = test.labels.shape[1:]
-        per_image = len(range(0, h, config.eval_stride)) * len(range(0, w, config.eval_stride)) * row
-        for start in range(0, len(test), batch_images):
-            part = test.subset(np.arange(start, min(start + batch_images, len(test))))
-            needs["evaluation"] += missing(_evaluation_key(featurizer, part, config.eval_stride), len(part) * per_image)
+    h, w = test.labels.shape[1:]
+    per_image = len(range(0, h, config.eval_stride)) * len(range(0, w, config.eval_stride)) * row
+    held = 0  # in memory (FeatureCache with persist_optional=False), in evaluation order
+    for start in range(0, len(test), batch_images):
+        part = test.subset(np.arange(start, min(start + batch_images, len(test))))
+        nbytes = len(part) * per_image
+        if not cache_evaluation and held + nbytes <= memory_limit_mb * 2**20:
+            held += nbytes
+            continue
+        needs["evaluation"] += missing(_evaluation_key(featurizer, part, config.eval_stride), nbytes)
     return needs
 
 
