@@ -5,5 +5,6 @@ See :class:`~skal_seg.labeling.project.LabelingProject` (Python) and the
 """
 
 from skal_seg.labeling.project import ImportReport, ImportValidationError, LabelingProject
+from skal_seg.labeling.store import RecordConflictError, UnknownRecordError
 
-__all__ = ["LabelingProject", "ImportReport", "ImportValidationError"]
+__all__ = ["LabelingProject", "ImportReport", "ImportValidationError", "RecordConflictError", "UnknownRecordError"]
