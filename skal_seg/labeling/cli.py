@@ -82,7 +82,7 @@ def _import(args) -> int:
     project = _open(args)
     try:
         report = project.import_answers(args.file, format=args.format)
-    except (FileNotFoundError, ValueError) as err:
+    except (OSError, ValueError) as err:  # OSError: a file that cannot be read (permissions, a device)
         raise _fail(err) from None
     print(f"imported {report.added} answers from {args.file}; {report.already_known} already known, "
           f"{report.skipped_empty} rows without a label skipped")
@@ -124,7 +124,7 @@ def _status(args) -> int:
 def _predict(args) -> int:
     project = _open(args)
     try:
-        paths = project.predict(args.images, args.out, exclude=args.exclude)
+        paths = project.predict(args.images, args.out, exclude=args.exclude, overwrite=args.overwrite)
     except (FileNotFoundError, ValueError) as err:
         raise _fail(err) from None
     print(f"{len(paths)} masks (and overlays) -> {args.out}")
@@ -203,5 +203,7 @@ def add_subcommands(sub: argparse._SubParsersAction, formatter_class: type | Non
     p.add_argument("--images", default=None, help="folder or file of images (default: the project's images)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--exclude", nargs="*", default=[], help="glob patterns of files to leave out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace masks and overlays already in --out (never an image)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run_labeling=_predict)
