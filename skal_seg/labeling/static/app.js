@@ -6,7 +6,7 @@ const ZOOM_RADIUS = 12;  // original pixels shown on each side of the queried on
 
 let state = null;        // from /api/state
 let current = 0;         // index into state.queries
-const undoStack = [];    // answer ids given on this page, newest last
+const undoStack = [];    // {answer_id, query_id} of the answers given on this page, newest last
 const images = {};       // image id -> loaded <img>
 
 async function post(path, body) {
@@ -112,12 +112,12 @@ async function give(label) {
   if (!q) return;
   try {
     if (q.answer_id !== null) {  // changing an answer: take the old one back first
-      await post("/api/undo", {answer_id: q.answer_id});
-      const k = undoStack.indexOf(q.answer_id);
+      await post("/api/undo", {answer_id: q.answer_id, query_id: q.id});
+      const k = undoStack.findIndex(u => u.answer_id === q.answer_id);
       if (k >= 0) undoStack.splice(k, 1);
     }
     const r = await post("/api/answer", {query_id: q.id, label: label});
-    undoStack.push(r.answer_id);
+    undoStack.push({answer_id: r.answer_id, query_id: q.id});
     say("");
   } catch (err) {
     say("not saved: " + err.message);
@@ -128,10 +128,10 @@ async function give(label) {
 }
 
 async function undo() {
-  const id = undoStack.pop();
-  if (id === undefined) { say("nothing to undo on this page"); return; }
-  try {
-    const r = await post("/api/undo", {answer_id: id});
+  const last = undoStack.pop();
+  if (last === undefined) { say("nothing to undo on this page"); return; }
+  try {  // naming the query too: an answer changed meanwhile (another tab) is refused, not deleted
+    const r = await post("/api/undo", last);
     await refresh();
     const i = state.queries.findIndex(q => q.id === r.query_id);
     if (i >= 0) current = i;
