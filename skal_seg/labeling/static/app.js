@@ -82,7 +82,8 @@ function draw() {
   if (!img.complete || !img.naturalWidth) return;
   const canvas = document.getElementById("image");
   // the whole image in the window beside the side panel, so the marked pixel is always in view
-  const maxW = Math.max(200, window.innerWidth - 390), maxH = Math.max(200, window.innerHeight - 80);
+  const panel = document.querySelector("aside").getBoundingClientRect().width;
+  const maxW = Math.max(200, window.innerWidth - panel - 70), maxH = Math.max(200, window.innerHeight - 80);
   const scale = Math.min(maxW / q.width, maxH / q.height, 8);
   canvas.width = Math.round(q.width * scale); canvas.height = Math.round(q.height * scale);
   const ctx = canvas.getContext("2d");
