@@ -77,8 +77,8 @@ def load_model():
     import torch
     from diffusers import UNet2DModel
 
-    from skal_seg.embedded import EMBEDDED_UNET_CONFIG
-    from skal_seg.models import ModelNotAvailableError, default_scheduler, load_diffusion_model
+    from skal_seg.diffusion.embedded import EMBEDDED_UNET_CONFIG
+    from skal_seg.diffusion.models import ModelNotAvailableError, default_scheduler, load_diffusion_model
 
     try:
         return load_diffusion_model("embedded"), "embedded DDPM (trained weights)"

@@ -29,9 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
+from skal_seg.benchmark.simulate import GroundTruthAnnotator
 from skal_seg.data import CAMVID_CLASSES, SegmentationSplit
-from skal_seg.experiment import ExperimentConfig, candidate_pixels
-from skal_seg.labeling.simulate import GroundTruthAnnotator
+from skal_seg.engine.features import candidate_pixels
+from skal_seg.engine.settings import ExperimentConfig
 
 
 def main() -> None:

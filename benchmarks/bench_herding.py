@@ -211,9 +211,9 @@ def real_features(args, n_rows: int) -> tuple[np.ndarray, str]:
     from diffusers import UNet2DModel
 
     from skal_seg.data import load_split, sample_dataset_dir
-    from skal_seg.embedded import EMBEDDED_UNET_CONFIG
+    from skal_seg.diffusion.embedded import EMBEDDED_UNET_CONFIG
     from skal_seg.featurizer import DiffusionFeaturizer
-    from skal_seg.models import ModelNotAvailableError, default_scheduler, load_diffusion_model
+    from skal_seg.diffusion.models import ModelNotAvailableError, default_scheduler, load_diffusion_model
 
     try:
         model = load_diffusion_model("embedded")

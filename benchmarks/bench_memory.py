@@ -6,7 +6,7 @@ Run (from the repository root)::
     OMP_NUM_THREADS=1 python benchmarks/bench_memory.py --sizes 40 367 --candidates 200 --rounds 2
     OMP_NUM_THREADS=1 python benchmarks/bench_memory.py --adm-forward        # one ADM forward: D and its RSS
 
-Each pool size runs :func:`skal_seg.experiment.run_experiment` in a fresh
+Each pool size runs :func:`skal_seg.benchmark.runner.run_experiment` in a fresh
 subprocess (``two_stage`` by default, ``--strategy`` for others) on synthetic
 ``--size`` x ``--size`` images with an on-disk feature cache in a temporary
 folder, and prints per phase the peak RSS (all of it), the peak anonymous
@@ -22,7 +22,7 @@ whose ``transform`` / ``noisy_view_fn`` return pseudo-random unit rows of
 the same shape and dtype (D = 6144, float16) without a network: everything
 else in the run (cache, herding, classifier, eDALD, evaluation) is the real
 code. ``--adm-forward`` builds the random-initialised ADM 256 x 256
-architecture (:mod:`skal_seg.adm`), checks that ``blocks="paper"`` gives
+architecture (:mod:`skal_seg.diffusion.adm`), checks that ``blocks="paper"`` gives
 D = 6144 and reports the peak RSS of featurizing one image: a constant that
 adds to every pool size (the network's weights and one forward's
 activations).
@@ -40,7 +40,6 @@ import threading
 import time
 
 import numpy as np
-
 from _common import RESULT_PREFIX, run_worker
 
 
@@ -179,11 +178,12 @@ def worker(args) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from skal_seg import experiment as exp
+    from skal_seg.benchmark.runner import run_experiment
+    from skal_seg.engine.settings import ExperimentConfig
 
     pool, test = synthetic(args.images, args.size, 0), synthetic(args.test_images, args.size, 1)
     featurizer = stub_featurizer_class()().fit()
-    config = exp.ExperimentConfig(
+    config = ExperimentConfig(
         strategy=args.strategy, rounds=args.rounds, candidates_per_image=args.candidates,
         budget_per_round=args.budget, local_budget=args.local_budget, n_draws=args.draws,
         eval_stride=args.eval_stride, classifier={"max_epochs": 2, "min_steps": 20},
@@ -204,7 +204,7 @@ def worker(args) -> dict:
         setattr(exp, attr, phased(name, getattr(exp, attr)))
     t = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp, sampler:
-        records = exp.run_experiment(config, pool, test, os.path.join(tmp, "out"), featurizer=featurizer,
+        records = run_experiment(config, pool, test, os.path.join(tmp, "out"), featurizer=featurizer,
                                      cache_dir=os.path.join(tmp, "cache"), progress=False, log=lambda s: None)
         cache_mb = sum(os.path.getsize(os.path.join(tmp, "cache", f)) for f in os.listdir(os.path.join(tmp, "cache")))
     labeled = json.loads(json.dumps([r["labeled_pixels"] for r in records]))
@@ -219,7 +219,7 @@ def adm_forward(args) -> dict:
     import torch
     from diffusers import UNet2DModel
 
-    from skal_seg.adm import AdmArchitecture, adm_scheduler
+    from skal_seg.diffusion.adm import AdmArchitecture, adm_scheduler
     from skal_seg.featurizer import DiffusionFeaturizer
 
     torch.set_num_threads(1)

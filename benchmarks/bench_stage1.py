@@ -38,7 +38,6 @@ import sys
 import time
 
 import numpy as np
-
 from _common import DEFAULT_DATA, PeakRSS
 
 
@@ -57,7 +56,7 @@ def pool_matrix(args) -> np.ndarray:
     if args.features:
         return np.load(args.features, mmap_mode="r")
     from skal_seg.data import load_split
-    from skal_seg.experiment import candidate_pixels
+    from skal_seg.engine.features import candidate_pixels
     from skal_seg.featurizer import DiffusionFeaturizer
 
     n = max(args.images, args.global_images)

@@ -21,7 +21,8 @@ from scipy.stats import spearmanr
 
 from skal_seg.classifier import TorchMLPClassifier
 from skal_seg.data import IGNORE_INDEX, load_split, sample_dataset_dir, split_validation
-from skal_seg.experiment import ExperimentConfig, candidate_pixels, fitted_featurizer
+from skal_seg.engine.features import candidate_pixels, fitted_featurizer
+from skal_seg.engine.settings import ExperimentConfig
 from skal_seg.uncertainty import bald_score, entropy_score, paper_code_bald_score
 
 

@@ -50,8 +50,8 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]  # probe_features beside it; skal_s
 
 from probe_features import VARIANTS, run_probe  # noqa: E402
 
-from skal_seg.train_ddpm import main as train_main  # noqa: E402
-from skal_seg.train_ddpm import pack_split  # noqa: E402
+from skal_seg.diffusion.train_ddpm import main as train_main  # noqa: E402
+from skal_seg.diffusion.train_ddpm import pack_split  # noqa: E402
 
 
 def pack(args: argparse.Namespace) -> None:

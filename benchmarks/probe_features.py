@@ -46,8 +46,8 @@ from skal_seg.classifier import TorchMLPClassifier
 from skal_seg.data import IGNORE_INDEX, load_split, split_validation
 from skal_seg.featurizer import DiffusionFeaturizer
 from skal_seg.metrics import confusion_matrix, iou_per_class, mean_iou
-from skal_seg.models import load_diffusion_model
-from skal_seg.train_ddpm import denoising_loss, load_packed_split, to_model_range
+from skal_seg.diffusion.models import load_diffusion_model
+from skal_seg.diffusion.train_ddpm import denoising_loss, load_packed_split, to_model_range
 
 VARIANTS = ("embedded", "untrained", "rgb_position")
 

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from skal_seg.benchmark.plotting import collect_runs, miou_by_seed
 from skal_seg.cli import main as skal_seg_main
-from skal_seg.plotting import collect_runs, miou_by_seed
 
 # setting: (the strategy it changes, the flag, the values tried; the first is today's default). The grid ran with
 # the paper's defaults; where it moved a default (Uncertainty Herding's temperature: "auto" -> 0.5), the old default

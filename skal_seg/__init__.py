@@ -8,23 +8,21 @@ Two-Stage Active Learning for Low-Budget Semantic Segmentation" (NeurIPS 2025).
 from importlib import import_module
 from typing import Any
 
-from skal_seg._modal_compat import patch_modal
-from skal_seg.herding import MaxHerdingSampler
-from skal_seg.query import TwoStageQuery
-from skal_seg.uncertainty import EDALDSampler, bald_score, edald_score, entropy_score
-from skal_seg.uncertainty_herding import UncertaintyHerdingSampler
-
 __version__ = "0.1.0"
 
-# modAL 0.4.2.1 passes scikit-learn's pre-1.6 keyword name on every teach(), which warned in the
-# user's loop each round: see skal_seg/_modal_compat.py for why this and not a warnings filter.
-patch_modal()
-
-# Imported on first use (PEP 562): the featurizer pulls in diffusers, a few
-# seconds of import that a session using only the samplers should not pay.
+# Every public name is imported on first use (PEP 562): `import skal_seg` costs nothing, the samplers
+# import torch and scikit-learn when first asked for, the featurizer diffusers (seconds of imports that
+# the command line and a session using only the samplers should not pay).
 _LAZY = {
     "DiffusionFeaturizer": "skal_seg.featurizer",
     "TorchMLPClassifier": "skal_seg.classifier",
+    "MaxHerdingSampler": "skal_seg.herding",
+    "TwoStageQuery": "skal_seg.query",
+    "EDALDSampler": "skal_seg.uncertainty",
+    "entropy_score": "skal_seg.uncertainty",
+    "bald_score": "skal_seg.uncertainty",
+    "edald_score": "skal_seg.uncertainty",
+    "UncertaintyHerdingSampler": "skal_seg.uncertainty_herding",
 }
 
 __all__ = [

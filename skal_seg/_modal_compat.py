@@ -17,8 +17,10 @@ user's own uses of the old name), and a filter installed at import is undone
 when the import happens inside ``warnings.catch_warnings()`` (pytest collects
 test modules that way, so users' test runs would show it again).
 
-Applied once, when ``skal_seg`` is imported; calls without the old keyword
-pass through unchanged, so a modAL release that fixes its calls is unaffected.
+Applied once, when the first of the package's estimator modules is imported
+(they all import :mod:`skal_seg._validation`, which applies it); calls without
+the old keyword pass through unchanged, so a modAL release that fixes its
+calls is unaffected.
 """
 
 from __future__ import annotations

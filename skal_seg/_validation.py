@@ -1,15 +1,24 @@
-"""Input checks shared by the samplers, the classifier and the featurizer."""
+"""Input checks shared by the samplers, the classifier and the featurizer.
+
+Every estimator module imports this one, so it is where modAL is made quiet
+(:func:`skal_seg._modal_compat.patch_modal`): whichever estimator a user
+imports first, from ``skal_seg`` or from its module, modAL's learners get the
+renaming ``check_X_y`` before the first ``teach``.
+"""
 
 from __future__ import annotations
 
-import numbers
 import warnings
 
 import numpy as np
 import torch
-from sklearn.utils.validation import check_array
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_array, check_is_fitted
 
 from skal_seg._memory import mapped_file, release, row_blocks
+from skal_seg._modal_compat import patch_modal
+
+patch_modal()
 
 
 def check_features(X, name: str = "X", allow_empty: bool = False) -> np.ndarray:
@@ -71,81 +80,6 @@ def _all_finite_bounded(X: np.ndarray) -> bool:
     return True
 
 
-def check_positive_or_word(value, name: str, words: tuple[str, ...] = ("auto",)) -> str | float:
-    """A setting that is one of ``words`` or a positive, finite number.
-
-    Parameters
-    ----------
-    value : object
-    name : str
-        Used in the error message.
-    words : tuple of str, default=("auto",)
-
-    Returns
-    -------
-    str (one of ``words``) or float
-
-    Raises
-    ------
-    ValueError
-        Anything else (other strings, booleans, zero, negative, NaN, inf).
-    """
-    if isinstance(value, str) and value in words:
-        return value
-    if isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < value < np.inf:
-        return float(value)
-    choices = " or ".join(f"'{w}'" for w in words)
-    raise ValueError(f"{name} must be {choices} or a positive number, got {value!r}")
-
-
-def check_auto_or_positive_int(value, name: str) -> str | int:
-    """A size setting: ``"auto"`` or an integer >= 1 (booleans excluded).
-
-    Parameters
-    ----------
-    value : object
-    name : str
-        Used in the error message.
-
-    Returns
-    -------
-    "auto" or int
-
-    Raises
-    ------
-    ValueError
-        Anything else.
-    """
-    if isinstance(value, str) and value == "auto":
-        return value
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1:
-        return int(value)
-    raise ValueError(f"{name} must be 'auto' or a positive integer, got {value!r}")
-
-
-def check_non_negative(value, name: str) -> float:
-    """A non-negative, finite number (a weight).
-
-    Parameters
-    ----------
-    value : object
-    name : str
-        Used in the error message.
-
-    Returns
-    -------
-    float
-
-    Raises
-    ------
-    ValueError
-        Not a real number, negative, NaN or inf.
-    """
-    if isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= value < np.inf:
-        return float(value)
-    raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-
-
 def readonly_tensor(X: np.ndarray) -> torch.Tensor:
     """A torch view of ``X`` (no copy) for reading, even when ``X`` is a read-only memmap.
 
@@ -186,41 +120,6 @@ def all_finite(X: np.ndarray) -> bool:
     return bool(torch.isfinite(low) and torch.isfinite(high))
 
 
-def check_budget(n: int, name: str = "n_instances", available: int | None = None, what: str = "rows") -> int:
-    """Validate a non-negative integer budget, at most ``available`` when given.
-
-    Parameters
-    ----------
-    n : int
-        The budget; any integral type except ``bool``.
-    name : str, default="n_instances"
-        Name used in error messages.
-    available : int, optional
-        How many items there are to pick from: a larger budget is an error,
-        never silently cut (a caller that asked for B must get B).
-    what : str, default="rows"
-        What ``available`` counts, for the message.
-
-    Returns
-    -------
-    int
-        ``n`` as a Python int.
-
-    Raises
-    ------
-    ValueError
-        ``n`` is not an integer (``bool`` and floats included), is negative,
-        or exceeds ``available``.
-    """
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-        raise ValueError(f"{name} must be a non-negative integer, got {n!r}")
-    if n < 0:
-        raise ValueError(f"{name} must be non-negative, got {n}")
-    if available is not None and n > available:
-        raise ValueError(f"{name}={n} exceeds the {available} {what} available; ask for at most {available}")
-    return int(n)
-
-
 def check_probabilities(proba, name: str = "proba", ndim: int = 2) -> np.ndarray:
     """Validate class probabilities: ``ndim``-D, finite, in [0, 1], rows summing to 1.
 
@@ -254,3 +153,33 @@ def check_probabilities(proba, name: str = "proba", ndim: int = 2) -> np.ndarray
     if proba.size and not np.allclose(proba.sum(-1), 1.0, atol=1e-3):
         raise ValueError(f"{name} rows must sum to 1 over the last axis")
     return proba
+
+
+def is_fitted(classifier) -> bool:
+    """Whether ``classifier`` (an estimator or a modAL learner) can predict yet.
+
+    Parameters
+    ----------
+    classifier : object or None
+        A scikit-learn estimator, a modAL learner (its ``estimator`` is
+        checked), any other object, or None.
+
+    Returns
+    -------
+    bool
+        False for None, a modAL learner never taught, or an unfitted
+        scikit-learn estimator; True otherwise (objects that are not
+        scikit-learn estimators are trusted).
+    """
+    if classifier is None:
+        return False
+    estimator = getattr(classifier, "estimator", classifier)
+    if getattr(classifier, "X_training", 0) is None:  # modAL learner never taught
+        return False
+    try:
+        check_is_fitted(estimator)
+    except NotFittedError:
+        return False
+    except TypeError:  # not a scikit-learn estimator: trust it
+        return True
+    return True

@@ -43,7 +43,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from skal_seg._threads import small_op_threads
-from skal_seg._validation import all_finite, check_auto_or_positive_int, check_features, readonly_tensor
+from skal_seg._checks import check_auto_or_positive_int
+from skal_seg._validation import all_finite, check_features, readonly_tensor
 
 #: Least seconds between two redraws of the training progress bar.
 PROGRESS_INTERVAL_S = 0.5

@@ -21,9 +21,10 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from skal_seg._validation import check_auto_or_positive_int, readonly_tensor
-from skal_seg.adm import paper_blocks
-from skal_seg.models import load_diffusion_model
+from skal_seg._checks import check_auto_or_positive_int
+from skal_seg._validation import readonly_tensor
+from skal_seg.diffusion.adm import paper_blocks
+from skal_seg.diffusion.models import load_diffusion_model
 
 __all__ = ["DiffusionFeaturizer", "NoisyViewFunction"]
 
@@ -104,7 +105,7 @@ def _to_model_range(img: np.ndarray) -> torch.Tensor:
     # read, the arithmetic below writes new tensors.
     t = readonly_tensor(np.ascontiguousarray(img))
     if img.dtype.kind in "iu":
-        # Same formula as skal_seg.train_ddpm.to_model_range (training inputs).
+        # Same formula as skal_seg.diffusion.train_ddpm.to_model_range (training inputs).
         t = t.float().div(127.5).sub(1.0)
     else:
         t = t.float().mul(2.0).sub(1.0)
@@ -268,12 +269,12 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
     ``unet.up_blocks[b]`` for ``b`` in ``blocks`` are captured with forward
     hooks, bilinearly upsampled (``align_corners=False``) to the output grid,
     concatenated and L2-normalised per pixel. ``blocks="paper"`` takes the
-    paper's ADM decoder blocks instead (see :mod:`skal_seg.adm`).
+    paper's ADM decoder blocks instead (see :mod:`skal_seg.diffusion.adm`).
 
     Parameters
     ----------
     model : str, path-like, UNet2DModel or (UNet2DModel, scheduler), default="embedded"
-        Passed to :func:`skal_seg.models.load_diffusion_model`: ``"embedded"``
+        Passed to :func:`skal_seg.diffusion.models.load_diffusion_model`: ``"embedded"``
         (the DDPM shipped with the package, works offline), a local
         ``save_pretrained`` folder, a Hugging Face Hub id, an ADM
         (guided-diffusion) ``.pt`` / ``.pth`` checkpoint, or a model instance.
@@ -284,7 +285,7 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
         the paper's features, for a model converted from an ADM 256 x 256
         checkpoint (1024 + 512 + 256 + 256 channels at 32, 64, 128, 256 px,
         ``D = 6144`` at three timesteps; other models raise ValueError; the
-        diffusers sub-modules are listed in :mod:`skal_seg.adm`).
+        diffusers sub-modules are listed in :mod:`skal_seg.diffusion.adm`).
         A sequence: indices into ``unet.up_blocks`` (distinct, in column order). None =
         every decoder stage, ``range(len(unet.up_blocks))``: coarse semantic
         stages plus fine full-resolution ones, valid for any ``UNet2DModel``.
@@ -313,7 +314,7 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
         Show a tqdm bar over image batches.
     adm_options : dict or None, default=None
         For ADM checkpoint files: keywords of
-        :func:`skal_seg.adm.load_adm_checkpoint` (``num_head_channels``,
+        :func:`skal_seg.diffusion.adm.load_adm_checkpoint` (``num_head_channels``,
         default 64; ``image_size``, default 256; ``attention_order``).
     class_label : int or None, default=None
         Class fed to a class-conditional model (required for those, an int
@@ -444,8 +445,8 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
         ValueError
             Bad parameters (dtype, device, batch_size, output_size), timesteps
             outside ``[0, num_train_timesteps)``, unknown block indices, or bad images.
-        skal_seg.models.ModelNotAvailableError
-            The model cannot be loaded (see :func:`~skal_seg.models.load_diffusion_model`).
+        skal_seg.diffusion.models.ModelNotAvailableError
+            The model cannot be loaded (see :func:`~skal_seg.diffusion.models.load_diffusion_model`).
         """
         self._check_params()
         if images is not None:

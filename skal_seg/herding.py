@@ -37,7 +37,8 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
 from skal_seg._threads import LARGE_OP_ELEMENTS, small_op_threads, torch_threads
-from skal_seg._validation import check_budget, check_features, check_positive_or_word
+from skal_seg._checks import check_budget, check_positive_or_word
+from skal_seg._validation import check_features
 
 KernelLike = Union[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]
 

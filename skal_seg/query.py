@@ -7,46 +7,15 @@ import time
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
-from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from skal_seg._memory import read_rows
-from skal_seg._validation import check_budget, check_features
+from skal_seg._checks import check_budget
+from skal_seg._validation import check_features, is_fitted
 from skal_seg.herding import MaxHerdingSampler, labeled_or_training
 from skal_seg.uncertainty import EDALDSampler, NoisyViews, check_noisy_views, top_k
 from skal_seg.uncertainty_herding import UncertaintyHerdingSampler
-
-
-def is_fitted(classifier) -> bool:
-    """Whether ``classifier`` (an estimator or a modAL learner) can predict yet.
-
-    Parameters
-    ----------
-    classifier : object or None
-        A scikit-learn estimator, a modAL learner (its ``estimator`` is
-        checked), any other object, or None.
-
-    Returns
-    -------
-    bool
-        False for None, a modAL learner never taught, or an unfitted
-        scikit-learn estimator; True otherwise (objects that are not
-        scikit-learn estimators are trusted).
-    """
-    if classifier is None:
-        return False
-    estimator = getattr(classifier, "estimator", classifier)
-    if getattr(classifier, "X_training", 0) is None:  # modAL learner never taught
-        return False
-    try:
-        check_is_fitted(estimator)
-    except NotFittedError:
-        return False
-    except TypeError:  # not a scikit-learn estimator: trust it
-        return True
-    return True
 
 
 def _seeded_herding(herding: MaxHerdingSampler | None, seed: int) -> MaxHerdingSampler:

@@ -22,7 +22,8 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from skal_seg._memory import read_rows
-from skal_seg._validation import all_finite, check_budget, check_features, check_non_negative, check_probabilities
+from skal_seg._checks import check_budget, check_non_negative
+from skal_seg._validation import all_finite, check_features, check_probabilities
 
 NoisyViews = Union[np.ndarray, Callable[[np.ndarray], np.ndarray]]
 

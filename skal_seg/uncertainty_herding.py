@@ -33,7 +33,8 @@ from scipy.spatial.distance import pdist
 from sklearn.base import clone
 from sklearn.utils import check_random_state
 
-from skal_seg._validation import check_budget, check_features, check_positive_or_word, check_probabilities
+from skal_seg._checks import check_budget, check_positive_or_word
+from skal_seg._validation import check_features, check_probabilities, is_fitted
 from skal_seg.herding import KernelLike, MaxHerdingSampler, auto_bandwidth, labeled_or_training, rbf_kernel
 from skal_seg.uncertainty import entropy_score
 
@@ -328,8 +329,6 @@ class UncertaintyHerdingSampler(MaxHerdingSampler):
         ValueError
             As :meth:`select`; a bad temperature.
         """
-        from skal_seg.query import is_fitted  # query imports this module
-
         X_labeled, y_labeled = labeled_or_training(classifier, X_labeled, y_labeled)
         self.temperature_ = float("nan")
         uncertainty = None

@@ -17,7 +17,7 @@ import torch
 
 gd_unet = pytest.importorskip("guided_diffusion.unet", reason="needs the test extra (guided-diffusion-sdk)")
 
-from skal_seg.adm import (  # noqa: E402
+from skal_seg.diffusion.adm import (  # noqa: E402
     PAPER_OUTPUT_BLOCKS,
     convert_adm_checkpoint,
     infer_adm_architecture,
@@ -26,7 +26,7 @@ from skal_seg.adm import (  # noqa: E402
     paper_blocks,
 )
 from skal_seg.featurizer import DiffusionFeaturizer  # noqa: E402
-from skal_seg.models import load_diffusion_model  # noqa: E402
+from skal_seg.diffusion.models import load_diffusion_model  # noqa: E402
 
 SIZE = 64
 HEAD = 16  # channels per head: 2 to 8 heads per attention layer, so a wrong qkv split shows
@@ -267,7 +267,7 @@ def test_unsupported_architecture(adm_file, tmp_path):
 
 
 def test_missing_file_and_paper_on_other_models(tmp_path):
-    from skal_seg.models import ModelNotAvailableError
+    from skal_seg.diffusion.models import ModelNotAvailableError
 
     with pytest.raises(ModelNotAvailableError, match="does not exist"):
         load_diffusion_model(tmp_path / "nope.pt")
@@ -318,6 +318,7 @@ def test_cli_paper_preset(tmp_path):
 def test_cli_paper_preset_reaches_the_run(adm_file, tmp_path, monkeypatch):
     """The preset's settings arrive in the ExperimentConfig (the run itself is stubbed: 256 px is GPU work)."""
     from skal_seg import cli
+    from skal_seg.benchmark import commands
 
     seen = {}
 
@@ -328,7 +329,7 @@ def test_cli_paper_preset_reaches_the_run(adm_file, tmp_path, monkeypatch):
         seen["config"] = config
         raise Stop
 
-    monkeypatch.setattr(cli, "fitted_featurizer", fake_fitted)
+    monkeypatch.setattr(commands, "fitted_featurizer", fake_fitted)
     with pytest.raises(Stop):
         cli.main(["run", "--preset", "paper", "--model", str(adm_file[1]), "--pool-limit", "2", "--test-limit", "1",
                   "--out", str(tmp_path)])

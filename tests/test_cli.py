@@ -9,9 +9,10 @@ import pytest
 from PIL import Image
 from test_experiment import synthetic_split, tiny_unet
 
-from skal_seg import experiment as exp
+from skal_seg.benchmark import runner
 from skal_seg.cli import _parser
 from skal_seg.cli import main as cli_main
+from skal_seg.engine import features, rounds, settings
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ def test_ctrl_c_saves_plots_and_prints_the_resume_command(own_data, tmp_path, ca
     out = tmp_path / "res"
     args = run_args(own_data, out, "--strategies", "two_stage", "random", "--budget-per-image", "1",
                     "--val-fraction", "0")
-    real_evaluate, calls = exp.evaluate, {"n": 0}
+    real_evaluate, calls = rounds.evaluate, {"n": 0}
 
     def interrupt_in_round_1(*a, **kw):
         calls["n"] += 1
@@ -87,9 +88,9 @@ def test_ctrl_c_saves_plots_and_prints_the_resume_command(own_data, tmp_path, ca
             raise KeyboardInterrupt
         return real_evaluate(*a, **kw)
 
-    monkeypatch.setattr(exp, "evaluate", interrupt_in_round_1)
+    monkeypatch.setattr(runner, "evaluate", interrupt_in_round_1)
     assert cli_main(args) == 130
-    monkeypatch.setattr(exp, "evaluate", real_evaluate)
+    monkeypatch.setattr(runner, "evaluate", real_evaluate)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert "rounds saved: two_stage/seed0 1/2, random/seed0 0/2" in err[0]

@@ -10,9 +10,10 @@ from PIL import Image
 from test_experiment import _write_dataset, config, synthetic_split, tiny_unet
 
 from skal_seg import distributed
+from skal_seg.benchmark.runner import run_experiment
 from skal_seg.cli import main as cli_main
 from skal_seg.distributed import RayExecutor
-from skal_seg.experiment import featurizer_key, run_experiment
+from skal_seg.engine.features import featurizer_key
 from skal_seg.featurizer import DiffusionFeaturizer
 from skal_seg.labeling import LabelingProject
 from skal_seg.query import TwoStageQuery

@@ -10,10 +10,12 @@ import torch
 from diffusers import UNet2DModel
 from PIL import Image
 
-from skal_seg import experiment as exp
+from skal_seg.benchmark import runner
+from skal_seg.benchmark.runner import run_experiment, run_full_supervision
 from skal_seg.cli import main as cli_main
 from skal_seg.data import SegmentationSplit
-from skal_seg.experiment import STRATEGIES, ExperimentConfig, run_experiment, run_full_supervision
+from skal_seg.engine import features, rounds, settings
+from skal_seg.engine.settings import STRATEGIES, ExperimentConfig
 from skal_seg.featurizer import DiffusionFeaturizer
 
 shutil_usage = namedtuple("usage", "total used free")
@@ -89,7 +91,7 @@ def test_resume_gives_the_identical_result(data, featurizer, tmp_path, monkeypat
     pool, test = data
     full = run_experiment(config(), pool, test, tmp_path / "a", featurizer=featurizer, progress=False, log=lambda s: None)
 
-    real_evaluate = exp.evaluate
+    real_evaluate = rounds.evaluate
     calls = {"n": 0}
 
     def crash_in_round_2(*args, **kwargs):
@@ -98,10 +100,10 @@ def test_resume_gives_the_identical_result(data, featurizer, tmp_path, monkeypat
             raise KeyboardInterrupt("killed")
         return real_evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(exp, "evaluate", crash_in_round_2)
+    monkeypatch.setattr(runner, "evaluate", crash_in_round_2)
     with pytest.raises(KeyboardInterrupt):
         run_experiment(config(), pool, test, tmp_path / "b", featurizer=featurizer, progress=False, log=lambda s: None)
-    monkeypatch.setattr(exp, "evaluate", real_evaluate)
+    monkeypatch.setattr(runner, "evaluate", real_evaluate)
     assert len(json.loads((tmp_path / "b" / "state.json").read_text())["records"]) == 2
     resumed = run_experiment(config(), pool, test, tmp_path / "b", featurizer=featurizer, resume=True,
                              progress=False, log=lambda s: None)
@@ -142,7 +144,7 @@ def test_a_finished_run_is_extended_with_the_picks_of_a_longer_run(strategy, dat
 
 
 def test_herding_memory_reaches_the_samplers_and_a_resumed_run_may_change_it(data, featurizer, tmp_path):
-    from skal_seg.experiment import two_stage_query
+    from skal_seg.engine.rounds import two_stage_query
 
     assert two_stage_query(config()).herding.max_memory_mb == "auto"
     query = two_stage_query(config("two_stage_uherding", herding_memory_mb=64))
@@ -185,7 +187,7 @@ def test_miou_matches_hand_computed_confusion(data, featurizer, tmp_path):
         def predict(self, X):
             return np.ones(len(X), dtype=np.int64)  # predicts class 1 everywhere
 
-    cm = exp.evaluate(Constant(), featurizer, test, exp.FeatureCache(None), 3)
+    cm = rounds.evaluate(Constant(), featurizer, test, features.FeatureCache(None), 3)
     t = test.labels.reshape(-1)
     t = t[t != 255]
     expected = np.zeros((3, 3), dtype=np.int64)
@@ -203,7 +205,7 @@ def test_strided_evaluation_scores_the_pixel_grid(data, featurizer):
             Xs.append(np.asarray(X, dtype=np.float32))
             return (np.asarray(X[:, 0], dtype=np.float32) > 0).astype(np.int64)
 
-    cm = exp.evaluate(ByFeature(), featurizer, test, exp.FeatureCache(None), 3, batch_images=2, stride=2)
+    cm = rounds.evaluate(ByFeature(), featurizer, test, features.FeatureCache(None), 3, batch_images=2, stride=2)
     dense = featurizer.transform(test.images).astype(np.float16).astype(np.float32)
     h, w = test.labels.shape[1:]
     grid = (np.arange(0, h, 2)[:, None] * w + np.arange(0, w, 2)[None, :]).reshape(-1)
@@ -257,7 +259,7 @@ def test_budget_stage1_cannot_keep_fails_before_any_work(data, tmp_path, monkeyp
     def no_work(*args, **kwargs):
         raise AssertionError("featurized before refusing the settings")
 
-    monkeypatch.setattr(exp, "fitted_featurizer", no_work)
+    monkeypatch.setattr(runner, "fitted_featurizer", no_work)
     with pytest.raises(ValueError, match=r"two_stage cannot query 24 pixels in round 1: stage 1 may keep only 18 "
                        r"candidates then \(keep_global 0.5 x 36 local picks.*budget_per_image to 3 or less "
                        r"\(18 pixels per round\), raise local_budget to 8, raise keep_global to 0.66 or run at most 1 round"):
@@ -347,7 +349,7 @@ def test_cli_refuses_settings_before_any_run(data, tmp_path):
 
 
 def test_markdown_summary_means_and_spreads_over_seeds(tmp_path):
-    from skal_seg.plotting import markdown_summary
+    from skal_seg.benchmark.plotting import markdown_summary
 
     def write(strategy, seed, mious, secs):
         recs = [{"round": r, "labeled_pixels": 10 * (r + 1), "miou": m, "strategy": strategy, "seed": seed,
@@ -372,7 +374,7 @@ def test_markdown_summary_means_and_spreads_over_seeds(tmp_path):
 
 
 def test_markdown_summary_marks_rounds_won_and_lost_against_random(tmp_path):
-    from skal_seg.plotting import markdown_summary
+    from skal_seg.benchmark.plotting import markdown_summary
 
     def write(strategy, seed, mious):
         recs = [{"round": r, "labeled_pixels": 10 * (r + 1), "miou": m, "strategy": strategy, "seed": seed,
@@ -426,11 +428,11 @@ def test_resume_refuses_other_images(data, featurizer, tmp_path):
 
 def test_cached_noisy_views_memory_mapped_equal_in_memory(data, featurizer, tmp_path):
     pool, _ = data
-    pixels = exp.candidate_pixels(pool, 20, seed=0)
+    pixels = features.candidate_pixels(pool, 20, seed=0)
     offsets = np.concatenate([[0], np.cumsum([len(p) for p in pixels])])
     view_fn = featurizer.noisy_view_fn(pool.images, pixels, n_draws=2, random_state=0)
-    in_memory = exp.CachedNoisyViews(view_fn, offsets, featurizer.n_features_out_)
-    mapped = exp.CachedNoisyViews(view_fn, offsets, featurizer.n_features_out_, memory_limit_mb=0,
+    in_memory = features.CachedNoisyViews(view_fn, offsets, featurizer.n_features_out_)
+    mapped = features.CachedNoisyViews(view_fn, offsets, featurizer.n_features_out_, memory_limit_mb=0,
                                   directory=tmp_path, images_per_call=1)
     assert isinstance(mapped.values, np.memmap)
     rows = np.array([3, 45, 46, 119, 0])
@@ -439,7 +441,7 @@ def test_cached_noisy_views_memory_mapped_equal_in_memory(data, featurizer, tmp_
     np.testing.assert_allclose(mapped(rows).astype(np.float32), in_memory(rows).astype(np.float32),
                                rtol=2.0**-10, atol=1e-5)
     assert mapped.done.tolist() == [True, False, True, False, False, True]
-    same_batches = exp.CachedNoisyViews(view_fn, offsets, featurizer.n_features_out_, memory_limit_mb=0,
+    same_batches = features.CachedNoisyViews(view_fn, offsets, featurizer.n_features_out_, memory_limit_mb=0,
                                         directory=tmp_path / "again", images_per_call=1)
     np.testing.assert_array_equal(same_batches(rows), mapped(rows))  # same UNet batches: bit-identical
     np.testing.assert_allclose(mapped(rows), view_fn(rows).astype(np.float16), atol=1e-3)
@@ -447,11 +449,11 @@ def test_cached_noisy_views_memory_mapped_equal_in_memory(data, featurizer, tmp_
 
 def test_cached_noisy_views_persist_in_a_file(data, featurizer, tmp_path):
     pool, _ = data
-    pixels = exp.candidate_pixels(pool, 20, seed=0)
+    pixels = features.candidate_pixels(pool, 20, seed=0)
     offsets = np.concatenate([[0], np.cumsum([len(p) for p in pixels])])
     view_fn = featurizer.noisy_view_fn(pool.images, pixels, n_draws=2, random_state=0)
     path = tmp_path / "noisy.npy"
-    first = exp.CachedNoisyViews(view_fn, offsets, featurizer.n_features_out_, path=path, images_per_call=1)
+    first = features.CachedNoisyViews(view_fn, offsets, featurizer.n_features_out_, path=path, images_per_call=1)
     rows = np.array([3, 45, 46])
     expected = first(rows)
     assert np.load(tmp_path / "noisy.npy.done.npy").tolist() == [True, False, True, False, False, False]
@@ -463,12 +465,12 @@ def test_cached_noisy_views_persist_in_a_file(data, featurizer, tmp_path):
         def __call__(self, rows):
             raise AssertionError("recomputed rows that were on disk")
 
-    again = exp.CachedNoisyViews(Forbidden(), offsets, featurizer.n_features_out_, path=path)
+    again = features.CachedNoisyViews(Forbidden(), offsets, featurizer.n_features_out_, path=path)
     np.testing.assert_array_equal(again(rows), expected)
     with pytest.raises(AssertionError, match="recomputed"):
         again(np.array([30]))  # image 1 was never computed
     with pytest.raises(ValueError, match="another shape"):
-        exp.CachedNoisyViews(view_fn, offsets[:-1], featurizer.n_features_out_, path=path)
+        features.CachedNoisyViews(view_fn, offsets[:-1], featurizer.n_features_out_, path=path)
 
 
 def test_features_are_shared_across_seeds_and_strategies(data, featurizer, tmp_path):
@@ -499,18 +501,18 @@ def uneven_split(pool):
 
 def test_valid_candidates_skip_ignore_pixels_and_take_all_of_a_sparse_image(data):
     pool = uneven_split(data[0])
-    valid = exp.candidate_pixels(pool, 40, seed=0)
+    valid = features.candidate_pixels(pool, 40, seed=0)
     assert [len(p) for p in valid] == [40, 5, 0, 40, 40, 40]
     for lab, p in zip(pool.labels, valid):
         assert (lab.reshape(-1)[p] != 255).all() and len(np.unique(p)) == len(p)
     assert valid[1].tolist() == [3, 50, 100, 150, 200]
-    every = exp.candidate_pixels(pool, 40, seed=0, candidates="all")
+    every = features.candidate_pixels(pool, 40, seed=0, candidates="all")
     assert [len(p) for p in every] == [40] * 6
     assert any((lab.reshape(-1)[p] == 255).any() for lab, p in zip(pool.labels, every))
     rng = np.random.default_rng([0, 7])  # "all" draws exactly what it drew before "valid" existed
     assert all(np.array_equal(p, np.sort(rng.choice(256, 40, replace=False))) for p in every)
     with pytest.raises(ValueError, match="unknown candidates"):
-        exp.candidate_pixels(pool, 40, seed=0, candidates="some")
+        features.candidate_pixels(pool, 40, seed=0, candidates="some")
 
 
 @pytest.mark.parametrize("strategy", ["two_stage", "uherding", "two_stage_uherding", "edald"])
@@ -529,12 +531,12 @@ def test_valid_candidates_with_uneven_images_never_query_void(strategy, data, fe
 def test_random_first_rounds_label_the_same_pixels(data, featurizer, tmp_path):
     pool, test = data
     labeled = {}
-    for s in exp.RANDOM_FIRST_ROUND:
+    for s in settings.RANDOM_FIRST_ROUND:
         run_experiment(config(s, rounds=1), pool, test, tmp_path / s / "seed0", featurizer=featurizer,
                        progress=False, log=lambda s: None)
         labeled[s] = json.loads((tmp_path / s / "seed0" / "state.json").read_text())["labeled"]
     assert all(v == labeled["random"] for v in labeled.values())
-    from skal_seg.plotting import markdown_summary
+    from skal_seg.benchmark.plotting import markdown_summary
 
     text = markdown_summary(tmp_path)
     assert "| entropy (1 seed, r0 random) |" in text and "| random (1 seed) |" in text and "r0 random: round 0 of" in text
@@ -567,15 +569,15 @@ def test_small_blocks_give_the_same_run(strategy, data, featurizer, tmp_path, mo
     """Features written, read and scored a few rows at a time: the same features, picks and mIoU."""
     pool, test = data
     runs = {}
-    for name, block_bytes in (("default", exp.BLOCK_BYTES), ("small", 2 * featurizer.n_features_out_ * 7)):
-        monkeypatch.setattr(exp, "BLOCK_BYTES", block_bytes)
+    for name, block_bytes in (("default", features.BLOCK_BYTES), ("small", 2 * featurizer.n_features_out_ * 7)):
+        monkeypatch.setattr(features, "BLOCK_BYTES", block_bytes)
         if name == "small":
-            assert len(exp.pool_image_blocks(featurizer, [40] * len(pool))) > 1
+            assert len(features.pool_image_blocks(featurizer, [40] * len(pool))) > 1
         records = run_experiment(config(strategy), pool, test, tmp_path / name, featurizer=featurizer,
                                  cache_dir=tmp_path / f"cache-{name}", progress=False, log=lambda s: None)
         state = json.loads((tmp_path / name / "state.json").read_text())
-        features = np.load(next((tmp_path / f"cache-{name}").glob("pool-*.npy")))
-        runs[name] = (state["labeled"], [r["miou"] for r in records], features)
+        pool_matrix = np.load(next((tmp_path / f"cache-{name}").glob("pool-*.npy")))
+        runs[name] = (state["labeled"], [r["miou"] for r in records], pool_matrix)
     assert runs["small"][0] == runs["default"][0]
     assert runs["small"][1] == runs["default"][1]
     np.testing.assert_array_equal(runs["small"][2], runs["default"][2])
@@ -584,7 +586,7 @@ def test_small_blocks_give_the_same_run(strategy, data, featurizer, tmp_path, mo
 def test_cache_larger_than_the_disk_is_refused_before_any_work(data, featurizer, tmp_path, monkeypatch):
     pool, test = data
     free = 1000  # bytes: less than 6 images x 40 candidates x D x 2
-    monkeypatch.setattr(exp.shutil, "disk_usage", lambda path: shutil_usage(total=10**9, used=10**9 - free, free=free))
+    monkeypatch.setattr(features.shutil, "disk_usage", lambda path: shutil_usage(total=10**9, used=10**9 - free, free=free))
     lines = []
     with pytest.raises(ValueError, match=r"feature cache needs up to .* GB .* has 0\.00 GB free; free disk space"):
         run_experiment(config("two_stage"), pool, test, tmp_path / "run", featurizer=featurizer,
@@ -592,10 +594,10 @@ def test_cache_larger_than_the_disk_is_refused_before_any_work(data, featurizer,
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())  # nothing computed
     assert lines and "GB to write (pool" in lines[0] and "noisy" in lines[0]
     # the same run fits once the disk is large enough
-    monkeypatch.setattr(exp.shutil, "disk_usage", lambda path: shutil_usage(total=10**12, used=0, free=10**12))
+    monkeypatch.setattr(features.shutil, "disk_usage", lambda path: shutil_usage(total=10**12, used=0, free=10**12))
     run_experiment(config("two_stage", rounds=1), pool, test, tmp_path / "run", featurizer=featurizer,
                    cache_dir=tmp_path / "cache", progress=False, log=lines.append)
     # a second run on the same pool writes nothing new to the pool or noisy files
-    needs = exp.cache_needs(config("two_stage"), featurizer, pool,
-                            exp.candidate_pixels(pool, 40, 0), test, tmp_path / "cache")
+    needs = features.cache_needs(config("two_stage"), featurizer, pool,
+                            features.candidate_pixels(pool, 40, 0), test, tmp_path / "cache")
     assert needs["pool"] == 0 and needs["evaluation"] == 0

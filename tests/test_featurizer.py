@@ -1,4 +1,4 @@
-"""Tests of skal_seg.models and skal_seg.featurizer on a tiny random UNet (fast, CPU, offline)."""
+"""Tests of skal_seg.diffusion.models and skal_seg.featurizer on a tiny random UNet (fast, CPU, offline)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from sklearn.exceptions import NotFittedError
 from sklearn.neighbors import NearestCentroid
 from sklearn.pipeline import Pipeline
 
-from skal_seg.embedded import EMBEDDED_UNET_CONFIG, embedded_model_dir
+from skal_seg.diffusion.embedded import EMBEDDED_UNET_CONFIG, embedded_model_dir
 from skal_seg.featurizer import DiffusionFeaturizer
-from skal_seg.models import ModelNotAvailableError, load_diffusion_model
+from skal_seg.diffusion.models import ModelNotAvailableError, load_diffusion_model
 
 TINY = dict(
     sample_size=32,
@@ -134,9 +134,9 @@ def test_load_errors(tmp_path):
 
 
 def test_missing_embedded_model_gives_clear_error(monkeypatch, tmp_path):
-    import skal_seg.models
+    import skal_seg.diffusion.models
 
-    monkeypatch.setattr(skal_seg.models, "embedded_model_dir", lambda: tmp_path / "embedded_ddpm")
+    monkeypatch.setattr(skal_seg.diffusion.models, "embedded_model_dir", lambda: tmp_path / "embedded_ddpm")
     with pytest.raises(ModelNotAvailableError, match="embedded diffusion model is missing"):
         DiffusionFeaturizer(device="cpu").fit()
 

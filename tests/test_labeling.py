@@ -23,11 +23,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from skal_seg.benchmark.simulate import answer_from_label_maps
 from skal_seg.cli import main as cli_main
 from skal_seg.data import CAMVID_CLASSES, IGNORE_INDEX, sample_dataset_dir
 from skal_seg.labeling import ImportValidationError, LabelingProject
 from skal_seg.labeling.server import LabelingServer
-from skal_seg.labeling.simulate import answer_from_label_maps
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = dict(candidates_per_image=48, local_budget=4, n_draws=2, featurizer={"model": "embedded", "timesteps": [50]},
@@ -169,8 +169,9 @@ def test_simulated_annotator_answers_from_label_maps_and_checks_them(project, im
 
 def test_the_project_engine_asks_what_the_benchmark_runner_labels(images, tmp_path):
     """Ground truth answering through the project API gets the runner's pixels, round after round."""
+    from skal_seg.benchmark.runner import run_experiment
     from skal_seg.data import load_split
-    from skal_seg.experiment import ExperimentConfig, run_experiment
+    from skal_seg.engine.settings import ExperimentConfig
 
     names = SAMPLE
     pool = load_split(sample_dataset_dir(), "train", size=128).subset(
@@ -260,14 +261,15 @@ class RevealedStraightFromGroundTruth:
 def test_the_runner_labels_through_a_project_what_the_ground_truth_gives_directly(strategy, run_data, tmp_path,
                                                                                     monkeypatch):
     """Ground truth answering through the project API: the same picks and mIoU as labels read straight from it."""
-    from skal_seg import experiment
-    from skal_seg.experiment import ExperimentConfig, run_experiment
+    from skal_seg.benchmark import runner
+    from skal_seg.benchmark.runner import run_experiment
+    from skal_seg.engine.settings import ExperimentConfig
 
     pool, test, quiet = run_data
     config = ExperimentConfig(strategy=strategy, **RUN_SETTINGS)
     via_project = run_experiment(config, pool, test, tmp_path / "project", **quiet)
     with monkeypatch.context() as m:
-        m.setattr(experiment, "GroundTruthAnnotator", RevealedStraightFromGroundTruth)
+        m.setattr(runner, "GroundTruthAnnotator", RevealedStraightFromGroundTruth)
         direct = run_experiment(config, pool, test, tmp_path / "direct", **quiet)
     assert not (tmp_path / "direct" / "project.sqlite").exists()
     state = {k: json.loads((tmp_path / k / "state.json").read_text()) for k in ("project", "direct")}
@@ -290,7 +292,8 @@ def test_the_runner_labels_through_a_project_what_the_ground_truth_gives_directl
 
 
 def test_a_run_resumes_folders_written_before_it_kept_a_project(run_data, tmp_path):
-    from skal_seg.experiment import ExperimentConfig, run_experiment
+    from skal_seg.benchmark.runner import run_experiment
+    from skal_seg.engine.settings import ExperimentConfig
 
     pool, test, quiet = run_data
     longer = run_experiment(ExperimentConfig(**RUN_SETTINGS), pool, test, tmp_path / "long", **quiet)
@@ -304,7 +307,8 @@ def test_a_run_resumes_folders_written_before_it_kept_a_project(run_data, tmp_pa
 
 
 def test_a_fresh_run_replaces_an_earlier_runs_project_but_never_a_persons(run_data, images, tmp_path):
-    from skal_seg.experiment import ExperimentConfig, run_experiment
+    from skal_seg.benchmark.runner import run_experiment
+    from skal_seg.engine.settings import ExperimentConfig
 
     pool, test, quiet = run_data
     config = ExperimentConfig(**{**RUN_SETTINGS, "rounds": 1})

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from skal_seg._memory import mapped_file, read_rows, release, row_blocks
-from skal_seg.experiment import FeatureCache
+from skal_seg.engine.features import FeatureCache
 
 
 def test_mapped_file_follows_views(tmp_path):

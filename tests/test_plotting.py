@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
+from skal_seg.benchmark.plotting import plot_learning_curves, plot_queried_pixels
 from skal_seg.data import SegmentationSplit
-from skal_seg.plotting import plot_learning_curves, plot_queried_pixels
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 from skal_seg.data import sample_dataset_dir
-from skal_seg.embedded import UNET_ARCHITECTURES
-from skal_seg.models import load_diffusion_model
-from skal_seg.train_ddpm import (
+from skal_seg.diffusion.embedded import UNET_ARCHITECTURES
+from skal_seg.diffusion.models import load_diffusion_model
+from skal_seg.diffusion.train_ddpm import (
     PROGRESS_INTERVAL,
     _Progress,
     ema_decay_at,

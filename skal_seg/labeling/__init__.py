@@ -4,7 +4,24 @@ See :class:`~skal_seg.labeling.project.LabelingProject` (Python) and the
 ``skal-seg init|query|label|import|export|status|predict`` commands.
 """
 
-from skal_seg.labeling.project import ImportReport, ImportValidationError, LabelingProject
-from skal_seg.labeling.store import RecordConflictError, UnknownRecordError
+from importlib import import_module
+from typing import Any
+
+# Imported on first use (PEP 562): the project pulls in the engine (torch), which the command
+# line, importing skal_seg.labeling.cli to build its parser, must not pay before it runs a command.
+_LAZY = {name: "skal_seg.labeling.project" for name in ("LabelingProject", "ImportReport", "ImportValidationError")}
+_LAZY.update({name: "skal_seg.labeling.store" for name in ("RecordConflictError", "UnknownRecordError")})
 
 __all__ = ["LabelingProject", "ImportReport", "ImportValidationError", "RecordConflictError", "UnknownRecordError"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'skal_seg.labeling' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -28,8 +28,7 @@ import re
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from skal_seg.labeling.project import Answer
-from skal_seg.labeling.store import VOID
+from skal_seg.labeling.store import VOID, Answer
 
 CSV_COLUMNS = ("image", "y", "x", "label")
 

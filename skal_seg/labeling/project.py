@@ -8,12 +8,10 @@ The verbs, in the order a session uses them::
     project.status()
     project.predict("new/", "masks/") # full-resolution PNG masks and overlays
 
-Coordinates: images keep their own size and format; features are computed at
-a square working size (``working_size``, default 128, the embedded model's
-input); queries, answers and masks are in original-resolution pixels. A
-working pixel ``(v, u)`` stands for the original pixel at its centre,
-``y = floor((v + 0.5) * H / S)``; an original pixel maps back to the working
-pixel it falls in, ``v = floor((y + 0.5) * S / H)``.
+Images keep their own size and format; features are computed at a square
+working size (``working_size``, default 128, the embedded model's input), and
+queries, answers and masks are in original-resolution pixels (the mapping:
+:mod:`skal_seg.labeling.pool`).
 """
 
 from __future__ import annotations
@@ -29,9 +27,14 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from skal_seg._memory import read_rows
-from skal_seg.data import IGNORE_INDEX, SegmentationSplit, read_image
-from skal_seg.labeling.store import VOID, ProjectStore, RecordConflictError, UnknownRecordError, now, pause_point
+from skal_seg.data import IGNORE_INDEX, SegmentationSplit, load_split, read_image
+from skal_seg.engine.rounds import evaluate
+from skal_seg.engine.settings import ExperimentConfig
+from skal_seg.labeling import formats
+from skal_seg.labeling.pool import ProjectPool
+from skal_seg.labeling.store import (VOID, Answer, ProjectStore, RecordConflictError, UnknownRecordError, now,
+                                     pause_point)
+from skal_seg.metrics import iou_per_class, mean_iou
 
 #: Colours of the first classes (then generated); CamVid-like, distinguishable on photos.
 PALETTE = (
@@ -90,22 +93,6 @@ def find_images(root: str | Path, exclude: Sequence[str] = ()) -> list[Path]:
             continue
         found.append(p)
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
-
-
-def to_original(v: np.ndarray, working: int, original: int) -> np.ndarray:
-    """Original coordinate of the centre of working pixel row/column ``v``."""
-    return np.minimum(original - 1, np.floor((np.asarray(v) + 0.5) * original / working)).astype(np.int64)
-
-
-def to_working(y: np.ndarray, original: int, working: int) -> np.ndarray:
-    """Working pixel row/column that original coordinate ``y`` falls in."""
-    return np.minimum(working - 1, np.floor((np.asarray(y) + 0.5) * working / original)).astype(np.int64)
-
-
-def _original_pixels(flat, size: int, image: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Original ``(y, x)`` of flat working pixels ``flat = v * size + u`` of an image record."""
-    flat = np.asarray(flat)
-    return to_original(flat // size, size, image["height"]), to_original(flat % size, size, image["width"])
 
 
 def _sha256(path: Path) -> str:
@@ -174,18 +161,6 @@ def _create(store: ProjectStore, images: list[tuple], names: list[str], settings
 
 
 @dataclass
-class Answer:
-    """One answer to import: where, what, and where it came from (for error messages)."""
-
-    where: str  # e.g. "line 4" or "task 2, result 1"
-    image: str
-    y: float  # pixel row, or percent of the height when ``percent``
-    x: float
-    label: str
-    percent: bool = False  # Label Studio: coordinates in percent of the original size
-
-
-@dataclass
 class ImportReport:
     """What :meth:`LabelingProject.import_answers` did.
 
@@ -214,17 +189,6 @@ class ImportValidationError(ValueError):
         self.problems = problems
         shown = "\n  ".join(problems[:50]) + (f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else "")
         super().__init__(f"{source}: {len(problems)} bad row(s), nothing imported:\n  {shown}")
-
-
-@dataclass
-class _Engine:
-    """Everything derived from the images (recomputable; features cached on disk)."""
-
-    featurizer: object
-    split: SegmentationSplit
-    feats: object  # experiment.PoolFeatures
-    cache: object  # experiment.FeatureCache
-    image_rows: list  # sqlite rows of images, in split order
 
 
 class LabelingProject:
@@ -258,7 +222,7 @@ class LabelingProject:
         if not self.store.exists():
             raise FileNotFoundError(f"{self.folder} is not a labeling project (no {self.store.path.name}); "
                                     f"create one with 'skal-seg init {self.folder} --images DIR --classes ...'")
-        self._engine_cache: _Engine | None = None
+        self._pool_cache: ProjectPool | None = None
 
     # ------------------------------------------------------------------ creation
 
@@ -308,8 +272,6 @@ class LabelingProject:
         ValueError
             No images, an unreadable image, bad classes or bad settings.
         """
-        from skal_seg.experiment import ExperimentConfig
-
         store = ProjectStore(folder)
         if store.exists():
             raise FileExistsError(f"{folder} already holds a labeling project")
@@ -396,8 +358,6 @@ class LabelingProject:
 
     def config(self):
         """The settings as an :class:`~skal_seg.experiment.ExperimentConfig` (strategy ``two_stage``)."""
-        from skal_seg.experiment import ExperimentConfig
-
         return ExperimentConfig(**self.settings["config"])
 
     def classes(self) -> list[dict]:
@@ -721,8 +681,6 @@ class LabelingProject:
             ``path`` is a folder, is not UTF-8 text, or is no CSV / JSON
             export at all (the message names the file and the line).
         """
-        from skal_seg.labeling import formats
-
         path = Path(path)
         if format == "auto":
             format = "labelstudio" if path.suffix.lower() == ".json" else "csv"
@@ -811,8 +769,6 @@ class LabelingProject:
         ValueError
             An unknown format.
         """
-        from skal_seg.labeling import formats
-
         queries = self.queries(pending_only=pending_only)
         if format == "csv":
             return [formats.write_csv(queries, Path(out) / "queries.csv")]
@@ -822,29 +778,16 @@ class LabelingProject:
 
     # ------------------------------------------------------------------ features and the model
 
-    def _engine(self) -> _Engine:
-        """Featurizer, working-size images and candidate-pixel features (cached in ``folder/cache``)."""
-        if self._engine_cache is not None:
-            return self._engine_cache
-        from skal_seg.experiment import FeatureCache, fitted_featurizer, pool_features
+    def _pool(self) -> ProjectPool:
+        """The images as the engine's pool (built once per object; features cached in ``folder/cache``)."""
+        if self._pool_cache is None:
+            rows = self.images()
+            self._pool_cache = ProjectPool.build(self.config(), self.settings["working_size"], rows,
+                                                 [self.image_path(r) for r in rows], self.folder / "cache",
+                                                 self.progress, self.executor)
+        return self._pool_cache
 
-        settings = self.settings
-        config = self.config()
-        size = settings["working_size"]
-        rows = self.images()
-        images = np.stack([read_image(self.image_path(r), (size, size)) for r in rows])
-        # Names carry the content hash, so an edited image file never reuses stale features.
-        split = SegmentationSplit(images, np.full(images.shape[:3], IGNORE_INDEX, dtype=np.uint8),
-                                  tuple(f"{r['path']}@{r['sha256'][:16]}" for r in rows))
-        featurizer = fitted_featurizer(config, None, self.progress, self.executor)
-        cache = FeatureCache(self.folder / "cache")
-        # No label exists before a person answers: every pixel is a candidate (the annotator may answer void).
-        feats = pool_features(featurizer, split, config.candidates_per_image, config.feature_seed, cache,
-                              candidates="all")
-        self._engine_cache = _Engine(featurizer, split, feats, cache, rows)
-        return self._engine_cache
-
-    def _training_set(self, engine: _Engine):
+    def _training_set(self, pool: ProjectPool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Features and class ids of every answer (void = IGNORE_INDEX), and the pool rows already asked.
 
         Returns
@@ -854,64 +797,10 @@ class LabelingProject:
         taken : ndarray of int64
             Candidate rows whose original pixel has been queried or answered.
         """
-        from skal_seg.experiment import cache_key, featurizer_key
-
-        size = self.settings["working_size"]
-        feats = engine.feats
-        index = {r["id"]: i for i, r in enumerate(engine.image_rows)}
-        # candidate row of each (image position, working flat pixel)
-        row_of = [dict(zip(p.tolist(), range(feats.offsets[i], feats.offsets[i + 1])))
-                  for i, p in enumerate(feats.pixels)]
-        answers = self.labels()
-        asked = self.store.rows("SELECT image_id, y, x FROM queries")
-        taken_pixels = set(zip(*answers[:3])) | {(r["image_id"], r["y"], r["x"]) for r in asked}
-        taken = []
-        for i, im in enumerate(engine.image_rows):
-            p = feats.pixels[i]
-            ys, xs = _original_pixels(p, size, im)
-            taken += [feats.offsets[i] + j for j in range(len(p)) if (im["id"], ys[j], xs[j]) in taken_pixels]
-
-        X_rows, extra = [], {}  # extra: image position -> working pixels that are no candidates
-        for image_id, ay, ax in zip(*answers[:3]):
-            i = index[image_id]
-            im = engine.image_rows[i]
-            flat = int(to_working(ay, im["height"], size) * size + to_working(ax, im["width"], size))
-            row = row_of[i].get(flat)
-            if row is None:
-                extra.setdefault(i, []).append(flat)
-                X_rows.append(("extra", i, flat))
-            else:
-                X_rows.append(("pool", row, None))
-        D = feats.X.shape[1]
-        extra_X = {}
-        if extra:
-            order = sorted(extra)
-            pixels = [np.unique(extra[i]) for i in order]
-            key = "extra-" + cache_key(featurizer_key(engine.featurizer), [engine.split.names[i] for i in order],
-                                     np.concatenate(pixels))
-            Xe = engine.cache.get(key, lambda: engine.featurizer.transform(
-                engine.split.images[order], pixels=pixels).astype(np.float16, copy=False))
-            start = 0
-            for i, p in zip(order, pixels):
-                for j, flat in enumerate(p.tolist()):
-                    extra_X[(i, flat)] = start + j
-                start += len(p)
-        X = np.empty((len(X_rows), D), dtype=np.float32)
-        for n, (kind, a, b) in enumerate(X_rows):
-            X[n] = feats.X[a] if kind == "pool" else Xe[extra_X[(a, b)]]
-        return X, answers[3], np.asarray(sorted(taken), dtype=np.int64)
-
-    def _classifier(self, X: np.ndarray, y: np.ndarray, n_rounds: int):
-        """The head trained from scratch on the answers (None when none carries a class).
-
-        Seeded like the benchmark runner's head after round ``n_rounds - 1``
-        (the round whose answers it has last seen), so a simulated annotator
-        gets the runner's queries.
-        """
-        from skal_seg.experiment import train_classifier
-
-        # seconds of training: no progress bar
-        return train_classifier(self.config(), X, y, np.arange(len(y)), max(0, n_rounds - 1), {})
+        image_id, y, x, label = self.labels()
+        asked = {(r["image_id"], r["y"], r["x"]) for r in self.store.rows("SELECT image_id, y, x FROM queries")}
+        taken = pool.taken_rows(set(zip(image_id, y, x)), asked)
+        return pool.answer_features(image_id, y, x), label, taken
 
     def query(self, budget: int) -> list[dict]:
         """One round: features (cached), train on the answers so far, two-stage query.
@@ -936,50 +825,19 @@ class LabelingProject:
         ValueError
             A budget below 1 or larger than the candidate pixels not asked yet.
         """
-        from skal_seg.experiment import CachedNoisyViews, noisy_cache_key, two_stage_query
-
         if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
             raise ValueError(f"budget must be a positive integer, got {budget!r}")
         t0 = time.perf_counter()
-        config = self.config()
-        engine = self._engine()
-        feats = engine.feats
-        X_train, y_train, taken = self._training_set(engine)
-        round_id = self.store.scalar("SELECT COUNT(*) FROM rounds")
-        classifier = self._classifier(X_train, y_train, round_id) if len(y_train) else None
-        unl = np.setdiff1d(np.arange(len(feats.X)), taken)
-        if budget > len(unl):
-            raise ValueError(f"budget {budget} exceeds the {len(unl)} candidate pixels not asked yet "
+        pool = self._pool()
+        X_train, y_train, taken = self._training_set(pool)
+        n_rounds = self.store.scalar("SELECT COUNT(*) FROM rounds")
+        classifier = pool.classifier(X_train, y_train, n_rounds)
+        left = len(pool.feats.X) - len(taken)
+        if budget > left:
+            raise ValueError(f"budget {budget} exceeds the {left} candidate pixels not asked yet "
                              f"(raise candidates_per_image in a new project, or ask fewer)")
-        X_lab = read_rows(feats.X, taken, np.float32) if len(taken) else None
-        strategy = two_stage_query(config, self.progress, self.executor)
-        # As the runner does: the unlabeled rows are named (rows=), not copied; picks are rows of feats.X.
-        if classifier is None:
-            idx = strategy.query(None, feats.X, budget, groups=feats.groups, X_labeled=X_lab, rows=unl)
-            name, scores = "maxherding", {}
-        else:
-            view_fn = engine.featurizer.noisy_view_fn(engine.split.images, feats.pixels, n_draws=config.n_draws,
-                                                      random_state=config.feature_seed)
-            key = noisy_cache_key(config, engine.featurizer, engine.split, feats.pixels)
-            noisy = CachedNoisyViews(view_fn, feats.offsets, feats.X.shape[1], directory=engine.cache.directory,
-                                     path=engine.cache.directory / f"{key}.npy")
-            idx = strategy.query(classifier, feats.X, budget, groups=feats.groups, X_noisy=noisy, X_labeled=X_lab,
-                                 rows=unl)
-            position = {int(r): n for n, r in enumerate(strategy.candidate_pool_)}
-            scores = {int(i): float(strategy.scores_[position[int(i)]]) for i in idx}
-            name = "two_stage"
-        size = self.settings["working_size"]
-        picks, seen = [], set()
-        for i in idx:
-            row = int(i)
-            g = int(feats.groups[row])
-            im = engine.image_rows[g]
-            flat = int(feats.pixels[g][row - feats.offsets[g]])
-            y, x = (int(c) for c in _original_pixels(flat, size, im))
-            if (im["id"], y, x) not in seen:  # images smaller than the working size: one pixel, several rows
-                seen.add((im["id"], y, x))
-                picks.append((im["id"], y, x, scores.get(int(i))))
-        round_id = self.record_round(picks, name, budget, int(np.sum(y_train != IGNORE_INDEX)),
+        picks, strategy = pool.query(classifier, taken, budget, self.progress, self.executor)
+        round_id = self.record_round(picks, strategy, budget, int(np.sum(y_train != IGNORE_INDEX)),
                                      time.perf_counter() - t0)
         return [q for q in self.queries() if q["round_id"] == round_id]
 
@@ -1030,9 +888,9 @@ class LabelingProject:
 
     def model(self):
         """The classifier trained on every answer so far, or None when no answer carries a class."""
-        engine = self._engine()
-        X, y, _ = self._training_set(engine)
-        return self._classifier(X, y, self.store.scalar("SELECT COUNT(*) FROM rounds")) if len(y) else None
+        pool = self._pool()
+        X, y, _ = self._training_set(pool)
+        return pool.classifier(X, y, self.store.scalar("SELECT COUNT(*) FROM rounds"))
 
     def evaluate(self, split_dir: str | Path) -> dict:
         """Quality of the classifier trained on every answer, on a labeled split (at the working size).
@@ -1054,10 +912,6 @@ class LabelingProject:
             No answer with a class yet, or a bad split folder (see
             :func:`~skal_seg.data.load_split`).
         """
-        from skal_seg.data import load_split
-        from skal_seg.experiment import evaluate
-        from skal_seg.metrics import iou_per_class, mean_iou
-
         clf = self.model()
         if clf is None:
             raise ValueError("no answer with a class yet: nothing to evaluate")
@@ -1065,8 +919,8 @@ class LabelingProject:
         n_classes = len(self.classes())
         split = load_split(split_dir.parent, split_dir.name, size=(self.settings["working_size"],) * 2,
                            n_classes=n_classes)
-        engine = self._engine()
-        cm = evaluate(clf, engine.featurizer, split, engine.cache, n_classes)
+        pool = self._pool()
+        cm = evaluate(clf, pool.featurizer, split, pool.cache, n_classes)
         return {"miou": mean_iou(cm), "iou": [None if np.isnan(v) else float(v) for v in iou_per_class(cm)]}
 
     def _prediction_paths(self, files: list[Path], root: Path, out: Path, overwrite: bool) -> list[tuple]:
@@ -1162,8 +1016,7 @@ class LabelingProject:
         clf = self.model()
         if clf is None:
             raise ValueError("no answer with a class yet: answer some queries before predicting")
-        engine = self._engine()
-        size = self.settings["working_size"]
+        pool = self._pool()
         palette = np.zeros((256, 3), dtype=np.uint8)
         for c in self.classes():
             palette[c["id"]] = [int(c["colour"][k : k + 2], 16) for k in (1, 3, 5)]
@@ -1171,11 +1024,7 @@ class LabelingProject:
         for path, (target, overlay_path) in zip(files, targets):
             original = read_image(path)
             h, w = original.shape[:2]
-            # read_image's bilinear resize, from the decoded original rather than a second read of the file
-            small = np.asarray(Image.fromarray(original).resize((size, size), Image.BILINEAR))
-            X = engine.featurizer.transform(np.array(small[None]))  # writable copy for torch
-            labels = np.asarray(clf.predict(X), dtype=np.uint8).reshape(size, size)
-            mask_img = Image.fromarray(labels).resize((w, h), Image.NEAREST)
+            mask_img = Image.fromarray(pool.predict_labels(clf, original)).resize((w, h), Image.NEAREST)
             mask_arr = np.asarray(mask_img)
             target.parent.mkdir(parents=True, exist_ok=True)
             mask_img.putpalette(palette.reshape(-1).tolist())  # mode L -> P: values stay the class ids

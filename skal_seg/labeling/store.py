@@ -15,6 +15,7 @@ import json
 import os
 import sqlite3
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -245,3 +246,15 @@ class ProjectStore:
     def settings(self) -> dict:
         """All settings, JSON-decoded."""
         return {r["key"]: json.loads(r["value"]) for r in self.rows("SELECT key, value FROM settings")}
+
+
+@dataclass
+class Answer:
+    """One answer to import: where, what, and where it came from (for error messages)."""
+
+    where: str  # e.g. "line 4" or "task 2, result 1"
+    image: str
+    y: float  # pixel row, or percent of the height when ``percent``
+    x: float
+    label: str
+    percent: bool = False  # Label Studio: coordinates in percent of the original size

@@ -1,0 +1,655 @@
+"""The feature store: candidate pixels, their fixed-noise features and noisy draws, computed once and kept on disk.
+
+Keys name everything the values depend on (the featurizer's parameters, the
+images' contents, the candidate pixels, the noise seeds), so strategies,
+seeds, resumed runs and labeling projects share what they can and never
+reuse stale features.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from skal_seg._memory import read_rows, release
+from skal_seg.data import IGNORE_INDEX, SegmentationSplit
+from skal_seg.engine.settings import CANDIDATES, NEEDS_NOISY, ExperimentConfig
+from skal_seg.featurizer import DiffusionFeaturizer
+
+
+def cache_key(*parts: Any) -> str:
+    """Short content hash of ``parts``, for :class:`FeatureCache` keys and feature file names.
+
+    Parameters
+    ----------
+    *parts
+        Arrays (hashed with their dtype, shape and bytes) and JSON-able values.
+
+    Returns
+    -------
+    str
+        16 hex digits.
+    """
+    h = hashlib.sha1()
+    for p in parts:
+        if isinstance(p, np.ndarray):
+            h.update(f"{p.dtype}{p.shape}".encode())
+            h.update(np.ascontiguousarray(p).tobytes())
+        else:
+            h.update(json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def featurizer_key(featurizer: DiffusionFeaturizer) -> dict:
+    """What identifies a featurizer's output, for cache keys.
+
+    Parameters
+    ----------
+    featurizer : DiffusionFeaturizer
+
+    Returns
+    -------
+    dict
+        Its parameters except those that do not change the features
+        (``progress``, ``batch_size``, ``device``, ``executor``); a model instance is
+        named by its type and ``id`` (so it is cached per process only).
+    """
+    params = {k: v for k, v in featurizer.get_params().items()
+              if k not in ("progress", "batch_size", "device", "executor")}
+    if not isinstance(params["model"], (str, os.PathLike)):
+        params["model"] = f"{type(params['model']).__name__}@{id(params['model'])}"
+    return params
+
+
+class FeatureCache:
+    """Feature matrices computed once and kept as ``.npy`` files (memory-mapped on reuse).
+
+    Parameters
+    ----------
+    directory : path or None
+        Where to keep them; None keeps them in memory for this process only.
+    memory_limit_mb : float, default=1024
+        In-memory budget for the optional arrays (``in_memory=False``) that
+        are not kept on disk.
+    persist_optional : bool, default=True
+        Keep the optional arrays in ``directory`` too. False keeps only the
+        others on disk (pool features: what a resumed run needs) and treats
+        the optional ones (dense evaluation features, ``H x W x D`` float16
+        per image: GBs for a full dataset) as without a directory.
+    """
+
+    def __init__(self, directory: str | Path | None, memory_limit_mb: float = 1024, persist_optional: bool = True):
+        self.directory = None if directory is None else Path(directory)
+        self.memory_limit_mb = memory_limit_mb
+        self.persist_optional = persist_optional
+        self._memory: dict[str, np.ndarray] = {}
+        self._held = 0
+
+    def get(self, key: str, compute: Callable[[], np.ndarray], in_memory: bool = True) -> np.ndarray:
+        """The array stored under ``key``, computed by ``compute()`` the first time.
+
+        Without a directory (or with ``persist_optional=False``), arrays with
+        ``in_memory=False`` (dense test features, say) are kept only while
+        the cache holds under ``memory_limit_mb`` in all; larger ones are
+        recomputed on each use.
+
+        Parameters
+        ----------
+        key : str
+            File name stem; must change whenever the values would.
+        compute : callable
+            ``() -> ndarray``, called on a miss.
+        in_memory : bool, default=True
+            Without a directory: keep the array whatever its size.
+
+        Returns
+        -------
+        ndarray
+            Memory-mapped read-only from ``<directory>/<key>.npy`` with a
+            directory, in memory otherwise.
+        """
+        if key in self._memory:
+            return self._memory[key]
+        if not in_memory and (self.directory is None or not self.persist_optional):
+            arr = compute()
+            if self._held + arr.nbytes <= self.memory_limit_mb * 2**20:
+                self._memory[key] = arr
+                self._held += arr.nbytes
+            return arr
+        if self.directory is not None:
+            path = self.directory / f"{key}.npy"
+            if path.exists():
+                arr = np.load(path, mmap_mode="r")
+            else:
+                arr = compute()
+                self.directory.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp.npy")
+                np.save(tmp, arr)
+                os.replace(tmp, path)
+                arr = np.load(path, mmap_mode="r")
+        else:
+            arr = compute()
+        self._memory[key] = arr
+        return arr
+
+    def get_streamed(self, key: str, shape: tuple[int, int], dtype, blocks: Callable[[], Iterable[np.ndarray]]
+                     ) -> np.ndarray:
+        """Like :meth:`get`, for a matrix computed as consecutive blocks of rows, never whole in memory.
+
+        With a directory the blocks are written one after the other to
+        ``<directory>/<key>.npy`` (through the file, not a memory map, so
+        they do not stay resident) and the file is then memory-mapped;
+        without one they fill an array in memory.
+
+        Parameters
+        ----------
+        key : str
+        shape : (int, int)
+            Shape of the whole matrix.
+        dtype : numpy dtype
+        blocks : callable
+            ``() -> iterable of ndarray``: row blocks in order, called on a miss.
+
+        Returns
+        -------
+        ndarray of shape ``shape``
+
+        Raises
+        ------
+        ValueError
+            The blocks do not add up to ``shape`` (the file is not kept).
+        """
+        if key in self._memory:
+            return self._memory[key]
+        dtype = np.dtype(dtype)
+        path = None if self.directory is None else self.directory / f"{key}.npy"
+        if path is not None and path.exists():
+            arr = np.load(path, mmap_mode="r")
+        elif path is None:
+            arr = np.empty(shape, dtype=dtype)
+            row = 0
+            for block in blocks():
+                arr[row : row + len(block)] = block
+                row += len(block)
+            _check_rows(row, shape, key)
+        else:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp.npy")
+            try:
+                with open(tmp, "wb") as f:
+                    np.lib.format.write_array_header_1_0(
+                        f, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)})
+                    row = 0
+                    for block in blocks():
+                        block = np.ascontiguousarray(block, dtype=dtype)
+                        if block.ndim != 2 or block.shape[1] != shape[1] or row + len(block) > shape[0]:
+                            _check_rows(-1, shape, key)
+                        f.write(block.data)
+                        row += len(block)
+                    _check_rows(row, shape, key)
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            arr = np.load(path, mmap_mode="r")
+        self._memory[key] = arr
+        return arr
+
+
+def _check_rows(rows: int, shape: tuple, key: str) -> None:
+    if rows != shape[0]:
+        raise ValueError(f"the blocks of {key} do not form a {shape[0]} x {shape[1]} matrix")
+
+
+class CachedNoisyViews:
+    """``X_noisy`` callable over pool rows that computes each image's candidate pixels once.
+
+    The diffusion forward pass costs the same for one pixel as for all of an
+    image's candidates, so a request computes every candidate pixel of the
+    images involved and keeps them for later rounds.
+
+    Parameters
+    ----------
+    view_fn : NoisyViewFunction
+        From :meth:`DiffusionFeaturizer.noisy_view_fn` over the pool's candidate pixels.
+    offsets : ndarray of shape (n_images + 1,)
+        First pool row of each image.
+    n_features : int
+    dtype : numpy dtype, default=float16
+    memory_limit_mb : float, default=1024
+        Above this size the values live in a memory-mapped file (evictable
+        page cache rather than pinned memory): K x n_rows x D can be many GB.
+    directory : path, optional
+        Where that file goes (a temporary folder, removed with this object;
+        default: the system's temporary folder).
+    images_per_call : int, default=8
+        Images featurized together, bounding the transient memory. Which
+        images go together changes the values only by float rounding (see
+        :meth:`~skal_seg.featurizer.DiffusionFeaturizer.noisy_view_fn`).
+    path : path, optional
+        Keep the values in this ``.npy`` file, with the list of images already
+        computed beside it (``<path>.done.npy``, written atomically after each
+        group of images): later runs on the same pool and noise draws (other
+        strategies, other seeds, a resumed run) reuse them, and an
+        interrupted run loses at most the images in progress. The caller
+        names the file after everything the values depend on (see
+        :func:`run_experiment`); one process should fill a file at a time.
+    """
+
+    def __init__(self, view_fn, offsets: np.ndarray, n_features: int, dtype=np.float16,
+                 memory_limit_mb: float = 1024, directory: str | Path | None = None, images_per_call: int = 8,
+                 path: str | Path | None = None):
+        self.view_fn = view_fn
+        self.offsets = offsets
+        self.images_per_call = images_per_call
+        shape = (view_fn.n_draws, int(offsets[-1]), n_features)
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        self.seconds = 0.0
+        self._done_path = None
+        self.done = np.zeros(len(offsets) - 1, dtype=bool)
+        if path is not None:
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._done_path = path.with_name(path.name + ".done.npy")
+            if path.exists() and self._done_path.exists():
+                self.values = np.load(path, mmap_mode="r+")
+                done = np.load(self._done_path)
+                if self.values.shape != shape or self.values.dtype != np.dtype(dtype) or done.shape != self.done.shape:
+                    raise ValueError(f"{path} holds noisy views of another shape or dtype; delete it to recompute")
+                self.done = done
+            else:
+                self.values = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+                self._save_done()
+        elif nbytes > memory_limit_mb * 2**20:
+            if directory is not None:
+                Path(directory).mkdir(parents=True, exist_ok=True)
+            self._tmp = tempfile.TemporaryDirectory(prefix="skal_seg_noisy_", dir=directory)
+            self.values = np.lib.format.open_memmap(Path(self._tmp.name) / "noisy.npy", mode="w+", dtype=dtype, shape=shape)
+        else:
+            self.values = np.zeros(shape, dtype=dtype)
+
+    def _save_done(self) -> None:
+        if self._done_path is None:
+            return
+        if isinstance(self.values, np.memmap):
+            self.values.flush()  # values on disk before the images are marked done
+        tmp = self._done_path.with_name(self._done_path.name + ".tmp.npy")
+        np.save(tmp, self.done)
+        os.replace(tmp, self._done_path)
+
+    def __call__(self, indices) -> np.ndarray:
+        """Noisy features (K, len(indices), D) of pool rows ``indices``."""
+        indices = np.asarray(indices, dtype=np.int64)
+        images = np.unique(np.searchsorted(self.offsets, indices, side="right") - 1)
+        missing = images[~self.done[images]]
+        t0 = time.perf_counter()
+        for start in range(0, len(missing), self.images_per_call):
+            part = missing[start : start + self.images_per_call]
+            rows = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in part])
+            self.values[:, rows] = self.view_fn(rows)
+            self.done[part] = True
+            self._save_done()
+            release(self.values)  # written pages live on in the page cache (and the file), not in this process
+        self.seconds += time.perf_counter() - t0
+        out = np.empty((self.values.shape[0], len(indices), self.values.shape[2]), dtype=self.values.dtype)
+        for k in range(len(out)):  # from the file, not through the mapping (see skal_seg._memory.read_rows)
+            out[k] = read_rows(self.values[k], indices)
+        return out
+
+
+def candidate_pixels(split: SegmentationSplit, n_per_image: int, seed: int, candidates: str = "valid") -> list[np.ndarray]:
+    """Fixed random candidate pixels of every image, from ``seed`` (and the labels, for ``"valid"``).
+
+    Two protocols, both kept because they answer different questions:
+
+    * ``"valid"`` (the paper's, and the benchmark default): candidates only
+      among pixels whose label is not :data:`~skal_seg.data.IGNORE_INDEX`.
+      The official code reads the label map to do this, so no strategy
+      spends budget on void pixels; an image with fewer valid pixels than
+      ``n_per_image`` contributes all of them (none: the image has no row).
+    * ``"all"``: candidates among all pixels, as in a real labeling session
+      where no label exists yet and the annotator may answer "void": a
+      queried ignore pixel costs budget and teaches nothing.
+
+    Parameters
+    ----------
+    split : SegmentationSplit
+    n_per_image : int
+    seed : int
+    candidates : {"valid", "all"}, default="valid"
+
+    Returns
+    -------
+    list of ndarray of int64
+        Flat pixel indices ``y * W + x``, sorted, distinct, one array per
+        image: ``n_per_image`` each for ``"all"``, ``min(n_per_image, valid
+        pixels of the image)`` for ``"valid"``.
+
+    Raises
+    ------
+    ValueError
+        More candidates than an image has pixels, an unknown ``candidates``.
+    """
+    if candidates not in CANDIDATES:
+        raise ValueError(f"unknown candidates {candidates!r}; choose from {CANDIDATES}")
+    h, w = split.labels.shape[1:]
+    if n_per_image > h * w:
+        raise ValueError(f"candidates_per_image={n_per_image} exceeds the {h * w} pixels of an image")
+    rng = np.random.default_rng([seed, 7])
+    if candidates == "all":
+        return [np.sort(rng.choice(h * w, size=n_per_image, replace=False)) for _ in range(len(split))]
+    out = []
+    for labels in split.labels:
+        valid = np.flatnonzero(labels.reshape(-1) != IGNORE_INDEX)
+        pick = valid if len(valid) <= n_per_image else rng.choice(valid, size=n_per_image, replace=False)
+        out.append(np.sort(pick).astype(np.int64))
+    return out
+
+
+@dataclass
+class PoolFeatures:
+    """The candidate pixels of a pool and their fixed-noise features.
+
+    Attributes
+    ----------
+    X : ndarray of shape (n_rows, D), float16
+        Features of every candidate pixel, image-major (possibly memory-mapped).
+    y : ndarray of shape (n_rows,), uint8
+        Their labels (revealed only when queried).
+    groups : ndarray of shape (n_rows,), int
+        Pool image of each row.
+    pixels : list of ndarray
+        Candidate pixels (flat ``y * W + x``) of each image.
+    offsets : ndarray of shape (n_images + 1,)
+        First row of each image.
+    seconds : float
+        Time to compute (or load) ``X``.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    groups: np.ndarray
+    pixels: list
+    offsets: np.ndarray
+    seconds: float
+
+
+def pool_features(
+    featurizer: DiffusionFeaturizer, pool: SegmentationSplit, n_per_image: int, seed: int, cache: FeatureCache,
+    candidates: str = "valid", *, pixels: list | None = None,
+) -> PoolFeatures:
+    """Draw the candidate pixels of ``pool`` and featurize them once (cached).
+
+    Parameters
+    ----------
+    featurizer : DiffusionFeaturizer, fitted
+    pool : SegmentationSplit
+    n_per_image : int
+        Candidate pixels per image.
+    seed : int
+        Seeds the candidates (:func:`candidate_pixels`).
+    cache : FeatureCache
+    candidates : {"valid", "all"}, default="valid"
+        Where candidates are drawn (:func:`candidate_pixels`).
+    pixels : list of ndarray, optional
+        ``candidate_pixels(pool, n_per_image, seed, candidates)`` when the
+        caller has drawn them already (not drawn again).
+
+    Returns
+    -------
+    PoolFeatures
+    """
+    t0 = time.perf_counter()
+    if pixels is None:
+        pixels = candidate_pixels(pool, n_per_image, seed, candidates)
+    key = pool_cache_key(featurizer, pool, pixels, candidates)
+    sizes = [len(p) for p in pixels]
+
+    def blocks():  # a few images at a time: the pool's matrix is never whole in memory (with a cache directory)
+        for a, b in pool_image_blocks(featurizer, sizes):
+            yield featurizer.transform(pool.images[a:b], pixels=pixels[a:b]).astype(np.float16, copy=False)
+
+    X = cache.get_streamed(key, (sum(sizes), featurizer.n_features_out_), np.float16, blocks)
+    return PoolFeatures(
+        X=X,
+        y=np.concatenate([pool.labels[i].reshape(-1)[p] for i, p in enumerate(pixels)]),
+        groups=np.repeat(np.arange(len(pool)), sizes),
+        pixels=pixels,
+        offsets=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+        seconds=time.perf_counter() - t0,
+    )
+
+
+#: Bytes of float16 pool features computed or scored per block: what bounds a run's memory
+#: whatever the pool's size (see :func:`block_rows`).
+BLOCK_BYTES = 64 * 2**20
+
+
+def block_rows(n_features: int) -> int:
+    """Feature rows per block: :data:`BLOCK_BYTES` of float16 rows of ``n_features`` columns (at least 1).
+
+    Parameters
+    ----------
+    n_features : int
+
+    Returns
+    -------
+    int
+    """
+    return max(1, BLOCK_BYTES // (2 * max(1, int(n_features))))
+
+
+def pool_image_blocks(featurizer: DiffusionFeaturizer, sizes: Sequence[int]) -> list[tuple[int, int]]:
+    """Consecutive pool images ``[a, b)`` featurized together, about :func:`block_rows` rows each.
+
+    Each block holds a whole number of the featurizer's UNet batches
+    (``batch_size_`` images with candidates), counted as ``transform`` of the
+    whole pool would count them (images without candidates are skipped), so
+    every UNet forward sees the same images as in one call and the features
+    are bit-identical.
+
+    Parameters
+    ----------
+    featurizer : DiffusionFeaturizer, fitted
+    sizes : sequence of int
+        Candidate rows of each image.
+
+    Returns
+    -------
+    list of (int, int)
+        Covering ``range(len(sizes))`` in order.
+    """
+    batch = max(1, int(getattr(featurizer, "batch_size_", 1)))
+    per_batch = max(1, max(sizes, default=1)) * batch
+    batches_per_block = max(1, block_rows(featurizer.n_features_out_) // per_batch)
+    bounds, filled, a = [], 0, 0
+    for i, n in enumerate(sizes):
+        if n > 0:
+            filled += 1
+            if filled == batch * batches_per_block:
+                bounds.append((a, i + 1))
+                a, filled = i + 1, 0
+    if a < len(sizes):
+        bounds.append((a, len(sizes)))
+    return bounds
+
+
+def fitted_featurizer(config: "ExperimentConfig", featurizer, progress: bool, executor=None) -> DiffusionFeaturizer:
+    """The run's featurizer, fitted.
+
+    Parameters
+    ----------
+    config : ExperimentConfig
+    featurizer : DiffusionFeaturizer or None
+        None builds ``DiffusionFeaturizer(**config.featurizer)`` with float16 output.
+    progress : bool
+    executor : RayExecutor or None, default=None
+        When given, a shallow copy of the featurizer (same model, the
+        caller's object unchanged) that runs its forwards on it.
+
+    Returns
+    -------
+    DiffusionFeaturizer
+        Fitted (``fit`` is called only when it is not).
+    """
+    if featurizer is None:
+        # float16 rows: half the memory of the (n_candidates x D) pool matrix.
+        featurizer = DiffusionFeaturizer(**{"output_dtype": "float16", **config.featurizer}, progress=progress)
+    if not hasattr(featurizer, "unet_"):
+        featurizer.fit()
+    if executor is not None:
+        featurizer = copy.copy(featurizer).set_params(executor=executor)
+    return featurizer
+
+
+def seconds_per_unet_sample(featurizer: DiffusionFeaturizer, image: np.ndarray) -> float:
+    """Wall seconds per UNet sample (one image at one timestep), timed on this machine.
+
+    One warm-up forward of ``image`` (the first forward pays one-off
+    allocations), then one timed forward of a full batch
+    (``featurizer.batch_size_`` copies), as feature extraction runs them.
+    Costs about ``batch_size_ + 1`` images' worth of features.
+
+    Parameters
+    ----------
+    featurizer : DiffusionFeaturizer, fitted
+    image : ndarray of shape (H, W, 3)
+        A working-size image (the UNet input size is the model's, whatever H, W).
+
+    Returns
+    -------
+    float
+        Seconds per sample, for estimates of ``samples x seconds``; noisy
+        draws and evaluation cost the same per sample.
+    """
+    one_pixel = np.zeros(1, dtype=np.int64)
+    progress = featurizer.progress
+    featurizer.progress = False  # no bar for a timing probe
+    try:
+        featurizer.transform(image[None], pixels=[one_pixel])
+        batch = featurizer.batch_size_
+        t = time.perf_counter()
+        featurizer.transform(np.repeat(image[None], batch, axis=0), pixels=[one_pixel] * batch)
+        return (time.perf_counter() - t) / (batch * len(featurizer.timesteps_))
+    finally:
+        featurizer.progress = progress
+
+
+def pool_cache_key(featurizer: DiffusionFeaturizer, pool: SegmentationSplit, pixels: list, candidates: str) -> str:
+    """File stem of a pool's fixed-noise features in a :class:`FeatureCache`.
+
+    The images' contents are part of the key: an image edited under the same
+    name must not reuse stale features.
+
+    Parameters
+    ----------
+    featurizer : DiffusionFeaturizer
+    pool : SegmentationSplit
+    pixels : list of ndarray
+        Candidate pixels of each image.
+    candidates : str
+
+    Returns
+    -------
+    str
+    """
+    return "pool-" + cache_key(featurizer_key(featurizer), pool.names, pool.images, np.concatenate(pixels), candidates)
+
+
+def noisy_cache_key(config: ExperimentConfig, featurizer, pool: SegmentationSplit, pixels: list) -> str:
+    """File stem of a pool's noisy draws in a cache folder: shared by every strategy and seed (and by
+    a labeling project's rounds) with the same features, images, candidates, ``n_draws`` and ``feature_seed``."""
+    return "noisy-" + cache_key(featurizer_key(featurizer), pool.names, pool.images, np.concatenate(pixels),
+                                config.n_draws, config.feature_seed, config.candidates)
+
+
+def _evaluation_key(featurizer, part: SegmentationSplit, stride: int) -> str:
+    if stride == 1:
+        return "dense-" + cache_key(featurizer_key(featurizer), part.names, part.images)
+    return "grid-" + cache_key(featurizer_key(featurizer), part.names, part.images, stride)
+
+
+def cache_needs(config: ExperimentConfig, featurizer: DiffusionFeaturizer, pool: SegmentationSplit, pixels: list,
+                test: SegmentationSplit, cache_dir: str | Path, cache_evaluation: bool = True,
+                batch_images: int = 16) -> dict[str, int]:
+    """Bytes a run may still write to its feature cache, per kind of file (files already there count 0).
+
+    Parameters
+    ----------
+    config : ExperimentConfig
+    featurizer : DiffusionFeaturizer, fitted
+    pool : SegmentationSplit
+    pixels : list of ndarray
+        Candidate pixels of each pool image.
+    test : SegmentationSplit
+    cache_dir : path
+    cache_evaluation : bool, default=True
+    batch_images : int, default=16
+        As in :func:`evaluate`.
+
+    Returns
+    -------
+    dict
+        ``{"pool": ..., "noisy": ..., "evaluation": ...}`` in bytes, float16
+        features: ``rows x D x 2`` for the pool, ``K x rows x D x 2`` for the
+        noisy draws (strategies that need them; an upper bound: the file is
+        sparse and only images with rows in a stage-2 pool are written),
+        ``evaluated pixels x D x 2`` for the test images.
+    """
+    directory = Path(cache_dir)
+    row = 2 * int(featurizer.n_features_out_)
+    n_rows = sum(len(p) for p in pixels)
+
+    def missing(stem: str, nbytes: int) -> int:
+        return 0 if (directory / f"{stem}.npy").exists() else int(nbytes)
+
+    needs = {"pool": missing(pool_cache_key(featurizer, pool, pixels, config.candidates), n_rows * row), "noisy": 0,
+             "evaluation": 0}
+    if config.strategy in NEEDS_NOISY:
+        needs["noisy"] = missing(noisy_cache_key(config, featurizer, pool, pixels), config.n_draws * n_rows * row)
+    if cache_evaluation:
+        h, w = test.labels.shape[1:]
+        per_image = len(range(0, h, config.eval_stride)) * len(range(0, w, config.eval_stride)) * row
+        for start in range(0, len(test), batch_images):
+            part = test.subset(np.arange(start, min(start + batch_images, len(test))))
+            needs["evaluation"] += missing(_evaluation_key(featurizer, part, config.eval_stride), len(part) * per_image)
+    return needs
+
+
+def check_cache_space(cache_dir: str | Path, needs: dict[str, int], log: Callable[[str], None] = print) -> None:
+    """Print what the feature cache will take, and refuse when its disk cannot hold it.
+
+    Parameters
+    ----------
+    cache_dir : path
+        The cache folder (or, when it does not exist yet, the nearest existing parent is measured).
+    needs : dict
+        Bytes per kind of file, from :func:`cache_needs`.
+    log : callable
+
+    Raises
+    ------
+    ValueError
+        The disk holding ``cache_dir`` has less free space than ``needs`` adds up to.
+    """
+    where = Path(cache_dir).absolute()
+    while not where.exists() and where.parent != where:
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    total = sum(needs.values())
+    parts = ", ".join(f"{k} {v / 1e9:.2f}" for k, v in needs.items() if v)
+    log(f"feature cache {cache_dir}: {total / 1e9:.2f} GB to write ({parts or 'all cached'}), "
+        f"{free / 1e9:.2f} GB free")
+    if total > free:
+        raise ValueError(f"the feature cache needs up to {total / 1e9:.2f} GB ({parts}) but {where} has "
+                         f"{free / 1e9:.2f} GB free; free disk space, pass a cache directory on a larger disk, "
+                         f"or lower candidates_per_image")

@@ -1,0 +1,123 @@
+"""What ``skal-seg init|query|label|import|export|status|predict`` do (their parsers: :mod:`skal_seg.labeling.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from skal_seg._cli import fail
+from skal_seg.distributed import executor_from_args
+from skal_seg.labeling.project import LabelingProject
+from skal_seg.labeling.server import serve
+
+
+def _open(args, executor=None):
+    try:
+        return LabelingProject(args.project, progress=not getattr(args, "quiet", False), executor=executor)
+    except FileNotFoundError as err:
+        raise fail(err) from None
+
+
+def init(args: argparse.Namespace) -> int:
+    """``skal-seg init``."""
+    settings = {k: v for k, v in {
+        "candidates_per_image": args.candidates_per_image, "local_budget": args.local_budget,
+        "keep_global": args.keep_global, "n_draws": args.n_draws, "seed": args.seed,
+    }.items() if v is not None}
+    if args.model is not None or args.timesteps is not None:
+        settings["featurizer"] = {"model": args.model or "embedded", "timesteps": args.timesteps or [50, 150, 250]}
+    try:
+        project = LabelingProject.init(args.project, args.images, args.classes, exclude=args.exclude,
+                                       working_size=args.working_size, settings=settings)
+    except (FileExistsError, FileNotFoundError, ValueError) as err:
+        raise fail(err) from None
+    print(f"{args.project}: {len(project.images())} images, {len(project.classes())} classes "
+          f"({', '.join(c['name'] for c in project.classes())})")
+    print(f"next: skal-seg query {args.project} --budget N")
+    return 0
+
+
+def query(args: argparse.Namespace) -> int:
+    """``skal-seg query``."""
+    try:
+        executor = executor_from_args(args)
+    except ValueError as err:
+        raise fail(err) from None
+    project = _open(args, executor)
+    try:
+        new = project.query(args.budget)
+    except (ValueError, ImportError) as err:
+        raise fail(err) from None
+    finally:
+        if executor is not None:
+            executor.shutdown()
+    status = project.status()
+    last = status["rounds"][-1]
+    print(f"round {last['id']}: {len(new)} new queries (classifier trained on {last['trained_on']} "
+          f"answers), {status['pending']} pending in all")
+    print(f"next: skal-seg label {args.project}   (or export / import)")
+    return 0
+
+
+def label(args: argparse.Namespace) -> int:
+    """``skal-seg label``."""
+    project = _open(args)
+    serve(project, host=args.host, port=args.port, open_browser=not args.no_browser)
+    return 0
+
+
+def import_answers(args: argparse.Namespace) -> int:
+    """``skal-seg import``."""
+    project = _open(args)
+    try:
+        report = project.import_answers(args.file, format=args.format)
+    except (OSError, ValueError) as err:  # OSError: a file that cannot be read (permissions, a device)
+        raise fail(err) from None
+    print(f"imported {report.added} answers from {args.file}; {report.already_known} already known, "
+          f"{report.skipped_empty} rows without a label skipped")
+    if report.extra:
+        print(f"{len(report.extra)} answer(s) to pixels never queried (kept, flagged as extra):")
+        for line in report.extra[:20]:
+            print(f"  {line}")
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    """``skal-seg export``."""
+    project = _open(args)
+    paths = project.export(args.out, args.format, pending_only=not args.all, image_prefix=args.image_prefix)
+    n = len(project.queries(pending_only=not args.all))
+    print(f"{n} {'queries' if args.all else 'pending queries'} -> {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    """``skal-seg status``."""
+    project = _open(args)
+    s = project.status()
+    if args.json:
+        print(json.dumps(s, indent=1))
+        return 0
+    print(f"{args.project}: {s['images']} images, {len(s['rounds'])} rounds, {s['queries']} queries, "
+          f"{s['answers']} answers ({s['extra']} extra), {s['pending']} pending")
+    for r in s["rounds"]:
+        print(f"  round {r['id']}: asked {r['budget']}, trained on {r['trained_on']} answers, {r['seconds']:.1f} s")
+    print("answers per class: " + ", ".join(f"{k} {v}" for k, v in s["per_class"].items()))
+    if args.eval is not None:
+        try:
+            quality = project.evaluate(args.eval)
+        except (FileNotFoundError, ValueError) as err:
+            raise fail(err) from None
+        print(f"mIoU on {args.eval} (at the working size): {quality['miou']:.4f}")
+    return 0
+
+
+def predict(args: argparse.Namespace) -> int:
+    """``skal-seg predict``."""
+    project = _open(args)
+    try:
+        paths = project.predict(args.images, args.out, exclude=args.exclude, overwrite=args.overwrite)
+    except (FileNotFoundError, ValueError) as err:
+        raise fail(err) from None
+    print(f"{len(paths)} masks (and overlays) -> {args.out}")
+    return 0

@@ -1,0 +1,247 @@
+"""A labeling project's images as the engine's pool: working-size images, candidate features, answers as rows.
+
+Coordinates: images keep their own size; features are computed at a square
+working size ``S`` (the project's ``working_size``). A working pixel
+``(v, u)`` stands for the original pixel at its centre,
+``y = floor((v + 0.5) * H / S)``; an original pixel maps back to the working
+pixel it falls in, ``v = floor((y + 0.5) * S / H)``. Queries, answers and
+masks are in original-resolution pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from skal_seg.data import IGNORE_INDEX, SegmentationSplit, read_image
+from skal_seg.engine.features import (
+    CachedNoisyViews, FeatureCache, PoolFeatures, cache_key, featurizer_key, fitted_featurizer, noisy_cache_key,
+    pool_features,
+)
+from skal_seg.engine.rounds import query_pixels, train_classifier, two_stage_query
+from skal_seg.engine.settings import ExperimentConfig
+
+
+def to_original(v: np.ndarray, working: int, original: int) -> np.ndarray:
+    """Original coordinate of the centre of working pixel row/column ``v``."""
+    return np.minimum(original - 1, np.floor((np.asarray(v) + 0.5) * original / working)).astype(np.int64)
+
+
+def to_working(y: np.ndarray, original: int, working: int) -> np.ndarray:
+    """Working pixel row/column that original coordinate ``y`` falls in."""
+    return np.minimum(working - 1, np.floor((np.asarray(y) + 0.5) * working / original)).astype(np.int64)
+
+
+def original_pixels(flat, size: int, image: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Original ``(y, x)`` of flat working pixels ``flat = v * size + u`` of an image record."""
+    flat = np.asarray(flat)
+    return to_original(flat // size, size, image["height"]), to_original(flat % size, size, image["width"])
+
+
+@dataclass
+class ProjectPool:
+    """Everything derived from a project's images (recomputable; features cached on disk).
+
+    Attributes
+    ----------
+    config : ExperimentConfig
+        The project's settings.
+    size : int
+        Working size (pixels per side).
+    featurizer : DiffusionFeaturizer, fitted
+    split : SegmentationSplit
+        The images at the working size (labels all ignore: none is known).
+    feats : PoolFeatures
+        Candidate pixels and their features.
+    cache : FeatureCache
+    image_rows : list of dict
+        The project's image records, in ``split`` order.
+    """
+
+    config: ExperimentConfig
+    size: int
+    featurizer: object
+    split: SegmentationSplit
+    feats: PoolFeatures
+    cache: FeatureCache
+    image_rows: list
+
+    @classmethod
+    def build(cls, config: ExperimentConfig, size: int, image_rows: Sequence[dict], paths: Sequence[Path],
+              cache_dir: Path, progress: bool = False, executor=None) -> "ProjectPool":
+        """Read the images at the working size and featurize their candidate pixels (cached in ``cache_dir``).
+
+        Parameters
+        ----------
+        config : ExperimentConfig
+        size : int
+        image_rows : sequence of dict
+            Image records (``id``, ``path``, ``sha256``, ``width``, ``height``).
+        paths : sequence of Path
+            The image files, in the order of ``image_rows``.
+        cache_dir : Path
+        progress : bool, default=False
+        executor : RayExecutor or None, default=None
+
+        Returns
+        -------
+        ProjectPool
+        """
+        images = np.stack([read_image(p, (size, size)) for p in paths])
+        # Names carry the content hash, so an edited image file never reuses stale features.
+        split = SegmentationSplit(images, np.full(images.shape[:3], IGNORE_INDEX, dtype=np.uint8),
+                                  tuple(f"{r['path']}@{r['sha256'][:16]}" for r in image_rows))
+        featurizer = fitted_featurizer(config, None, progress, executor)
+        cache = FeatureCache(cache_dir)
+        # No label exists before a person answers: every pixel is a candidate (the annotator may answer void).
+        feats = pool_features(featurizer, split, config.candidates_per_image, config.feature_seed, cache,
+                              candidates="all")
+        return cls(config, size, featurizer, split, feats, cache, list(image_rows))
+
+    def taken_rows(self, answered: set, asked: set) -> np.ndarray:
+        """Candidate rows whose original pixel has been queried or answered.
+
+        Parameters
+        ----------
+        answered, asked : set of (image_id, y, x)
+
+        Returns
+        -------
+        ndarray of int64, sorted
+        """
+        taken_pixels = answered | asked
+        feats, taken = self.feats, []
+        for i, im in enumerate(self.image_rows):
+            p = feats.pixels[i]
+            ys, xs = original_pixels(p, self.size, im)
+            taken += [feats.offsets[i] + j for j in range(len(p)) if (im["id"], ys[j], xs[j]) in taken_pixels]
+        return np.asarray(sorted(taken), dtype=np.int64)
+
+    def answer_features(self, image_id: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Features of answered original pixels: candidate rows where they are candidates, else featurized (cached).
+
+        Parameters
+        ----------
+        image_id, y, x : ndarray of int64
+            Where each answer is (original-resolution pixel).
+
+        Returns
+        -------
+        ndarray of shape (n_answers, D), float32
+        """
+        size, feats = self.size, self.feats
+        index = {r["id"]: i for i, r in enumerate(self.image_rows)}
+        # candidate row of each (image position, working flat pixel)
+        row_of = [dict(zip(p.tolist(), range(feats.offsets[i], feats.offsets[i + 1])))
+                  for i, p in enumerate(feats.pixels)]
+        X_rows, extra = [], {}  # extra: image position -> working pixels that are no candidates
+        for image, ay, ax in zip(image_id, y, x):
+            i = index[image]
+            im = self.image_rows[i]
+            flat = int(to_working(ay, im["height"], size) * size + to_working(ax, im["width"], size))
+            row = row_of[i].get(flat)
+            if row is None:
+                extra.setdefault(i, []).append(flat)
+                X_rows.append(("extra", i, flat))
+            else:
+                X_rows.append(("pool", row, None))
+        extra_X = {}
+        if extra:
+            order = sorted(extra)
+            pixels = [np.unique(extra[i]) for i in order]
+            key = "extra-" + cache_key(featurizer_key(self.featurizer), [self.split.names[i] for i in order],
+                                       np.concatenate(pixels))
+            Xe = self.cache.get(key, lambda: self.featurizer.transform(
+                self.split.images[order], pixels=pixels).astype(np.float16, copy=False))
+            start = 0
+            for i, p in zip(order, pixels):
+                for j, flat in enumerate(p.tolist()):
+                    extra_X[(i, flat)] = start + j
+                start += len(p)
+        X = np.empty((len(X_rows), feats.X.shape[1]), dtype=np.float32)
+        for n, (kind, a, b) in enumerate(X_rows):
+            X[n] = feats.X[a] if kind == "pool" else Xe[extra_X[(a, b)]]
+        return X
+
+    def classifier(self, X: np.ndarray, y: np.ndarray, n_rounds: int):
+        """The head trained from scratch on answers ``(X, y)`` (None when none carries a class).
+
+        Seeded like the benchmark runner's head after round ``n_rounds - 1``
+        (the round whose answers it has last seen), so a simulated annotator
+        gets the runner's queries.
+        """
+        if not len(y):
+            return None
+        # seconds of training: no progress bar
+        return train_classifier(self.config, X, y, np.arange(len(y)), max(0, n_rounds - 1), {})
+
+    def query(self, classifier, taken: np.ndarray, budget: int, progress: bool = False,
+              executor=None) -> tuple[list[tuple], str]:
+        """One round's picks: stage 1 without a classifier, else the two-stage query (MaxHerding, then eDALD).
+
+        Parameters
+        ----------
+        classifier : fitted classifier or None
+        taken : ndarray of int64
+            Candidate rows already queried or answered (never picked again).
+        budget : int
+            Pixels to pick, at most the rows not taken.
+        progress : bool, default=False
+        executor : RayExecutor or None, default=None
+
+        Returns
+        -------
+        picks : list of (image_id, y, x, score)
+            Distinct original pixels in picking order (``score`` None where the strategy gives none).
+        strategy : str
+            ``"maxherding"`` or ``"two_stage"``.
+        """
+        config, feats = self.config, self.feats
+        strategy = two_stage_query(config, progress, executor)
+        noisy = None
+        if classifier is not None:
+            view_fn = self.featurizer.noisy_view_fn(self.split.images, feats.pixels, n_draws=config.n_draws,
+                                                    random_state=config.feature_seed)
+            key = noisy_cache_key(config, self.featurizer, self.split, feats.pixels)
+            noisy = CachedNoisyViews(view_fn, feats.offsets, feats.X.shape[1], directory=self.cache.directory,
+                                     path=self.cache.directory / f"{key}.npy")
+        # As the runner does: the rows not taken are named, not copied; picks are rows of feats.X.
+        idx = query_pixels(config, strategy, classifier, feats.X, None, feats.groups, taken, budget, noisy,
+                           None, {})
+        scores = {}
+        if classifier is not None:
+            position = {int(r): n for n, r in enumerate(strategy.candidate_pool_)}
+            scores = {int(i): float(strategy.scores_[position[int(i)]]) for i in idx}
+        picks, seen = [], set()
+        for i in idx:
+            row = int(i)
+            g = int(feats.groups[row])
+            im = self.image_rows[g]
+            flat = int(feats.pixels[g][row - feats.offsets[g]])
+            y, x = (int(c) for c in original_pixels(flat, self.size, im))
+            if (im["id"], y, x) not in seen:  # images smaller than the working size: one pixel, several rows
+                seen.add((im["id"], y, x))
+                picks.append((im["id"], y, x, scores.get(row)))
+        return picks, "maxherding" if classifier is None else "two_stage"
+
+    def predict_labels(self, classifier, image: np.ndarray) -> np.ndarray:
+        """Class ids of every working pixel of one image.
+
+        Parameters
+        ----------
+        classifier : fitted classifier
+        image : ndarray of shape (H, W, 3), uint8
+            At its original size.
+
+        Returns
+        -------
+        ndarray of shape (size, size), uint8
+        """
+        # read_image's bilinear resize, from the decoded original rather than a second read of the file
+        small = np.asarray(Image.fromarray(image).resize((self.size, self.size), Image.BILINEAR))
+        X = self.featurizer.transform(np.array(small[None]))  # writable copy for torch
+        return np.asarray(classifier.predict(X), dtype=np.uint8).reshape(self.size, self.size)
