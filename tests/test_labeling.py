@@ -200,7 +200,7 @@ def test_answer_and_undo(project):
         project.answer(q["id"], "sky")
     with pytest.raises(ValueError, match="unknown class 'lava'"):
         project.answer(project.queries()[1]["id"], "lava")
-    assert project.undo(a) == q["id"]
+    assert project.undo(a, query_id=q["id"]) == q["id"]
     assert project.status()["pending"] == 8
     project.answer(q["id"], "unsure")
     assert project.answers()[0]["label"] == "void"

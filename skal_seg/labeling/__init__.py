@@ -7,11 +7,13 @@ See :class:`~skal_seg.labeling.project.LabelingProject` (Python) and the
 from importlib import import_module
 from typing import Any
 
-# Imported on first use (PEP 562): the project pulls in the engine (torch), which the command
-# line, importing skal_seg.labeling.cli to build its parser, must not pay before it runs a command.
-_LAZY = {name: "skal_seg.labeling.project" for name in ("LabelingProject", "ImportReport", "ImportValidationError")}
+# Imported on first use (PEP 562): the command line imports skal_seg.labeling.cli to build its parser,
+# which must not pay for the project's modules before a command runs.
+_LAZY = {"LabelingProject": "skal_seg.labeling.project"}
+_LAZY.update({name: "skal_seg.labeling.importing" for name in ("ImportReport", "ImportValidationError")})
+_LAZY.update({name: "skal_seg.labeling.store" for name in ("RecordConflictError", "UnknownRecordError")})
 
-__all__ = ["LabelingProject", "ImportReport", "ImportValidationError"]
+__all__ = ["LabelingProject", "ImportReport", "ImportValidationError", "RecordConflictError", "UnknownRecordError"]
 
 
 def __getattr__(name: str) -> Any:

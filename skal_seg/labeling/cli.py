@@ -84,5 +84,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", default=None, help="folder or file of images (default: the project's images)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--exclude", nargs="*", default=[], help="glob patterns of files to leave out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace masks and overlays already in --out (never an image)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler="skal_seg.labeling.commands:predict")

@@ -71,7 +71,7 @@ def import_answers(args: argparse.Namespace) -> int:
     project = _open(args)
     try:
         report = project.import_answers(args.file, format=args.format)
-    except (FileNotFoundError, ValueError) as err:
+    except (OSError, ValueError) as err:  # OSError: a file that cannot be read (permissions, a device)
         raise fail(err) from None
     print(f"imported {report.added} answers from {args.file}; {report.already_known} already known, "
           f"{report.skipped_empty} rows without a label skipped")
@@ -116,7 +116,7 @@ def predict(args: argparse.Namespace) -> int:
     """``skal-seg predict``."""
     project = _open(args)
     try:
-        paths = project.predict(args.images, args.out, exclude=args.exclude)
+        paths = project.predict(args.images, args.out, exclude=args.exclude, overwrite=args.overwrite)
     except (FileNotFoundError, ValueError) as err:
         raise fail(err) from None
     print(f"{len(paths)} masks (and overlays) -> {args.out}")

@@ -9,20 +9,48 @@ Label Studio: the export is a task list, one task per image, the queried
 pixels as ``KeyPointLabels`` predictions whose ``x``/``y`` are the pixel
 centres in percent of the original width/height; ``label_config.xml`` beside
 it is the matching labeling interface. The import reads Label Studio's JSON
-export of those tasks (``annotations[].result[]`` of type ``keypointlabels``).
+export of those tasks (``annotations[].result[]`` of type ``keypointlabels``);
+images uploaded to Label Studio, which it names
+``/data/upload/<project>/<8 hex digits>-NAME``, are matched by ``NAME``.
+
+Both readers take UTF-8 files only, and report what they cannot read
+(a folder, another encoding, a malformed row) with the file and the line
+or task, never a traceback.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import re
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
 from skal_seg.labeling.store import VOID, Answer
 
 CSV_COLUMNS = ("image", "y", "x", "label")
+
+#: Label Studio's URL of an uploaded file: ``/data/upload/<project id>/<8 hex digits>-<the file's own name>``.
+_UPLOAD = re.compile(r"(?:^|/)data/upload/\d+/[0-9a-fA-F]{8}-([^/]+)$")
+
+
+def _read_text(path: str | Path) -> str:
+    """A UTF-8 file's text (a BOM dropped); a folder or another encoding raises ValueError naming file and line."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give the answers file (CSV or Label Studio JSON)")
+    if not path.exists():
+        raise FileNotFoundError(f"answers file not found: {path}")
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        column = len(data[data.rfind(b"\n", 0, err.start) + 1 : err.start].decode("utf-8", "replace")) + 1
+        raise ValueError(f"{path}: line {line}, column {column}: not UTF-8 text (byte 0x{data[err.start]:02x}); "
+                         f"save the file as UTF-8") from None
 
 
 def _int(text, what: str) -> int:
@@ -49,22 +77,28 @@ def read_csv(path: str | Path) -> tuple[list[Answer], list[str]]:
     Raises
     ------
     ValueError
-        The header lacks one of ``image, y, x, label``.
+        The header lacks one of ``image, y, x, label``, the file is not
+        UTF-8 text, or ``path`` is a folder.
+    FileNotFoundError
+        No such file.
     """
     rows, problems = [], []
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
+    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+    try:
         missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise ValueError(f"{path}: the header must name the columns {','.join(CSV_COLUMNS)}; missing {missing}")
-        for n, rec in enumerate(reader, start=2):
+        for rec in reader:
+            n = reader.line_num  # the row's last physical line (a quoted field may span several)
             try:
                 if rec["image"] is None or rec["label"] is None:
                     raise ValueError("too few columns")
                 rows.append(Answer(f"line {n}", rec["image"], _int(rec["y"], "y"), _int(rec["x"], "x"),
                                    rec["label"]))
-            except (ValueError, TypeError) as err:
+            except (ValueError, TypeError, OverflowError) as err:
                 problems.append(f"line {n}: {err}")
+    except csv.Error as err:  # a field over csv's size limit, ...: the rest of the file cannot be trusted
+        problems.append(f"line {reader.reader.line_num}: {err} (reading stopped here)")
     return rows, problems
 
 
@@ -138,14 +172,53 @@ def write_labelstudio(queries: list[dict], class_names: list[str], out: str | Pa
     return [tasks_path, config_path]
 
 
+def _labelstudio_image(data) -> str:
+    """The project image a task's ``data`` names ("" when none): see :func:`read_labelstudio`."""
+    if not isinstance(data, dict):
+        return ""
+    own = data.get("skal_seg_image")
+    if isinstance(own, str) and own:
+        return own
+    image = data.get("image")
+    if not isinstance(image, str):
+        return ""
+    image = image.split("?d=")[-1]  # local storage: /data/local-files/?d=<path>
+    upload = _UPLOAD.search(image)
+    return upload.group(1) if upload else image
+
+
+def _keypoint(value) -> tuple[float, float, str]:
+    """``(y, x, label)`` of a keypoint result's ``value``; ValueError saying what is wrong."""
+    if not isinstance(value, dict):
+        raise ValueError(f"value must be an object, got {value!r}")
+    labels = value.get("keypointlabels") or []
+    if not isinstance(labels, list) or len(labels) != 1:
+        raise ValueError(f"expected one label per point, got {labels!r}")
+    if not isinstance(labels[0], str):
+        raise ValueError(f"the label must be text, got {labels[0]!r}")
+    coords = []
+    for axis in ("y", "x"):
+        c = value.get(axis)
+        if isinstance(c, bool) or not isinstance(c, (int, float)):
+            raise ValueError(f"{axis} must be a number (percent), got {c!r}")
+        c = float(c)  # OverflowError for an integer beyond float range, caught by the caller
+        if not math.isfinite(c):
+            raise ValueError(f"coordinates must be finite, got {axis}={value.get(axis)!r}")
+        coords.append(c)
+    return coords[0], coords[1], labels[0]
+
+
 def read_labelstudio(path: str | Path) -> tuple[list[Answer], list[str]]:
     """Answers in a Label Studio JSON export (keypoint annotations) and the problems found.
 
     The image is ``data.skal_seg_image`` when present (tasks exported by
-    :func:`write_labelstudio`), else the file name at the end of
-    ``data.image``. Percent coordinates become the original pixel they fall
-    in (using the project's size of the image, whatever size Label Studio
-    saw). Cancelled annotations are skipped.
+    :func:`write_labelstudio`), else the path in ``data.image`` (after
+    ``?d=`` for Label Studio's local storage; an uploaded image's
+    ``/data/upload/3/8f3a2b1c-NAME.png`` gives ``NAME.png``), matched by
+    file name when the path is not the project's. Percent coordinates
+    become the original pixel they fall in (using the project's size of the
+    image, whatever size Label Studio saw). Cancelled annotations are
+    skipped; so are results of other types (rectangles, ...).
 
     Parameters
     ----------
@@ -156,45 +229,59 @@ def read_labelstudio(path: str | Path) -> tuple[list[Answer], list[str]]:
     rows : list of Answer
         ``where`` = ``"task N, result M"`` (1-based positions in the file).
     problems : list of str
+        Tasks, annotations and results of the wrong shape (a number where
+        a list belongs, a label that is no text, ...), each named.
 
     Raises
     ------
     ValueError
-        The file is not JSON or not a list of tasks.
+        The file is not JSON, not UTF-8, not a list of tasks, or a folder.
+    FileNotFoundError
+        No such file.
     """
     try:
-        tasks = json.loads(Path(path).read_text(encoding="utf-8"))
+        tasks = json.loads(_read_text(path))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not a JSON file ({err})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply to be a Label Studio export") from None
     if isinstance(tasks, dict):
         tasks = [tasks]
     if not isinstance(tasks, list):
         raise ValueError(f"{path}: expected a Label Studio JSON export (a list of tasks)")
     rows, problems = [], []
     for t, task in enumerate(tasks, start=1):
-        data = task.get("data", {}) if isinstance(task, dict) else {}
-        image = data.get("skal_seg_image") or str(data.get("image", "")).split("?d=")[-1]
+        if not isinstance(task, dict):
+            problems.append(f"task {t}: a task must be an object, got {task!r:.60}")
+            continue
+        image = _labelstudio_image(task.get("data"))
         if not image:
-            problems.append(f"task {t}: no data.image")
+            problems.append(f"task {t}: no data.image (data must be an object naming the image)")
+            continue
+        annotations = task.get("annotations", [])
+        if not isinstance(annotations, list):
+            problems.append(f"task {t}: annotations must be a list, got {annotations!r:.60}")
             continue
         m = 0
-        for annotation in task.get("annotations", []):
+        for a, annotation in enumerate(annotations, start=1):
+            results = annotation.get("result", []) if isinstance(annotation, dict) else None
+            if not isinstance(results, list):
+                problems.append(f"task {t}, annotation {a}: expected an object with a result list, "
+                                f"got {annotation!r:.60}")
+                continue
             if annotation.get("was_cancelled"):
                 continue
-            for result in annotation.get("result", []):
+            for result in results:
                 m += 1
                 where = f"task {t}, result {m}"
+                if not isinstance(result, dict):
+                    problems.append(f"{where}: a result must be an object, got {result!r:.60}")
+                    continue
                 if result.get("type") != "keypointlabels":
                     continue  # other region types are not pixel answers
                 try:
-                    v = result["value"]
-                    labels = v.get("keypointlabels") or []
-                    if len(labels) != 1:
-                        raise ValueError(f"expected one label per point, got {labels}")
-                    y, x = float(v["y"]), float(v["x"])
-                    if not (math.isfinite(x) and math.isfinite(y)):
-                        raise ValueError(f"coordinates must be finite, got x={v['x']!r}, y={v['y']!r}")
-                    rows.append(Answer(where, image, y, x, labels[0], percent=True))
-                except (KeyError, TypeError, ValueError) as err:
+                    y, x, label = _keypoint(result.get("value"))
+                    rows.append(Answer(where, image, y, x, label, percent=True))
+                except (ValueError, OverflowError) as err:
                     problems.append(f"{where}: malformed keypoint ({err})")
     return rows, problems

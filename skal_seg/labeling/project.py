@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -30,18 +29,29 @@ from skal_seg.data import IGNORE_INDEX, SegmentationSplit, load_split
 from skal_seg.engine.settings import ExperimentConfig
 from skal_seg.image_io import read_image
 from skal_seg.labeling import formats
-from skal_seg.labeling.contents import (
-    VOID_WORDS,
-    class_colour,
-    file_sha256,
-    find_images,
-    parse_classes,
+from skal_seg.labeling.contents import class_colour, file_sha256, find_images, parse_classes
+from skal_seg.labeling.importing import (
+    ImportReport, ImportValidationError, check_against_record, check_rows, class_id_of,
 )
-from skal_seg.labeling.store import VOID, Answer, ProjectStore, now, pause_point
+from skal_seg.labeling.store import (
+    VOID, Answer, ProjectStore, RecordConflictError, UnknownRecordError, now, pause_point,
+)
 from skal_seg.metrics import iou_per_class, mean_iou
 
 if TYPE_CHECKING:
     from skal_seg.labeling.pool import ProjectPool
+
+
+def _given_id(value, what: str) -> int:
+    """An id a caller gave, as an int: integers only (``True``, ``2.7``, ``"2"`` raise TypeError)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{what} must be an integer, got {value!r}")
+    return int(value)
+
+
+def _storable(value: int) -> bool:
+    """Whether an int fits SQLite's 64-bit INTEGER (larger ones name no row; binding them overflows)."""
+    return -(2**63) <= value < 2**63
 
 
 def _create(store: ProjectStore, images: list[tuple], names: list[str], settings: dict,
@@ -63,37 +73,6 @@ def _create(store: ProjectStore, images: list[tuple], names: list[str], settings
                         [(i, n, class_colour(i)) for i, n in enumerate(names)])
         for key, value in {**settings, "created_at": stamp}.items():
             con.execute("INSERT INTO settings (key, value) VALUES (?, ?)", (key, json.dumps(value)))
-
-
-@dataclass
-class ImportReport:
-    """What :meth:`LabelingProject.import_answers` did.
-
-    Attributes
-    ----------
-    added : int
-        New answers written.
-    already_known : int
-        Rows that repeat a stored answer (same pixel, same class): skipped.
-    extra : list of str
-        Rows answering a pixel that was never queried (imported, flagged).
-    skipped_empty : int
-        Rows without a label (e.g. an exported pending query left blank).
-    """
-
-    added: int = 0
-    already_known: int = 0
-    extra: list = field(default_factory=list)
-    skipped_empty: int = 0
-
-
-class ImportValidationError(ValueError):
-    """An import with bad rows; nothing was written. ``problems`` lists them."""
-
-    def __init__(self, source: str, problems: list[str]):
-        self.problems = problems
-        shown = "\n  ".join(problems[:50]) + (f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else "")
-        super().__init__(f"{source}: {len(problems)} bad row(s), nothing imported:\n  {shown}")
 
 
 class LabelingProject:
@@ -362,18 +341,9 @@ class LabelingProject:
 
     # ------------------------------------------------------------------ answering
 
-    def _class_id(self, label: str, ids: dict[str, int] | None = None) -> int | None:
-        """Class id of a label name (None for void); ValueError for an unknown name.
-
-        ``ids`` (name -> id, in id order) saves reading the classes table once per label in an import.
-        """
-        if label.strip().lower() in VOID_WORDS:
-            return None
-        if ids is None:
-            ids = {c["name"]: c["id"] for c in self.classes()}
-        if label.strip() in ids:
-            return ids[label.strip()]
-        raise ValueError(f"unknown class {label!r}; classes are {list(ids)} or 'void'")
+    def _class_id(self, label: str) -> int | None:
+        """Class id of a label name (None for void); ValueError for an unknown name, TypeError for no text."""
+        return class_id_of(label, {c["name"]: c["id"] for c in self.classes()})
 
     def answer(self, query_id: int, label: str, source: str = "api") -> int:
         """Answer one query (saved at once, in its own transaction).
@@ -388,62 +358,87 @@ class LabelingProject:
         Returns
         -------
         int
-            The answer's id.
+            The answer's id; ids are never reused, not even after an undo.
 
         Raises
         ------
+        TypeError
+            ``query_id`` is no integer (``True``, ``2.0`` and ``"2"`` are
+            refused, not read as ids), or ``label`` is no text.
+        UnknownRecordError
+            No query with that id (a ``ValueError``).
+        RecordConflictError
+            The query is already answered (undo that answer first; a ``ValueError``).
         ValueError
-            Unknown query or class, or a query already answered (undo it first).
+            An unknown class.
         """
+        query_id = _given_id(query_id, "query_id")
         class_id = self._class_id(label)
         with self.store.transaction() as con:
-            q = con.execute("SELECT image_id, y, x FROM queries WHERE id = ?", (query_id,)).fetchone()
+            q = con.execute("SELECT image_id, y, x FROM queries WHERE id = ?", (query_id,)).fetchone() \
+                if _storable(query_id) else None
             if q is None:
-                raise ValueError(f"no query with id {query_id}")
+                raise UnknownRecordError(f"no query with id {query_id}")
             if con.execute("SELECT 1 FROM answers WHERE query_id = ?", (query_id,)).fetchone():
-                raise ValueError(f"query {query_id} is already answered; undo that answer first")
+                raise RecordConflictError(f"query {query_id} is already answered; undo that answer first")
             cur = con.execute(
                 "INSERT INTO answers (image_id, y, x, query_id, class_id, source, answered_at) VALUES (?,?,?,?,?,?,?)",
                 (q["image_id"], q["y"], q["x"], query_id, class_id, source, now()))
             return int(cur.lastrowid)
 
-    def undo(self, answer_id: int) -> int | None:
+    def undo(self, answer_id: int, *, query_id: int | None) -> int | None:
         """Delete one answer (the person takes it back); its query is pending again.
+
+        The call names both the answer and the query it answers, and an
+        answer that does not answer that query is left alone: an undo sent
+        twice, or from a page that has not seen a newer answer, changes
+        nothing. (Answer ids are never reused, so an id names one answer
+        for ever.)
 
         Parameters
         ----------
         answer_id : int
+            As :meth:`answer` returned it, or :meth:`queries` lists it (``answer_id``).
+        query_id : int or None
+            The query that answer answers; None for an extra answer (a
+            pixel nobody asked for, see :meth:`import_answers`).
 
         Returns
         -------
         int or None
-            The query it answered (None for an extra answer).
+            ``query_id``.
 
         Raises
         ------
-        ValueError
-            No such answer.
+        TypeError
+            An id that is no integer (``query_id`` may be None).
+        UnknownRecordError
+            No answer with that id (undone already; a ``ValueError``).
+        RecordConflictError
+            The answer answers another query (a ``ValueError``); nothing is deleted.
         """
+        answer_id = _given_id(answer_id, "answer_id")
+        if query_id is not None:
+            query_id = _given_id(query_id, "query_id")
         with self.store.transaction() as con:
-            row = con.execute("SELECT query_id FROM answers WHERE id = ?", (answer_id,)).fetchone()
+            row = con.execute("SELECT query_id FROM answers WHERE id = ?", (answer_id,)).fetchone() \
+                if _storable(answer_id) else None
             if row is None:
-                raise ValueError(f"no answer with id {answer_id}")
+                raise UnknownRecordError(f"no answer with id {answer_id} (undone already?)")
+            if row["query_id"] != query_id:
+                answers = "an extra pixel" if row["query_id"] is None else f"query {row['query_id']}"
+                named = "an extra pixel" if query_id is None else f"query {query_id}"
+                raise RecordConflictError(f"answer {answer_id} answers {answers}, not {named}; nothing undone")
             con.execute("DELETE FROM answers WHERE id = ?", (answer_id,))
-            return row["query_id"]
-
-    def _resolve_image(self, ref: str, by_path: dict, by_name: dict) -> dict | None:
-        ref = ref.strip().replace("\\", "/")
-        if ref in by_path:
-            return by_path[ref]
-        name = ref.rsplit("/", 1)[-1]
-        hits = by_name.get(name, [])
-        return hits[0] if len(hits) == 1 else None
+            return query_id
 
     def import_answers(self, path: str | Path, format: str = "auto") -> ImportReport:
         """Import answers from a CSV (``image,y,x,label``) or a Label Studio JSON export.
 
         Every row is validated before anything is written, and the rows are
         written in one transaction: an import is complete or absent.
+        Label Studio's names of uploaded images
+        (``/data/upload/3/8f3a2b1c-NAME.png``) match the project's ``NAME.png``.
 
         Parameters
         ----------
@@ -463,6 +458,9 @@ class LabelingProject:
             differing from a stored answer); the message lists every bad row.
         FileNotFoundError
             ``path`` does not exist.
+        ValueError
+            ``path`` is a folder, is not UTF-8 text, or is no CSV / JSON
+            export at all (the message names the file and the line).
         """
         path = Path(path)
         if format == "auto":
@@ -477,7 +475,10 @@ class LabelingProject:
         """Validate answers and write them in one transaction: the path every import takes.
 
         Files (:meth:`import_answers`) and the simulated annotator
-        (:mod:`~skal_seg.benchmark.simulate`) come through here.
+        (:mod:`~skal_seg.benchmark.simulate`) come through here. The rows are
+        checked against the stored answers inside the write transaction, so
+        an answer given meanwhile (the web page) is seen: a different class
+        for the same pixel is reported like any other conflict.
 
         Parameters
         ----------
@@ -499,67 +500,18 @@ class LabelingProject:
             As :meth:`import_answers`; nothing is written.
         """
         where = source if where is None else where
-        images = self.images()
-        by_path = {im["path"]: im for im in images}
-        by_name: dict[str, list] = {}
-        for im in images:
-            by_name.setdefault(im["path"].rsplit("/", 1)[-1], []).append(im)
+        images = self.images()  # images and classes never change after init: read before the transaction
         problems = list(problems)
-        class_ids = {c["name"]: c["id"] for c in self.classes()}
         report = ImportReport()
-        stored = {(r["image_id"], r["y"], r["x"]): r for r in self.store.rows(
-            "SELECT image_id, y, x, class_id FROM answers")}
-        asked = {(r["image_id"], r["y"], r["x"]): r["id"] for r in self.store.rows(
-            "SELECT id, image_id, y, x FROM queries")}
-        new: dict[tuple, tuple] = {}  # pixel -> (class_id, where)
-        for row in rows:
-            if not row.label.strip():
-                report.skipped_empty += 1
-                continue
-            image = self._resolve_image(row.image, by_path, by_name)
-            if image is None:
-                ambiguous = len(by_name.get(row.image.strip().rsplit("/", 1)[-1], [])) > 1
-                problems.append(f"{row.where}: {'ambiguous' if ambiguous else 'unknown'} image {row.image!r}"
-                                + (" (give its path relative to the images folder)" if ambiguous else ""))
-                continue
-            y, x = row.y, row.x
-            if row.percent:  # the pixel the point falls in; 100 % is the far edge, inside the last pixel
-                if 0 <= y <= 100 and 0 <= x <= 100:
-                    y = min(image["height"] - 1, int(y * image["height"] // 100))
-                    x = min(image["width"] - 1, int(x * image["width"] // 100))
-                else:
-                    y, x = -1, -1
-            if not (0 <= y < image["height"] and 0 <= x < image["width"]):
-                what = f"point ({row.y:.2f} %, {row.x:.2f} %)" if row.percent else f"pixel (y={row.y}, x={row.x})"
-                problems.append(f"{row.where}: {what} is outside {image['path']} "
-                                f"({image['width']}x{image['height']})")
-                continue
-            try:
-                class_id = self._class_id(row.label, class_ids)
-            except ValueError:
-                problems.append(f"{row.where}: unknown class {row.label!r}")
-                continue
-            key = (image["id"], y, x)
-            pixel = f"{image['path']} (y={y}, x={x})"
-            if key in new:
-                if new[key][0] != class_id:
-                    problems.append(f"{row.where}: {pixel} answered differently in {new[key][1]}")
-                continue
-            if key in stored:
-                if stored[key]["class_id"] != class_id:
-                    problems.append(f"{row.where}: {pixel} already has a different stored answer "
-                                    f"(undo it first to change it)")
-                else:
-                    report.already_known += 1
-                continue
-            new[key] = (class_id, row.where)
-            if key not in asked:
-                report.extra.append(f"{row.where}: {pixel}")
-        if problems:
-            raise ImportValidationError(where, problems)
-        stamp = now()
-        items = [(k[0], k[1], k[2], asked.get(k), v[0], source, stamp) for k, v in new.items()]
+        new = check_rows(rows, images, {c["name"]: c["id"] for c in self.classes()}, report, problems)
         with self.store.transaction() as con:
+            # Against the answers and queries as they are under the write lock: none can land before the write.
+            new = check_against_record(new, con, {im["id"]: im["path"] for im in images}, report, problems)
+            if problems:
+                raise ImportValidationError(where, problems)
+            stamp = now()
+            items = [(k[0], k[1], k[2], query_id, class_id, source, stamp)
+                     for k, (class_id, _, query_id) in new.items()]
             half = len(items) // 2
             sql = "INSERT INTO answers (image_id, y, x, query_id, class_id, source, answered_at) VALUES (?,?,?,?,?,?,?)"
             con.executemany(sql, items[:half])
@@ -751,11 +703,55 @@ class LabelingProject:
         cm = pool.evaluate(clf, split, n_classes)
         return {"miou": mean_iou(cm), "iou": [None if np.isnan(v) else float(v) for v in iou_per_class(cm)]}
 
-    def predict(self, images: str | Path | None, out: str | Path, exclude: Sequence[str] = ()) -> list[Path]:
+    def _prediction_paths(self, files: list[Path], root: Path, out: Path, overwrite: bool) -> list[tuple]:
+        """``(mask, overlay)`` paths of each image in ``files`` (relative to ``root``), checked before any is written.
+
+        Raises ValueError (naming the files) when ``out`` holds images to
+        predict or project images, when two images would write the same
+        file (``x.png`` and ``x.jpg``; compared case-blind, as macOS and
+        Windows do), or, without ``overwrite``, when a file to write exists.
+        """
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} is a file, not a folder")
+        base = self.settings["images_root"]
+        project_files = [Path(base) / r["path"] for r in self.images()] if base is not None else []
+        inside = out.resolve()
+        held = [p for p in [*files, *project_files] if inside in Path(p).resolve().parents]
+        if held:
+            raise ValueError(f"the output folder {out} holds images ({held[0]}"
+                             + (f" and {len(held) - 1} more" if len(held) > 1 else "")
+                             + "): masks would mix with them or replace them; choose a folder outside the images")
+        paths, owner, clashes = [], {}, []
+        for path in files:
+            mask = out / Path(path).relative_to(root).with_suffix(".png")
+            pair = (mask, mask.with_name(mask.stem + "_overlay.png"))
+            for target in pair:
+                key = target.as_posix().casefold()
+                if key in owner:
+                    clashes.append(f"{owner[key]} and {path} would both write {target}")
+                owner.setdefault(key, path)
+            paths.append(pair)
+        if clashes:
+            raise ValueError(f"{len(clashes)} name clash(es), nothing written (a mask is named after its image "
+                             f"without the extension): {'; '.join(clashes[:5])}"
+                             + (f"; ... and {len(clashes) - 5} more" if len(clashes) > 5 else "")
+                             + "; leave one image of each pair out (--exclude) or predict it into another folder")
+        existing = [t for pair in paths for t in pair if t.exists()]
+        if existing and not overwrite:
+            raise ValueError(f"{len(existing)} file(s) to write exist already in {out} ({existing[0]}"
+                             + (", ..." if len(existing) > 1 else "")
+                             + "); choose another folder, or overwrite=True (--overwrite) to replace them")
+        return paths
+
+    def predict(self, images: str | Path | None, out: str | Path, exclude: Sequence[str] = (),
+                overwrite: bool = False) -> list[Path]:
         """Full-resolution masks and overlays from the classifier trained on every answer.
 
         Each image is featurized densely at the working size, classified, and
         the class map is resized (nearest neighbour) to the image's own size.
+        Every output name is checked before the classifier is trained and
+        anything written: predict never replaces an image, never writes two
+        masks to one name, and replaces earlier masks only when asked to.
 
         Parameters
         ----------
@@ -763,9 +759,15 @@ class LabelingProject:
             Folder (any layout) or file of images; None = the project's images.
         out : path
             Output folder: ``<relative path>.png`` (8-bit palette PNG of class
-            ids, coloured with the class colours) and ``<relative path>_overlay.png``.
+            ids, coloured with the class colours; the image's extension is
+            replaced) and ``<relative path>_overlay.png``. It must not hold
+            the images predicted or the project's images (at any depth).
         exclude : sequence of str, default=()
             Glob patterns of files to skip (see :func:`find_images`).
+        overwrite : bool, default=False
+            Replace masks and overlays already in ``out`` (an earlier
+            prediction); without it, any file to write that exists stops
+            the call before anything is written.
 
         Returns
         -------
@@ -775,36 +777,39 @@ class LabelingProject:
         Raises
         ------
         ValueError
-            No answer with a class yet, or no images found.
+            No answer with a class yet; no images found; ``out`` holds
+            images; two images would write the same file (``x.png`` and
+            ``x.jpg`` both give ``x.png``: leave one out with ``exclude``);
+            a file to write exists and ``overwrite`` is False.
         """
-        clf = self.model()
-        if clf is None:
-            raise ValueError("no answer with a class yet: answer some queries before predicting")
-        pool = self._pool()
         if images is None:
+            files = [self.image_path(r) for r in self.images()]  # says so for a benchmark run's project
             root = Path(self.settings["images_root"])
-            files = [self.image_path(r) for r in self.images()]
         else:
             root = Path(images)
             files = find_images(root, exclude)
             root = root if root.is_dir() else root.parent
         if not files:
             raise ValueError(f"no image files found in {images}")
+        out = Path(out)
+        targets = self._prediction_paths(files, root, out, overwrite)
+        clf = self.model()
+        if clf is None:
+            raise ValueError("no answer with a class yet: answer some queries before predicting")
+        pool = self._pool()
         palette = np.zeros((256, 3), dtype=np.uint8)
         for c in self.classes():
             palette[c["id"]] = [int(c["colour"][k : k + 2], 16) for k in (1, 3, 5)]
-        out = Path(out)
         written = []
-        for path in files:
+        for path, (target, overlay_path) in zip(files, targets):
             original = read_image(path)
             h, w = original.shape[:2]
             mask_img = Image.fromarray(pool.predict_labels(clf, original)).resize((w, h), Image.NEAREST)
             mask_arr = np.asarray(mask_img)
-            target = out / Path(path).relative_to(root).with_suffix(".png")
             target.parent.mkdir(parents=True, exist_ok=True)
             mask_img.putpalette(palette.reshape(-1).tolist())  # mode L -> P: values stay the class ids
             mask_img.save(target)
             overlay = (0.5 * original + 0.5 * palette[mask_arr]).astype(np.uint8)
-            Image.fromarray(overlay).save(target.with_name(target.stem + "_overlay.png"))
+            Image.fromarray(overlay).save(overlay_path)
             written.append(target)
         return written

@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS classes (
     colour TEXT NOT NULL                -- '#rrggbb'
 );
 CREATE TABLE IF NOT EXISTS rounds (
-    id         INTEGER PRIMARY KEY,     -- 0-based
+    id         INTEGER PRIMARY KEY,     -- 0-based, in order (never deleted, so never reused)
     created_at TEXT NOT NULL,
     strategy   TEXT NOT NULL,
     budget     INTEGER NOT NULL,        -- pixels asked for
@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS rounds (
     seconds    REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS queries (
-    id       INTEGER PRIMARY KEY,
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused (see _upgrade)
     image_id INTEGER NOT NULL REFERENCES images(id),
     y        INTEGER NOT NULL,          -- original-resolution row
     x        INTEGER NOT NULL,          -- original-resolution column
@@ -64,7 +64,7 @@ CREATE TABLE IF NOT EXISTS queries (
     UNIQUE (image_id, y, x)
 );
 CREATE TABLE IF NOT EXISTS answers (
-    id        INTEGER PRIMARY KEY,
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: an undo names an id (see _upgrade)
     image_id  INTEGER NOT NULL REFERENCES images(id),
     y         INTEGER NOT NULL,
     x         INTEGER NOT NULL,
@@ -76,6 +76,24 @@ CREATE TABLE IF NOT EXISTS answers (
 );
 CREATE INDEX IF NOT EXISTS answers_query ON answers(query_id);
 """
+
+
+#: Tables whose ids are handed out and must never be reused (``AUTOINCREMENT``): a stale
+#: reference (an undo sent twice, a second browser tab) must not reach a newer row.
+#: Databases made before get their tables rebuilt by :meth:`ProjectStore.transaction`.
+NEVER_REUSED = ("queries", "answers")
+
+
+class UnknownRecordError(ValueError):
+    """A query or answer id that names no row (the web page answers 404)."""
+
+
+class RecordConflictError(ValueError):
+    """A change the record refuses as it stands (the web page answers 409).
+
+    A query already answered, or an undo whose answer does not answer the
+    query it names.
+    """
 
 
 def now() -> str:
@@ -113,6 +131,7 @@ class ProjectStore:
         self.folder = Path(folder)
         self.path = self.folder / DB_NAME
         self._held: sqlite3.Connection | None = None
+        self._upgraded = False  # this process has seen the current schema (see _upgrade)
 
     def hold(self) -> None:
         """Keep one idle connection open until :meth:`release` (for many small transactions in a row).
@@ -148,6 +167,34 @@ class ProjectStore:
             if statement.strip():
                 con.execute(statement)
 
+    @staticmethod
+    def _upgrade(con: sqlite3.Connection) -> None:
+        """Rebuild the tables of :data:`NEVER_REUSED` made without ``AUTOINCREMENT`` (inside the caller's transaction).
+
+        Before ``AUTOINCREMENT``, SQLite handed out the largest id plus one,
+        so an undone answer's id went to the next answer. Each table is
+        copied, dropped, created anew and filled with its rows, ids
+        unchanged; ``sqlite_sequence`` then starts at the largest id kept.
+        Foreign keys are checked at the commit (``defer_foreign_keys``):
+        between the drop and the refill of ``queries`` the answers point
+        nowhere. All in one transaction: a crash leaves the old tables.
+        """
+        marks = ",".join("?" * len(NEVER_REUSED))
+        found = dict(con.execute(f"SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name IN ({marks})",
+                                 NEVER_REUSED).fetchall())
+        stale = [t for t in NEVER_REUSED if t in found and "AUTOINCREMENT" not in found[t].upper()]
+        if not stale:
+            return
+        con.execute("PRAGMA defer_foreign_keys = ON")  # switches itself off at the commit
+        statements = {t: s for t in stale for s in SCHEMA.split(";") if f"CREATE TABLE IF NOT EXISTS {t} (" in s}
+        for table in stale:
+            con.execute(f"CREATE TABLE _old_{table} AS SELECT * FROM {table}")
+            con.execute(f"DROP TABLE {table}")  # drops its indexes too
+            con.execute(statements[table])
+            con.execute(f"INSERT INTO {table} SELECT * FROM _old_{table} ORDER BY id")
+            con.execute(f"DROP TABLE _old_{table}")
+        ProjectStore.create_tables(con)  # the indexes dropped with their tables
+
     def _connect(self) -> sqlite3.Connection:
         self.folder.mkdir(parents=True, exist_ok=True)
         con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -161,6 +208,9 @@ class ProjectStore:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A connection inside ``BEGIN IMMEDIATE ... COMMIT`` (rolled back on any error).
 
+        The first transaction of a store brings a database made by an older
+        version up to date (see :meth:`_upgrade`), in the same transaction.
+
         Yields
         ------
         sqlite3.Connection
@@ -169,11 +219,14 @@ class ProjectStore:
         try:
             con.execute("BEGIN IMMEDIATE")
             try:
+                if not self._upgraded:  # once per store: a database made before AUTOINCREMENT
+                    self._upgrade(con)
                 yield con
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
             con.execute("COMMIT")
+            self._upgraded = True  # only once committed: a rolled-back upgrade is tried again
         finally:
             con.close()
 

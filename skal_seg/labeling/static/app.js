@@ -6,7 +6,7 @@ const ZOOM_RADIUS = 12;  // original pixels shown on each side of the queried on
 
 let state = null;        // from /api/state
 let current = 0;         // index into state.queries
-const undoStack = [];    // answer ids given on this page, newest last
+const undoStack = [];    // {answer_id, query_id} of the answers given on this page, newest last
 const images = {};       // image id -> loaded <img>
 
 async function post(path, body) {
@@ -82,7 +82,8 @@ function draw() {
   if (!img.complete || !img.naturalWidth) return;
   const canvas = document.getElementById("image");
   // the whole image in the window beside the side panel, so the marked pixel is always in view
-  const maxW = Math.max(200, window.innerWidth - 390), maxH = Math.max(200, window.innerHeight - 80);
+  const panel = document.querySelector("aside").getBoundingClientRect().width;
+  const maxW = Math.max(200, window.innerWidth - panel - 70), maxH = Math.max(200, window.innerHeight - 80);
   const scale = Math.min(maxW / q.width, maxH / q.height, 8);
   canvas.width = Math.round(q.width * scale); canvas.height = Math.round(q.height * scale);
   const ctx = canvas.getContext("2d");
@@ -112,12 +113,12 @@ async function give(label) {
   if (!q) return;
   try {
     if (q.answer_id !== null) {  // changing an answer: take the old one back first
-      await post("/api/undo", {answer_id: q.answer_id});
-      const k = undoStack.indexOf(q.answer_id);
+      await post("/api/undo", {answer_id: q.answer_id, query_id: q.id});
+      const k = undoStack.findIndex(u => u.answer_id === q.answer_id);
       if (k >= 0) undoStack.splice(k, 1);
     }
     const r = await post("/api/answer", {query_id: q.id, label: label});
-    undoStack.push(r.answer_id);
+    undoStack.push({answer_id: r.answer_id, query_id: q.id});
     say("");
   } catch (err) {
     say("not saved: " + err.message);
@@ -128,10 +129,10 @@ async function give(label) {
 }
 
 async function undo() {
-  const id = undoStack.pop();
-  if (id === undefined) { say("nothing to undo on this page"); return; }
-  try {
-    const r = await post("/api/undo", {answer_id: id});
+  const last = undoStack.pop();
+  if (last === undefined) { say("nothing to undo on this page"); return; }
+  try {  // naming the query too: an answer changed meanwhile (another tab) is refused, not deleted
+    const r = await post("/api/undo", last);
     await refresh();
     const i = state.queries.findIndex(q => q.id === r.query_id);
     if (i >= 0) current = i;
