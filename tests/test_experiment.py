@@ -143,6 +143,27 @@ def test_a_finished_run_is_extended_with_the_picks_of_a_longer_run(strategy, dat
     assert b["config"]["rounds"] == 3
 
 
+def test_a_resumed_round_herds_only_what_an_uninterrupted_round_does(data, featurizer, tmp_path, monkeypatch):
+    """The local picks are saved with each round: resuming re-herds only the images labeled since, not all."""
+    import skal_seg.query as query_module
+
+    pool, test = data
+    quiet = dict(featurizer=featurizer, progress=False, log=lambda s: None)
+    calls = []
+    real = query_module._seeded_select
+    monkeypatch.setattr(query_module, "_seeded_select", lambda *a: calls.append(1) or real(*a))
+    run_experiment(config(rounds=2, budget_per_round=2), pool, test, tmp_path / "two", **quiet)
+    two_rounds = len(calls)
+    run_experiment(config(rounds=3, budget_per_round=2), pool, test, tmp_path / "three", **quiet)
+    third_round = len(calls) - two_rounds - two_rounds  # the 3-round run herded the first two rounds alike
+    assert (tmp_path / "two" / "local_picks.npz").is_file()
+    before = len(calls)
+    run_experiment(config(rounds=3, budget_per_round=2), pool, test, tmp_path / "two", resume=True, **quiet)
+    assert 0 < len(calls) - before == third_round < len(pool)  # 2 labels a round: at most 2 images to herd again, not all
+    resumed = json.loads((tmp_path / "two" / "state.json").read_text())
+    assert resumed["labeled"] == json.loads((tmp_path / "three" / "state.json").read_text())["labeled"]
+
+
 def test_herding_memory_reaches_the_samplers_and_a_resumed_run_may_change_it(data, featurizer, tmp_path):
     from skal_seg.engine.rounds import two_stage_query
 
@@ -333,6 +354,28 @@ def test_cli_runs_writes_results_and_resumes(data, tmp_path, capsys):
     report = capsys.readouterr().out
     assert report == (res / "summary.md").read_text()
     assert f"| two_stage (1 seed) | {recs[0]['miou']:.4f} | {recs[1]['miou']:.4f} |" in report  # no spread of one run
+
+
+def test_one_invocation_featurizes_the_test_split_once(data, tmp_path, monkeypatch):
+    """2 strategies x 2 seeds share one feature cache: each test image is featurized once."""
+    pool, test = data
+    _write_dataset(tmp_path / "ds", pool, test)
+    tiny_unet().save_pretrained(tmp_path / "unet")
+    featurized = []
+    real = DiffusionFeaturizer.transform
+
+    def counting(self, images, pixels=None):
+        featurized.extend(np.asarray(images).reshape(len(images), -1).sum(1).tolist())  # one entry per image
+        return real(self, images, pixels=pixels)
+
+    monkeypatch.setattr(DiffusionFeaturizer, "transform", counting)
+    args = ["run", "--data", str(tmp_path / "ds"), "--model", str(tmp_path / "unet"), "--size", "16",
+            "--strategies", "random", "entropy", "--seeds", "0", "1", "--rounds", "2", "--candidates-per-image", "30",
+            "--budget-per-image", "1", "--timesteps", "10", "--val-fraction", "0", "--cache", "none",
+            "--out", str(tmp_path / "res"), "--quiet"]
+    assert cli_main(args) == 0
+    for image in test.images:  # without a disk cache too: in memory for the whole invocation
+        assert featurized.count(int(image.astype(np.int64).sum())) == 1
 
 
 def test_cli_refuses_settings_before_any_run(data, tmp_path):
