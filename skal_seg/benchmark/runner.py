@@ -116,8 +116,9 @@ def run_experiment(
         noisy features on disk.
     feature_cache : FeatureCache, optional
         The cache to keep features in (default: a new one on ``cache_dir``
-        with ``cache_evaluation``): hand every run of an invocation the same
-        one and a test split is featurized once for all of them.
+        with ``cache_evaluation``, which it then replaces): hand every run of
+        an invocation the same one and a test split is featurized once for
+        all of them.
     progress : bool, default=True
     log : callable
         Receives one line per round.
@@ -173,10 +174,10 @@ def run_experiment(
         log(f"resuming {out_dir} after round {len(records) - 1}, up to round {config.rounds - 1}")
 
     featurizer = fitted_featurizer(config, featurizer, progress, executor)
-    if cache_dir is not None:  # before any feature is computed: a cache that cannot fit fails now
-        check_cache_space(cache_dir, cache_needs(config, featurizer, pool, pixels, test, cache_dir, cache_evaluation),
-                          log)
     cache = FeatureCache(cache_dir, persist_optional=cache_evaluation) if feature_cache is None else feature_cache
+    if cache_dir is not None:  # before any feature is computed: a cache that cannot fit fails now
+        check_cache_space(cache_dir, cache_needs(config, featurizer, pool, pixels, test, cache_dir,
+                                                 cache.persist_optional, memory_limit_mb=cache.memory_limit_mb), log)
     feats = pool_features(featurizer, pool, config.candidates_per_image, config.feature_seed, cache, config.candidates,
                           pixels=pixels)  # the candidates validated above, not drawn again
     X, groups, pixels, offsets = feats.X, feats.groups, feats.pixels, feats.offsets
