@@ -181,6 +181,9 @@ def query_pixels(config, query, classifier, X, y, groups, labeled, budget, noisy
         times["select"] = time.perf_counter() - t
     elif s in ("bald", "edald"):
         sampler = EDALDSampler(entropy_weight=0.0 if s == "bald" else config.entropy_weight, mi=config.mi)
+        # These score every candidate: keep all rows of a forwarded image, since the rows one seed labeled
+        # (never asked for) are candidates of the next seed sharing the cache.
+        noisy.also_keep(np.arange(len(X)))
         picked = unl[top_k(sampler.scores(classifier, X, noisy, indices=unl), budget)]
         times["stage2"] = time.perf_counter() - t
     elif s in ("uherding", "two_stage_uherding"):
