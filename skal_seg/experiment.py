@@ -7,4 +7,4 @@ This alias is kept for one release: each name taken from it comes from its new m
 from skal_seg._moved import moved_module
 
 __getattr__, __dir__ = moved_module(__name__, "skal_seg.engine.settings", "skal_seg.engine.features",
-                                    "skal_seg.engine.rounds", "skal_seg.benchmark.runner")
+                                    "skal_seg.engine.noisy", "skal_seg.engine.rounds", "skal_seg.benchmark.runner")

@@ -160,7 +160,7 @@ class TwoStageQuery(BaseEstimator):
         order = np.argsort(inverse, kind="stable")
         bounds = np.searchsorted(inverse[order], np.arange(len(names) + 1))
         if not hasattr(self, "_local_cache"):
-            self._local_cache: dict[tuple, np.ndarray] = {}
+            self._local_cache: dict[str, np.ndarray] = {}
         herding_params = repr(sorted((MaxHerdingSampler() if self.herding is None else self.herding).get_params().items()))
         todo = []  # (key, seed, image rows, k) of the images not herded before
         for g in range(len(names)):
@@ -171,7 +171,8 @@ class TwoStageQuery(BaseEstimator):
             X_g = np.ascontiguousarray(read_rows(X, image_rows))
             # An image whose candidates, seed and settings are unchanged gets the same picks:
             # across active-learning rounds only the images that were just labeled need herding again.
-            key = (int(seeds[g]), k, herding_params, X_g.dtype.str, X_g.shape, hashlib.sha1(X_g).hexdigest())
+            key = hashlib.sha1(repr((int(seeds[g]), k, herding_params, X_g.dtype.str, X_g.shape)).encode()
+                               + hashlib.sha1(X_g).digest()).hexdigest()
             picks.append((image_rows, key))
             if key not in self._local_cache:
                 todo.append((key, int(seeds[g]), image_rows, k))
@@ -187,6 +188,39 @@ class TwoStageQuery(BaseEstimator):
             self._local_cache[key] = local
         picks = [image_rows[self._local_cache[key]] for image_rows, key in picks]
         return np.sort(np.concatenate(picks)) if picks else np.empty(0, dtype=np.int64)
+
+    def local_picks_memo(self) -> dict[str, np.ndarray]:
+        """The memoised local picks, to save with a run's state (see :meth:`remember_local_picks`).
+
+        Returns
+        -------
+        dict
+            ``{key: picks}``: a hex digest of an image's herding inputs (seed,
+            budget, sampler settings, candidate features) and the positions
+            picked among its rows. A copy.
+        """
+        return dict(getattr(self, "_local_cache", {}))
+
+    def remember_local_picks(self, memo: dict[str, np.ndarray]) -> "TwoStageQuery":
+        """Reuse local picks saved from :meth:`local_picks_memo` (a resumed run herds only what changed since).
+
+        The keys name every herding input, so a memo from other settings or
+        features is never used: its entries just match no image.
+
+        Parameters
+        ----------
+        memo : dict
+            From :meth:`local_picks_memo`.
+
+        Returns
+        -------
+        TwoStageQuery
+            ``self``.
+        """
+        if not hasattr(self, "_local_cache"):
+            self._local_cache = {}
+        self._local_cache.update({str(k): np.asarray(v, dtype=np.int64) for k, v in memo.items()})
+        return self
 
     def query(
         self,
@@ -214,6 +248,10 @@ class TwoStageQuery(BaseEstimator):
         X_noisy : ndarray (K, n_pool, D) or callable, optional
             Noisy draws for eDALD (see :meth:`EDALDSampler.scores`); required
             once the classifier is fitted, unless stage 2 is Uncertainty Herding.
+            Only the stage-2 pool's rows are asked for. A callable with an
+            ``also_keep(rows)`` method (a cache such as
+            :class:`~skal_seg.engine.noisy.CachedNoisyViews`) is first told the
+            local picks, which later rounds' pools come from.
         X_labeled : array-like of shape (n_labeled, D), optional
             Labeled rows the global stage (and Uncertainty Herding) is conditioned on.
         y_labeled : array-like of shape (n_labeled,), optional
@@ -292,6 +330,8 @@ class TwoStageQuery(BaseEstimator):
             self.scores_ = sampler.uncertainty_ if sampler.uncertainty_ is not None else np.ones(len(pool))
         else:
             # X_noisy indexes X_pool: the stage-2 rows are renumbered 0..len(pool)-1 for the sampler
+            if callable(getattr(X_noisy, "also_keep", None)):  # a cache: later rounds read other local picks
+                X_noisy.also_keep(local)
             noisy_views = X_noisy if callable(X_noisy) else np.asarray(X_noisy)[:, pool]
             noisy_of = (lambda i: noisy_views(pool[i])) if callable(X_noisy) else noisy_views
             self.scores_ = sampler.scores(classifier, X_stage2, noisy_of)

@@ -143,6 +143,27 @@ def test_a_finished_run_is_extended_with_the_picks_of_a_longer_run(strategy, dat
     assert b["config"]["rounds"] == 3
 
 
+def test_a_resumed_round_herds_only_what_an_uninterrupted_round_does(data, featurizer, tmp_path, monkeypatch):
+    """The local picks are saved with each round: resuming re-herds only the images labeled since, not all."""
+    import skal_seg.query as query_module
+
+    pool, test = data
+    quiet = dict(featurizer=featurizer, progress=False, log=lambda s: None)
+    calls = []
+    real = query_module._seeded_select
+    monkeypatch.setattr(query_module, "_seeded_select", lambda *a: calls.append(1) or real(*a))
+    run_experiment(config(rounds=2, budget_per_round=2), pool, test, tmp_path / "two", **quiet)
+    two_rounds = len(calls)
+    run_experiment(config(rounds=3, budget_per_round=2), pool, test, tmp_path / "three", **quiet)
+    third_round = len(calls) - two_rounds - two_rounds  # the 3-round run herded the first two rounds alike
+    assert (tmp_path / "two" / "local_picks.npz").is_file()
+    before = len(calls)
+    run_experiment(config(rounds=3, budget_per_round=2), pool, test, tmp_path / "two", resume=True, **quiet)
+    assert 0 < len(calls) - before == third_round < len(pool)  # 2 labels a round: at most 2 images to herd again, not all
+    resumed = json.loads((tmp_path / "two" / "state.json").read_text())
+    assert resumed["labeled"] == json.loads((tmp_path / "three" / "state.json").read_text())["labeled"]
+
+
 def test_herding_memory_reaches_the_samplers_and_a_resumed_run_may_change_it(data, featurizer, tmp_path):
     from skal_seg.engine.rounds import two_stage_query
 
@@ -335,6 +356,28 @@ def test_cli_runs_writes_results_and_resumes(data, tmp_path, capsys):
     assert f"| two_stage (1 seed) | {recs[0]['miou']:.4f} | {recs[1]['miou']:.4f} |" in report  # no spread of one run
 
 
+def test_one_invocation_featurizes_the_test_split_once(data, tmp_path, monkeypatch):
+    """2 strategies x 2 seeds share one feature cache: each test image is featurized once."""
+    pool, test = data
+    _write_dataset(tmp_path / "ds", pool, test)
+    tiny_unet().save_pretrained(tmp_path / "unet")
+    featurized = []
+    real = DiffusionFeaturizer.transform
+
+    def counting(self, images, pixels=None):
+        featurized.extend(np.asarray(images).reshape(len(images), -1).sum(1).tolist())  # one entry per image
+        return real(self, images, pixels=pixels)
+
+    monkeypatch.setattr(DiffusionFeaturizer, "transform", counting)
+    args = ["run", "--data", str(tmp_path / "ds"), "--model", str(tmp_path / "unet"), "--size", "16",
+            "--strategies", "random", "entropy", "--seeds", "0", "1", "--rounds", "2", "--candidates-per-image", "30",
+            "--budget-per-image", "1", "--timesteps", "10", "--val-fraction", "0", "--cache", "none",
+            "--out", str(tmp_path / "res"), "--quiet"]
+    assert cli_main(args) == 0
+    for image in test.images:  # without a disk cache too: in memory for the whole invocation
+        assert featurized.count(int(image.astype(np.int64).sum())) == 1
+
+
 def test_cli_refuses_settings_before_any_run(data, tmp_path):
     pool, test = data
     _write_dataset(tmp_path / "ds", pool, test)
@@ -426,53 +469,6 @@ def test_resume_refuses_other_images(data, featurizer, tmp_path):
                        resume=True, progress=False, log=lambda s: None)
 
 
-def test_cached_noisy_views_memory_mapped_equal_in_memory(data, featurizer, tmp_path):
-    pool, _ = data
-    pixels = features.candidate_pixels(pool, 20, seed=0)
-    offsets = np.concatenate([[0], np.cumsum([len(p) for p in pixels])])
-    view_fn = featurizer.noisy_view_fn(pool.images, pixels, n_draws=2, random_state=0)
-    in_memory = features.CachedNoisyViews(view_fn, offsets, featurizer.n_features_out_)
-    mapped = features.CachedNoisyViews(view_fn, offsets, featurizer.n_features_out_, memory_limit_mb=0,
-                                  directory=tmp_path, images_per_call=1)
-    assert isinstance(mapped.values, np.memmap)
-    rows = np.array([3, 45, 46, 119, 0])
-    # One image per UNet forward here, three together in memory: equal up to the float rounding that
-    # noisy_view_fn documents (1e-5 before the float16 cast, then one float16 step), not bit for bit.
-    np.testing.assert_allclose(mapped(rows).astype(np.float32), in_memory(rows).astype(np.float32),
-                               rtol=2.0**-10, atol=1e-5)
-    assert mapped.done.tolist() == [True, False, True, False, False, True]
-    same_batches = features.CachedNoisyViews(view_fn, offsets, featurizer.n_features_out_, memory_limit_mb=0,
-                                        directory=tmp_path / "again", images_per_call=1)
-    np.testing.assert_array_equal(same_batches(rows), mapped(rows))  # same UNet batches: bit-identical
-    np.testing.assert_allclose(mapped(rows), view_fn(rows).astype(np.float16), atol=1e-3)
-
-
-def test_cached_noisy_views_persist_in_a_file(data, featurizer, tmp_path):
-    pool, _ = data
-    pixels = features.candidate_pixels(pool, 20, seed=0)
-    offsets = np.concatenate([[0], np.cumsum([len(p) for p in pixels])])
-    view_fn = featurizer.noisy_view_fn(pool.images, pixels, n_draws=2, random_state=0)
-    path = tmp_path / "noisy.npy"
-    first = features.CachedNoisyViews(view_fn, offsets, featurizer.n_features_out_, path=path, images_per_call=1)
-    rows = np.array([3, 45, 46])
-    expected = first(rows)
-    assert np.load(tmp_path / "noisy.npy.done.npy").tolist() == [True, False, True, False, False, False]
-    del first
-
-    class Forbidden:  # a second process must read the file, not featurize again
-        n_draws = 2
-
-        def __call__(self, rows):
-            raise AssertionError("recomputed rows that were on disk")
-
-    again = features.CachedNoisyViews(Forbidden(), offsets, featurizer.n_features_out_, path=path)
-    np.testing.assert_array_equal(again(rows), expected)
-    with pytest.raises(AssertionError, match="recomputed"):
-        again(np.array([30]))  # image 1 was never computed
-    with pytest.raises(ValueError, match="another shape"):
-        features.CachedNoisyViews(view_fn, offsets[:-1], featurizer.n_features_out_, path=path)
-
-
 def test_features_are_shared_across_seeds_and_strategies(data, featurizer, tmp_path):
     pool, test = data
     cache = tmp_path / "cache"
@@ -480,7 +476,7 @@ def test_features_are_shared_across_seeds_and_strategies(data, featurizer, tmp_p
         run_experiment(config(strategy=strategy, seed=seed, rounds=2), pool, test, tmp_path / f"{strategy}{seed}",
                        featurizer=featurizer, cache_dir=cache, progress=False, log=lambda s: None)
     assert len(list(cache.glob("pool-*.npy"))) == 1
-    assert len(list(cache.glob("noisy-*.npy.done.npy"))) == 1
+    assert len([d for d in cache.glob("noisy-*") if d.is_dir()]) == 1
     first = json.loads((tmp_path / "bald0" / "rounds.json").read_text())[1]["seconds"]["noisy_features"]
     second = json.loads((tmp_path / "edald1" / "rounds.json").read_text())[1]["seconds"]["noisy_features"]
     assert second < 0.01 * first  # read back, not featurized again

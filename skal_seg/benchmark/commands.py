@@ -27,7 +27,7 @@ from skal_seg.benchmark.runner import run_experiment, run_full_supervision
 from skal_seg.data import CLASSES_FILE, dataset_classes, load_split, sample_dataset_dir, split_validation
 from skal_seg.diffusion.adm import is_adm_checkpoint_path
 from skal_seg.distributed import executor_from_args
-from skal_seg.engine.features import candidate_pixels, fitted_featurizer, seconds_per_unet_sample
+from skal_seg.engine.features import FeatureCache, candidate_pixels, fitted_featurizer, seconds_per_unet_sample
 from skal_seg.engine.settings import NEEDS_NOISY, STRATEGIES, ExperimentConfig
 
 #: Bytes of evaluation features kept in memory per run without an on-disk cache
@@ -140,15 +140,13 @@ def _plan(args, strategies, config, pool, evaluation, classes, class_source, fea
     n_t = len(featurizer.timesteps_)
     n_noisy_runs = sum(s in NEEDS_NOISY for s in strategies) * len(args.seeds)
     extra = len(args.seeds) if args.full_supervision else 0
-    pool_passes = 1 if cache is not None else n_runs + extra
+    pool_passes = 1  # one feature cache serves every run of the invocation
     noisy_passes = min(1, n_noisy_runs) if cache is not None else n_noisy_runs
     stride = args.eval_stride
     eval_bytes = len(evaluation) * math.ceil(h / stride) * math.ceil(w / stride) * featurizer.n_features_out_ * 2
-    if cache_eval:
-        eval_passes = 1
-    elif eval_bytes <= _EVAL_MEMORY_BYTES:
-        eval_passes = n_runs + extra
-    else:  # neither on disk nor in memory: computed again every round
+    if cache_eval or cache is not None or eval_bytes <= _EVAL_MEMORY_BYTES:
+        eval_passes = 1  # in memory, or on disk when too large for it
+    else:  # --cache none and too large for memory: computed again every round
         eval_passes = n_runs * args.rounds + extra
     samples = n_t * (len(pool) * pool_passes + len(evaluation) * eval_passes
                      + args.n_draws * len(pool) * noisy_passes)
@@ -258,7 +256,9 @@ def run(args: argparse.Namespace) -> int:
             print(line)
         if cache is not None:
             _mark_cache_dir(cache)
-        common = dict(featurizer=featurizer, cache_dir=cache, n_classes=len(classes), cache_evaluation=cache_eval,
+        # One feature cache for every run: the evaluation features are computed once per invocation.
+        common = dict(featurizer=featurizer, cache_dir=cache, n_classes=len(classes),
+                      feature_cache=FeatureCache(cache, persist_optional=cache_eval),
                       progress=progress, executor=executor)
         for seed in args.seeds:
             for strategy in strategies:

@@ -35,13 +35,19 @@ import numpy as np
 from skal_seg.benchmark.simulate import GroundTruthAnnotator
 from skal_seg.data import CAMVID_CLASSES, IGNORE_INDEX, SegmentationSplit
 from skal_seg.engine.features import (
-    CachedNoisyViews, FeatureCache, cache_key, cache_needs, candidate_pixels, check_cache_space, fitted_featurizer,
+    FeatureCache, cache_key, cache_needs, candidate_pixels, check_cache_space, fitted_featurizer,
     noisy_cache_key, pool_features,
 )
-from skal_seg.engine.rounds import evaluate, query_pixels, train_classifier, two_stage_query
-from skal_seg.engine.settings import NEEDS_NOISY, ExperimentConfig, class_names_for, settings_differences
+from skal_seg.engine.noisy import CachedNoisyViews
+from skal_seg.engine.rounds import (
+    evaluate, load_local_picks, query_pixels, save_local_picks, train_classifier, two_stage_query,
+)
+from skal_seg.engine.settings import HERDING, NEEDS_NOISY, ExperimentConfig, class_names_for, settings_differences
 from skal_seg.featurizer import DiffusionFeaturizer
 from skal_seg.metrics import iou_per_class, mean_iou
+
+#: A run's memoised local MaxHerding picks, saved each round beside ``state.json`` (see :func:`run_experiment`).
+LOCAL_PICKS_FILE = "local_picks.npz"
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -62,6 +68,7 @@ def run_experiment(
     n_classes: int = len(CAMVID_CLASSES),
     class_names: Sequence[str] | None = None,
     cache_evaluation: bool = True,
+    feature_cache: FeatureCache | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
     executor=None,
@@ -74,8 +81,10 @@ def run_experiment(
     pool, test : SegmentationSplit
         Images the learner queries from / is evaluated on, at the working size.
     out_dir : path
-        Results of this run: ``rounds.csv``, ``rounds.json``, ``state.json``
-        and ``project.sqlite`` (the run's labeling project: its queries and
+        Results of this run: ``rounds.csv``, ``rounds.json``, ``state.json``,
+        ``local_picks.npz`` (the herding strategies' local picks, so that a
+        resumed round herds only the images labeled since, as an uninterrupted
+        one does) and ``project.sqlite`` (the run's labeling project: its queries and
         the ground truth's answers, see
         :class:`~skal_seg.benchmark.simulate.GroundTruthAnnotator`).
     featurizer : DiffusionFeaturizer, optional
@@ -105,6 +114,11 @@ def run_experiment(
         ``H x W x D`` float16 per image); False keeps them in memory up to
         1 GB (recomputed each round beyond that) and only the pool and
         noisy features on disk.
+    feature_cache : FeatureCache, optional
+        The cache to keep features in (default: a new one on ``cache_dir``
+        with ``cache_evaluation``, which it then replaces): hand every run of
+        an invocation the same one and a test split is featurized once for
+        all of them.
     progress : bool, default=True
     log : callable
         Receives one line per round.
@@ -160,10 +174,10 @@ def run_experiment(
         log(f"resuming {out_dir} after round {len(records) - 1}, up to round {config.rounds - 1}")
 
     featurizer = fitted_featurizer(config, featurizer, progress, executor)
+    cache = FeatureCache(cache_dir, persist_optional=cache_evaluation) if feature_cache is None else feature_cache
     if cache_dir is not None:  # before any feature is computed: a cache that cannot fit fails now
-        check_cache_space(cache_dir, cache_needs(config, featurizer, pool, pixels, test, cache_dir, cache_evaluation),
-                          log)
-    cache = FeatureCache(cache_dir, persist_optional=cache_evaluation)
+        check_cache_space(cache_dir, cache_needs(config, featurizer, pool, pixels, test, cache_dir,
+                                                 cache.persist_optional, memory_limit_mb=cache.memory_limit_mb), log)
     feats = pool_features(featurizer, pool, config.candidates_per_image, config.feature_seed, cache, config.candidates,
                           pixels=pixels)  # the candidates validated above, not drawn again
     X, groups, pixels, offsets = feats.X, feats.groups, feats.pixels, feats.offsets
@@ -178,7 +192,7 @@ def run_experiment(
         view_fn = featurizer.noisy_view_fn(pool.images, pixels, n_draws=config.n_draws,
                                            random_state=config.feature_seed)
         # shared by every strategy and seed on this pool
-        path = None if cache_dir is None else Path(cache_dir) / f"{noisy_cache_key(config, featurizer, pool, pixels)}.npy"
+        path = None if cache_dir is None else Path(cache_dir) / noisy_cache_key(config, featurizer, pool, pixels)
         per_call = 8 if executor is None else executor.images_per_call(featurizer, 8)  # every worker busy
         noisy = CachedNoisyViews(view_fn, offsets, X.shape[1], directory=cache_dir, path=path,
                                  images_per_call=per_call)
@@ -186,6 +200,12 @@ def run_experiment(
     # The classifier trained at the end of round r-1 (same seed: identical after a resume).
     classifier = train_classifier(config, X, y, labeled, len(records) - 1, {}, progress) if labeled else None
     query = two_stage_query(config, progress, executor)
+    memo_path = out_dir / LOCAL_PICKS_FILE
+    if config.strategy in HERDING:
+        if resume:  # the local picks of the rounds done: a resumed round herds only the images labeled since
+            load_local_picks(query, memo_path)
+        else:
+            memo_path.unlink(missing_ok=True)
     first_round = len(records)
     for r in range(first_round, config.rounds):
         times = {"featurize": feats.seconds if r == first_round else 0.0}  # paid once per run
@@ -216,6 +236,8 @@ def run_experiment(
         if config.strategy in ("uherding", "two_stage_uherding"):  # the temperature its stage 2 used (nan: round 0)
             record["temperature"] = float(getattr(query.uncertainty, "temperature_", float("nan")))
         records.append(record)
+        if config.strategy in HERDING:
+            save_local_picks(query, memo_path)
         state = {"config": settings, "data": data_id, "budget": budget, "records": records, "labeled": labeled,
                  "labeled_pixels": _row_to_pixel(labeled, groups, pixels, offsets, pool.names),
                  "classes": list(names)}
@@ -268,6 +290,7 @@ def run_full_supervision(
     cache_dir: str | Path | None = None,
     n_classes: int = len(CAMVID_CLASSES),
     cache_evaluation: bool = True,
+    feature_cache: FeatureCache | None = None,
     progress: bool = True,
     executor=None,
 ) -> dict:
@@ -280,7 +303,7 @@ def run_full_supervision(
     pool, test : SegmentationSplit
     out_json : path
         Where the result is written (atomically).
-    featurizer, cache_dir, n_classes, cache_evaluation, progress, executor
+    featurizer, cache_dir, n_classes, cache_evaluation, feature_cache, progress, executor
         As in :func:`run_experiment`.
 
     Returns
@@ -295,7 +318,7 @@ def run_full_supervision(
     """
     config.validate()
     featurizer = fitted_featurizer(config, featurizer, progress, executor)
-    cache = FeatureCache(cache_dir, persist_optional=cache_evaluation)
+    cache = FeatureCache(cache_dir, persist_optional=cache_evaluation) if feature_cache is None else feature_cache
     feats = pool_features(featurizer, pool, config.candidates_per_image, config.feature_seed, cache, config.candidates)
     X, y = feats.X, feats.y
     t = time.perf_counter()

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from skal_seg._memory import read_rows, release
+
 from skal_seg.data import IGNORE_INDEX, SegmentationSplit
 from skal_seg.engine.settings import CANDIDATES, NEEDS_NOISY, ExperimentConfig
 from skal_seg.featurizer import DiffusionFeaturizer
@@ -82,10 +81,16 @@ class FeatureCache:
         In-memory budget for the optional arrays (``in_memory=False``) that
         are not kept on disk.
     persist_optional : bool, default=True
-        Keep the optional arrays in ``directory`` too. False keeps only the
-        others on disk (pool features: what a resumed run needs) and treats
-        the optional ones (dense evaluation features, ``H x W x D`` float16
-        per image: GBs for a full dataset) as without a directory.
+        Keep the optional arrays in ``directory`` too. False keeps them in
+        memory while they fit ``memory_limit_mb`` (dense evaluation
+        features, ``H x W x D`` float16 per image, are GBs for a full
+        dataset) and writes only those that do not fit to ``directory``.
+
+    Notes
+    -----
+    One cache serves every run of an invocation (``skal-seg run`` hands the
+    same one to each strategy and seed), so the evaluation features of a test
+    split are computed once, whatever the number of runs.
     """
 
     def __init__(self, directory: str | Path | None, memory_limit_mb: float = 1024, persist_optional: bool = True):
@@ -98,10 +103,11 @@ class FeatureCache:
     def get(self, key: str, compute: Callable[[], np.ndarray], in_memory: bool = True) -> np.ndarray:
         """The array stored under ``key``, computed by ``compute()`` the first time.
 
-        Without a directory (or with ``persist_optional=False``), arrays with
-        ``in_memory=False`` (dense test features, say) are kept only while
-        the cache holds under ``memory_limit_mb`` in all; larger ones are
-        recomputed on each use.
+        Arrays with ``in_memory=False`` (dense test features, say) are kept
+        in memory while the cache holds under ``memory_limit_mb`` in all
+        when there is no directory or ``persist_optional`` is False; beyond
+        that they go to the directory, or, without one, are recomputed on
+        each use.
 
         Parameters
         ----------
@@ -120,14 +126,17 @@ class FeatureCache:
         """
         if key in self._memory:
             return self._memory[key]
-        if not in_memory and (self.directory is None or not self.persist_optional):
+        path = None if self.directory is None else self.directory / f"{key}.npy"
+        if not in_memory and (path is None or not self.persist_optional) and not (path is not None and path.exists()):
             arr = compute()
             if self._held + arr.nbytes <= self.memory_limit_mb * 2**20:
                 self._memory[key] = arr
                 self._held += arr.nbytes
-            return arr
-        if self.directory is not None:
-            path = self.directory / f"{key}.npy"
+                return arr
+            if path is None:
+                return arr
+            compute = lambda: arr  # noqa: E731 -- too large for memory: to the directory below
+        if path is not None:
             if path.exists():
                 arr = np.load(path, mmap_mode="r")
             else:
@@ -208,102 +217,6 @@ class FeatureCache:
 def _check_rows(rows: int, shape: tuple, key: str) -> None:
     if rows != shape[0]:
         raise ValueError(f"the blocks of {key} do not form a {shape[0]} x {shape[1]} matrix")
-
-
-class CachedNoisyViews:
-    """``X_noisy`` callable over pool rows that computes each image's candidate pixels once.
-
-    The diffusion forward pass costs the same for one pixel as for all of an
-    image's candidates, so a request computes every candidate pixel of the
-    images involved and keeps them for later rounds.
-
-    Parameters
-    ----------
-    view_fn : NoisyViewFunction
-        From :meth:`DiffusionFeaturizer.noisy_view_fn` over the pool's candidate pixels.
-    offsets : ndarray of shape (n_images + 1,)
-        First pool row of each image.
-    n_features : int
-    dtype : numpy dtype, default=float16
-    memory_limit_mb : float, default=1024
-        Above this size the values live in a memory-mapped file (evictable
-        page cache rather than pinned memory): K x n_rows x D can be many GB.
-    directory : path, optional
-        Where that file goes (a temporary folder, removed with this object;
-        default: the system's temporary folder).
-    images_per_call : int, default=8
-        Images featurized together, bounding the transient memory. Which
-        images go together changes the values only by float rounding (see
-        :meth:`~skal_seg.featurizer.DiffusionFeaturizer.noisy_view_fn`).
-    path : path, optional
-        Keep the values in this ``.npy`` file, with the list of images already
-        computed beside it (``<path>.done.npy``, written atomically after each
-        group of images): later runs on the same pool and noise draws (other
-        strategies, other seeds, a resumed run) reuse them, and an
-        interrupted run loses at most the images in progress. The caller
-        names the file after everything the values depend on (see
-        :func:`run_experiment`); one process should fill a file at a time.
-    """
-
-    def __init__(self, view_fn, offsets: np.ndarray, n_features: int, dtype=np.float16,
-                 memory_limit_mb: float = 1024, directory: str | Path | None = None, images_per_call: int = 8,
-                 path: str | Path | None = None):
-        self.view_fn = view_fn
-        self.offsets = offsets
-        self.images_per_call = images_per_call
-        shape = (view_fn.n_draws, int(offsets[-1]), n_features)
-        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        self.seconds = 0.0
-        self._done_path = None
-        self.done = np.zeros(len(offsets) - 1, dtype=bool)
-        if path is not None:
-            path = Path(path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._done_path = path.with_name(path.name + ".done.npy")
-            if path.exists() and self._done_path.exists():
-                self.values = np.load(path, mmap_mode="r+")
-                done = np.load(self._done_path)
-                if self.values.shape != shape or self.values.dtype != np.dtype(dtype) or done.shape != self.done.shape:
-                    raise ValueError(f"{path} holds noisy views of another shape or dtype; delete it to recompute")
-                self.done = done
-            else:
-                self.values = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
-                self._save_done()
-        elif nbytes > memory_limit_mb * 2**20:
-            if directory is not None:
-                Path(directory).mkdir(parents=True, exist_ok=True)
-            self._tmp = tempfile.TemporaryDirectory(prefix="skal_seg_noisy_", dir=directory)
-            self.values = np.lib.format.open_memmap(Path(self._tmp.name) / "noisy.npy", mode="w+", dtype=dtype, shape=shape)
-        else:
-            self.values = np.zeros(shape, dtype=dtype)
-
-    def _save_done(self) -> None:
-        if self._done_path is None:
-            return
-        if isinstance(self.values, np.memmap):
-            self.values.flush()  # values on disk before the images are marked done
-        tmp = self._done_path.with_name(self._done_path.name + ".tmp.npy")
-        np.save(tmp, self.done)
-        os.replace(tmp, self._done_path)
-
-    def __call__(self, indices) -> np.ndarray:
-        """Noisy features (K, len(indices), D) of pool rows ``indices``."""
-        indices = np.asarray(indices, dtype=np.int64)
-        images = np.unique(np.searchsorted(self.offsets, indices, side="right") - 1)
-        missing = images[~self.done[images]]
-        t0 = time.perf_counter()
-        for start in range(0, len(missing), self.images_per_call):
-            part = missing[start : start + self.images_per_call]
-            rows = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in part])
-            self.values[:, rows] = self.view_fn(rows)
-            self.done[part] = True
-            self._save_done()
-            release(self.values)  # written pages live on in the page cache (and the file), not in this process
-        self.seconds += time.perf_counter() - t0
-        out = np.empty((self.values.shape[0], len(indices), self.values.shape[2]), dtype=self.values.dtype)
-        for k in range(len(out)):  # from the file, not through the mapping (see skal_seg._memory.read_rows)
-            out[k] = read_rows(self.values[k], indices)
-        return out
 
 
 def candidate_pixels(split: SegmentationSplit, n_per_image: int, seed: int, candidates: str = "valid") -> list[np.ndarray]:
@@ -566,10 +479,40 @@ def pool_cache_key(featurizer: DiffusionFeaturizer, pool: SegmentationSplit, pix
 
 
 def noisy_cache_key(config: ExperimentConfig, featurizer, pool: SegmentationSplit, pixels: list) -> str:
-    """File stem of a pool's noisy draws in a cache folder: shared by every strategy and seed (and by
-    a labeling project's rounds) with the same features, images, candidates, ``n_draws`` and ``feature_seed``."""
+    """Folder name of a pool's noisy draws in a cache folder (:class:`~skal_seg.engine.noisy.CachedNoisyViews`):
+    shared by every strategy and seed (and by a labeling project's rounds) with the same features, images,
+    candidates, ``n_draws`` and ``feature_seed``."""
     return "noisy-" + cache_key(featurizer_key(featurizer), pool.names, pool.images, np.concatenate(pixels),
                                 config.n_draws, config.feature_seed, config.candidates)
+
+
+def noisy_rows_bound(config: ExperimentConfig, candidate_counts: Sequence[int]) -> int:
+    """Most pool rows whose noisy draws a run keeps (:class:`~skal_seg.engine.noisy.CachedNoisyViews`).
+
+    ``bald`` and ``edald`` score every candidate. The stage-2 strategies read
+    the local picks: ``min(local_budget, candidates)`` per image in round 1,
+    and each labeled pixel can change one image's local picks for later
+    rounds (at most ``local_budget`` new rows), so at most ``(rounds - 2) x
+    budget x local_budget`` more; plus one row per image that shares a UNet
+    batch with a forwarded image and has none to keep.
+
+    Parameters
+    ----------
+    config : ExperimentConfig
+    candidate_counts : sequence of int
+        Candidates of each pool image.
+
+    Returns
+    -------
+    int
+    """
+    counts = np.asarray(candidate_counts, dtype=np.int64)
+    n_rows = int(counts.sum())
+    if config.strategy in ("bald", "edald"):
+        return n_rows
+    first = int(np.minimum(counts, config.local_budget).sum()) + int(np.count_nonzero(counts))
+    later = max(0, config.rounds - 2) * config.budget(len(counts)) * config.local_budget
+    return min(n_rows, first + later)
 
 
 def _evaluation_key(featurizer, part: SegmentationSplit, stride: int) -> str:
@@ -580,7 +523,7 @@ def _evaluation_key(featurizer, part: SegmentationSplit, stride: int) -> str:
 
 def cache_needs(config: ExperimentConfig, featurizer: DiffusionFeaturizer, pool: SegmentationSplit, pixels: list,
                 test: SegmentationSplit, cache_dir: str | Path, cache_evaluation: bool = True,
-                batch_images: int = 16) -> dict[str, int]:
+                batch_images: int = 16, memory_limit_mb: float = 1024) -> dict[str, int]:
     """Bytes a run may still write to its feature cache, per kind of file (files already there count 0).
 
     Parameters
@@ -593,17 +536,21 @@ def cache_needs(config: ExperimentConfig, featurizer: DiffusionFeaturizer, pool:
     test : SegmentationSplit
     cache_dir : path
     cache_evaluation : bool, default=True
+        False: the evaluation features stay in memory while they fit
+        ``memory_limit_mb``, and only the batches beyond it count.
     batch_images : int, default=16
         As in :func:`evaluate`.
+    memory_limit_mb : float, default=1024
+        The feature cache's memory budget (:class:`FeatureCache`).
 
     Returns
     -------
     dict
         ``{"pool": ..., "noisy": ..., "evaluation": ...}`` in bytes, float16
-        features: ``rows x D x 2`` for the pool, ``K x rows x D x 2`` for the
-        noisy draws (strategies that need them; an upper bound: the file is
-        sparse and only images with rows in a stage-2 pool are written),
-        ``evaluated pixels x D x 2`` for the test images.
+        features: ``rows x D x 2`` for the pool; ``K x rows x D x 2`` for the
+        noisy draws of the rows stage 2 may read, less what the cache folder
+        holds already (:func:`noisy_rows_bound`); ``evaluated pixels x D x 2``
+        for the test images.
     """
     directory = Path(cache_dir)
     row = 2 * int(featurizer.n_features_out_)
@@ -615,13 +562,20 @@ def cache_needs(config: ExperimentConfig, featurizer: DiffusionFeaturizer, pool:
     needs = {"pool": missing(pool_cache_key(featurizer, pool, pixels, config.candidates), n_rows * row), "noisy": 0,
              "evaluation": 0}
     if config.strategy in NEEDS_NOISY:
-        needs["noisy"] = missing(noisy_cache_key(config, featurizer, pool, pixels), config.n_draws * n_rows * row)
-    if cache_evaluation:
-        h, w = test.labels.shape[1:]
-        per_image = len(range(0, h, config.eval_stride)) * len(range(0, w, config.eval_stride)) * row
-        for start in range(0, len(test), batch_images):
-            part = test.subset(np.arange(start, min(start + batch_images, len(test))))
-            needs["evaluation"] += missing(_evaluation_key(featurizer, part, config.eval_stride), len(part) * per_image)
+        folder = directory / noisy_cache_key(config, featurizer, pool, pixels)
+        held = sum(f.stat().st_size for f in folder.glob("chunk-*.npy")) if folder.is_dir() else 0
+        bound = config.n_draws * noisy_rows_bound(config, [len(p) for p in pixels]) * row
+        needs["noisy"] = max(0, bound - held)
+    h, w = test.labels.shape[1:]
+    per_image = len(range(0, h, config.eval_stride)) * len(range(0, w, config.eval_stride)) * row
+    held = 0  # in memory (FeatureCache with persist_optional=False), in evaluation order
+    for start in range(0, len(test), batch_images):
+        part = test.subset(np.arange(start, min(start + batch_images, len(test))))
+        nbytes = len(part) * per_image
+        if not cache_evaluation and held + nbytes <= memory_limit_mb * 2**20:
+            held += nbytes
+            continue
+        needs["evaluation"] += missing(_evaluation_key(featurizer, part, config.eval_stride), nbytes)
     return needs
 
 

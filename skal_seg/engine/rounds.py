@@ -7,7 +7,9 @@ labeling project (:mod:`skal_seg.labeling`, where a person does).
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 from modAL.uncertainty import classifier_entropy, classifier_margin
@@ -179,6 +181,9 @@ def query_pixels(config, query, classifier, X, y, groups, labeled, budget, noisy
         times["select"] = time.perf_counter() - t
     elif s in ("bald", "edald"):
         sampler = EDALDSampler(entropy_weight=0.0 if s == "bald" else config.entropy_weight, mi=config.mi)
+        # These score every candidate: keep all rows of a forwarded image, since the rows one seed labeled
+        # (never asked for) are candidates of the next seed sharing the cache.
+        noisy.also_keep(np.arange(len(X)))
         picked = unl[top_k(sampler.scores(classifier, X, noisy, indices=unl), budget)]
         times["stage2"] = time.perf_counter() - t
     elif s in ("uherding", "two_stage_uherding"):
@@ -200,3 +205,31 @@ def query_pixels(config, query, classifier, X, y, groups, labeled, budget, noisy
         if "stage2" in times:
             times["stage2"] -= times["noisy_features"]
     return np.asarray(picked, dtype=np.int64)
+
+
+def save_local_picks(query: TwoStageQuery, path: Path) -> None:
+    """Write the query's memoised local picks to ``path`` (``.npz``, atomically), for a resumed run or round.
+
+    Parameters
+    ----------
+    query : TwoStageQuery
+    path : Path
+    """
+    memo = query.local_picks_memo()
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **memo)
+    os.replace(tmp, path)
+
+
+def load_local_picks(query: TwoStageQuery, path: Path) -> None:
+    """Give ``query`` the local picks saved at ``path`` by :func:`save_local_picks` (nothing when it is missing).
+
+    Parameters
+    ----------
+    query : TwoStageQuery
+    path : Path
+    """
+    if path.is_file():
+        with np.load(path) as saved:
+            query.remember_local_picks({key: saved[key] for key in saved.files})

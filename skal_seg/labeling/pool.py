@@ -19,7 +19,6 @@ from PIL import Image
 
 from skal_seg.data import IGNORE_INDEX, SegmentationSplit
 from skal_seg.engine.features import (
-    CachedNoisyViews,
     FeatureCache,
     PoolFeatures,
     cache_key,
@@ -28,14 +27,21 @@ from skal_seg.engine.features import (
     noisy_cache_key,
     pool_features,
 )
+from skal_seg.engine.noisy import CachedNoisyViews
 from skal_seg.engine.rounds import (
     evaluate,
+    load_local_picks,
     query_pixels,
+    save_local_picks,
     train_classifier,
     two_stage_query,
 )
 from skal_seg.engine.settings import ExperimentConfig
 from skal_seg.image_io import read_image
+
+
+#: The project's memoised local MaxHerding picks, in its cache folder.
+LOCAL_PICKS_FILE = "local-picks.npz"
 
 
 def to_original(v: np.ndarray, working: int, original: int) -> np.ndarray:
@@ -214,16 +220,19 @@ class ProjectPool:
         """
         config, feats = self.config, self.feats
         strategy = two_stage_query(config, progress, executor)
+        memo = self.cache.directory / LOCAL_PICKS_FILE
+        load_local_picks(strategy, memo)  # this round herds only the images whose candidates changed
         noisy = None
         if classifier is not None:
             view_fn = self.featurizer.noisy_view_fn(self.split.images, feats.pixels, n_draws=config.n_draws,
                                                     random_state=config.feature_seed)
             key = noisy_cache_key(config, self.featurizer, self.split, feats.pixels)
             noisy = CachedNoisyViews(view_fn, feats.offsets, feats.X.shape[1], directory=self.cache.directory,
-                                     path=self.cache.directory / f"{key}.npy")
+                                     path=self.cache.directory / key)
         # As the runner does: the rows not taken are named, not copied; picks are rows of feats.X.
         idx = query_pixels(config, strategy, classifier, feats.X, None, feats.groups, taken, budget, noisy,
                            None, {})
+        save_local_picks(strategy, memo)
         scores = {}
         if classifier is not None:
             position = {int(r): n for n, r in enumerate(strategy.candidate_pool_)}

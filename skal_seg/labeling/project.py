@@ -321,7 +321,8 @@ class LabelingProject:
             ``images``, ``rounds`` (list of ``{id, created_at, budget,
             trained_on, seconds}``), ``queries``, ``pending``, ``answers``,
             ``extra`` (answers to pixels never queried), ``per_class``
-            (answers per class name, ``"void"`` included).
+            (answers per class name, ``"void"`` included), ``cache_bytes``
+            (the feature cache in ``folder/cache``: recomputable, safe to delete).
         """
         per_class = {c["name"]: 0 for c in self.classes()}
         per_class[VOID] = 0
@@ -337,6 +338,7 @@ class LabelingProject:
             "answers": self.store.scalar("SELECT COUNT(*) FROM answers"),
             "extra": self.store.scalar("SELECT COUNT(*) FROM answers WHERE query_id IS NULL"),
             "per_class": per_class,
+            "cache_bytes": sum(f.stat().st_size for f in (self.folder / "cache").rglob("*") if f.is_file()),
         }
 
     # ------------------------------------------------------------------ answering
