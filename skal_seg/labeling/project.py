@@ -28,14 +28,15 @@ from PIL import Image
 
 from skal_seg.data import IGNORE_INDEX, SegmentationSplit, load_split
 from skal_seg.engine.settings import ExperimentConfig
-from skal_seg.image_io import read_image
+from skal_seg.image_io import read_image, read_roi
 from skal_seg.labeling import formats
 from skal_seg.labeling.contents import (
     VOID_WORDS,
     class_colour,
-    file_sha256,
     find_images,
+    image_records,
     parse_classes,
+    roi_files,
 )
 from skal_seg.labeling.store import VOID, Answer, ProjectStore, now, pause_point
 from skal_seg.metrics import iou_per_class, mean_iou
@@ -142,15 +143,19 @@ class LabelingProject:
         working_size: int = 128,
         settings: dict | None = None,
         progress: bool = False,
+        roi: str | None = None,
+        data: str | Path | None = None,
     ) -> "LabelingProject":
-        """Create a project over the images in a folder.
+        """Create a project over the images in a folder, or the images a file pattern names.
 
         Parameters
         ----------
         folder : path
             New project folder (created; must not hold a project yet).
-        images : path
-            Folder of images (any layout, any format PIL reads) or one image file.
+        images : path or str
+            Folder of images (any layout, any format PIL reads), one image
+            file, or a file pattern with ``{id}`` (``"training/images/{id}_training.tif"``,
+            see :func:`~skal_seg.file_patterns.match_pattern`), relative to ``data``.
         classes : str, path or sequence of str
             Class names in id order: a list, a comma-separated string, or a
             text file with one name per line.
@@ -163,6 +168,12 @@ class LabelingProject:
             (``candidates_per_image``, ``local_budget``, ``keep_global``,
             ``n_draws``, ``seed``, ``featurizer``, ``classifier``, ...).
         progress : bool, default=False
+        roi : str, optional
+            With an ``images`` pattern, that of the regions of interest (see
+            :func:`~skal_seg.labeling.contents.image_records`): pixels outside
+            are never queried, and :meth:`predict` gives them no class.
+        data : path, optional
+            What ``images`` and ``roi`` are relative to (default: the current folder).
 
         Returns
         -------
@@ -175,7 +186,8 @@ class LabelingProject:
         FileNotFoundError
             The image folder, or a class list file named in ``classes``, does not exist.
         ValueError
-            No images, an unreadable image, bad classes or bad settings.
+            No images, an unreadable image, bad classes or bad settings, bad
+            patterns or regions of interest (see :func:`~skal_seg.labeling.contents.image_records`).
         """
         store = ProjectStore(folder)
         if store.exists():
@@ -188,20 +200,9 @@ class LabelingProject:
         if config.candidates_per_image > working_size**2:
             raise ValueError(f"candidates_per_image={config.candidates_per_image} exceeds the "
                              f"{working_size ** 2} pixels of the {working_size}x{working_size} working size")
-        root = Path(images).resolve()
-        files = find_images(root, exclude)
-        if not files:
-            raise ValueError(f"no image files found in {images} (after excluding {list(exclude)})")
-        base = root if root.is_dir() else root.parent
-        records = []
-        for path in files:
-            try:  # also proves every file is readable, before anything is written
-                h, w = read_image(path).shape[:2]
-            except (OSError, ValueError) as err:
-                raise ValueError(f"cannot read image {path}: {err} (remove it or leave it out with exclude)") from err
-            records.append((path.relative_to(base).as_posix(), file_sha256(path), w, h))
+        records, roi_paths, base = image_records(images, roi, exclude, Path(data or "."))
         _create(store, records, names, {"images_root": str(base), "working_size": working_size,
-                                        "config": config.to_dict()})
+                                        "config": config.to_dict(), **({"rois": roi_paths} if roi_paths else {})})
         return cls(folder, progress=progress)
 
     @classmethod
@@ -506,6 +507,7 @@ class LabelingProject:
             by_name.setdefault(im["path"].rsplit("/", 1)[-1], []).append(im)
         problems = list(problems)
         class_ids = {c["name"]: c["id"] for c in self.classes()}
+        valid = f"valid: {', '.join(class_ids)}, or {VOID} for void / unsure"
         report = ImportReport()
         stored = {(r["image_id"], r["y"], r["x"]): r for r in self.store.rows(
             "SELECT image_id, y, x, class_id FROM answers")}
@@ -537,7 +539,7 @@ class LabelingProject:
             try:
                 class_id = self._class_id(row.label, class_ids)
             except ValueError:
-                problems.append(f"{row.where}: unknown class {row.label!r}")
+                problems.append(f"{row.where}: unknown class {row.label!r} ({valid})")
                 continue
             key = (image["id"], y, x)
             pixel = f"{image['path']} (y={y}, x={x})"
@@ -612,7 +614,7 @@ class LabelingProject:
             rows = self.images()
             self._pool_cache = ProjectPool.build(self.config(), self.settings["working_size"], rows,
                                                  [self.image_path(r) for r in rows], self.folder / "cache",
-                                                 self.progress, self.executor)
+                                                 self.progress, self.executor, rois=roi_files(self.settings, rows))
         return self._pool_cache
 
     def _training_set(self, pool: "ProjectPool") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -756,6 +758,8 @@ class LabelingProject:
 
         Each image is featurized densely at the working size, classified, and
         the class map is resized (nearest neighbour) to the image's own size.
+        Pixels outside a project image's region of interest get no class:
+        255 in the mask (black), the image as it is in the overlay.
 
         Parameters
         ----------
@@ -763,7 +767,8 @@ class LabelingProject:
             Folder (any layout) or file of images; None = the project's images.
         out : path
             Output folder: ``<relative path>.png`` (8-bit palette PNG of class
-            ids, coloured with the class colours) and ``<relative path>_overlay.png``.
+            ids, coloured with the class colours; 255 outside the region of
+            interest) and ``<relative path>_overlay.png``.
         exclude : sequence of str, default=()
             Glob patterns of files to skip (see :func:`find_images`).
 
@@ -781,9 +786,11 @@ class LabelingProject:
         if clf is None:
             raise ValueError("no answer with a class yet: answer some queries before predicting")
         pool = self._pool()
+        rows = self.images()
+        roi_of = dict(zip((self.image_path(r).resolve() for r in rows), roi_files(self.settings, rows)))
         if images is None:
             root = Path(self.settings["images_root"])
-            files = [self.image_path(r) for r in self.images()]
+            files = [self.image_path(r) for r in rows]
         else:
             root = Path(images)
             files = find_images(root, exclude)
@@ -799,12 +806,15 @@ class LabelingProject:
             original = read_image(path)
             h, w = original.shape[:2]
             mask_img = Image.fromarray(pool.predict_labels(clf, original)).resize((w, h), Image.NEAREST)
-            mask_arr = np.asarray(mask_img)
+            roi = roi_of.get(Path(path).resolve())  # a project image's region of interest; outside: no class
+            inside = np.ones((h, w), dtype=bool) if roi is None else read_roi(roi)
+            mask_arr = np.where(inside, np.asarray(mask_img), IGNORE_INDEX).astype(np.uint8)
+            mask_img = Image.fromarray(mask_arr)
             target = out / Path(path).relative_to(root).with_suffix(".png")
             target.parent.mkdir(parents=True, exist_ok=True)
             mask_img.putpalette(palette.reshape(-1).tolist())  # mode L -> P: values stay the class ids
             mask_img.save(target)
-            overlay = (0.5 * original + 0.5 * palette[mask_arr]).astype(np.uint8)
+            overlay = np.where(inside[..., None], 0.5 * original + 0.5 * palette[mask_arr], original).astype(np.uint8)
             Image.fromarray(overlay).save(target.with_name(target.stem + "_overlay.png"))
             written.append(target)
         return written
