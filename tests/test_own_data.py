@@ -18,7 +18,7 @@ from skal_seg.cli import _parser
 from skal_seg.cli import main as cli_main
 from skal_seg.datasets import dataset_spec
 from skal_seg.data import SegmentationSplit
-from skal_seg.engine.features import candidate_pixels
+from skal_seg.engine.features import cache_key, candidate_pixels
 from skal_seg.labeling import LabelingProject
 from skal_seg.labeling.contents import roi_files
 from skal_seg.labeling.pool import original_pixels
@@ -240,3 +240,34 @@ def test_import_of_an_unknown_class_lists_the_valid_names(photos, tmp_path):
     (tmp_path / "a.csv").write_text("image,y,x,label\n21_training.tif,1,1,vessels\n")
     with pytest.raises(ValueError, match=r"line 2: unknown class 'vessels' \(valid: background, vessel, or void"):
         project.import_answers(tmp_path / "a.csv")
+
+
+def test_tables_say_over_which_classes_miou_is_taken_and_name_a_class_absent_from_the_test_labels(tmp_path):
+    from skal_seg.benchmark.plotting import markdown_summary
+    from skal_seg.metrics import classes_present, miou_scope
+
+    assert classes_present(np.array([[0, 2], [255, 2]]), 3).tolist() == [True, False, True]
+    assert miou_scope(["background", "vessel"], [True, True]) == "mIoU over the 2 classes background, vessel"
+    run = tmp_path / "random" / "seed0"
+    run.mkdir(parents=True)
+    (run / "rounds.json").write_text(json.dumps([{"round": 0, "labeled_pixels": 4, "miou": 0.5, "strategy": "random",
+                                                  "seed": 0, "seconds": {}, "iou": [0.5, None, 0.5]}]))
+    (run / "state.json").write_text(json.dumps({"classes": ["road", "car", "sky"], "eval_classes": ["road", "sky"]}))
+    assert ("mIoU over the 2 of 3 classes that occur in the evaluation labels (road, sky); car never occurs there "
+            "and counts only in a round that predicts it (IoU 0).") in markdown_summary(tmp_path)
+
+
+def test_the_run_identity_holds_the_label_map_unless_it_is_the_package_own_reading():
+    from skal_seg.benchmark.runner import run_data_id
+    from skal_seg.label_map import LabelMap
+
+    labels = np.zeros((1, *HW), dtype=np.uint8)
+    split = SegmentationSplit(np.zeros((1, *HW, 3), dtype=np.uint8), labels, ("a",))
+    before = run_data_id(split, split)  # what results folders written before label maps hold: they still resume
+    assert before == cache_key(split.names, split.names, split.images.shape, split.images.shape)
+    assert run_data_id(split, split, LabelMap.identity(["x", "y"])) == before
+    assert run_data_id(split, split, LabelMap.identity(["x", "y"], ignore=[255])) == before
+    assert run_data_id(split, split, LabelMap.parse("0:x,255:y")) != before
+    assert run_data_id(split, split, LabelMap.identity(["x", "y"], ignore=[])) != before
+    with_roi = SegmentationSplit(split.images, labels, ("a",), np.ones((1, *HW), dtype=bool))
+    assert run_data_id(with_roi, split) != before
