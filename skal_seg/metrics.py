@@ -70,3 +70,58 @@ def mean_iou(cm: np.ndarray) -> float:
     """
     iou = iou_per_class(cm)
     return float(np.nanmean(iou)) if np.any(~np.isnan(iou)) else float("nan")
+
+
+def classes_present(labels, n_classes: int, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
+    """Which classes occur in label maps (ignore pixels skipped).
+
+    Parameters
+    ----------
+    labels : array-like of int, any shape
+        Class ids, ``ignore_index`` for "no label".
+    n_classes : int
+
+    Returns
+    -------
+    ndarray of shape (n_classes,), bool
+    """
+    labels = np.asarray(labels).ravel()
+    return np.bincount(labels[labels != ignore_index].astype(np.int64), minlength=n_classes)[:n_classes] > 0
+
+
+def _names(names, limit: int = 12) -> str:
+    names = list(names)
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def miou_scope(class_names, present) -> str:
+    """What a table's mIoU is the mean of, in words.
+
+    :func:`mean_iou` averages the classes that occur in the truth or in the
+    prediction: every class of the evaluation labels, and a class absent
+    from them only where it is predicted (its IoU is then 0).
+
+    Parameters
+    ----------
+    class_names : sequence of str
+        All classes, in id order.
+    present : array-like of bool, shape (n_classes,)
+        Which occur in the evaluation labels (:func:`classes_present`).
+
+    Returns
+    -------
+    str
+        ``"mIoU over the 2 classes background, vessel"``, or, when some
+        class never occurs in the evaluation labels, a sentence saying which
+        and how they count.
+    """
+    present = np.asarray(present, dtype=bool)
+    names = list(class_names)
+    shown = [n for n, p in zip(names, present) if p]
+    absent = [n for n, p in zip(names, present) if not p]
+    if not absent:
+        return f"mIoU over the {len(names)} classes {_names(names)}"
+    one = len(absent) == 1
+    return (f"mIoU over the {len(shown)} of {len(names)} classes that occur in the evaluation labels "
+            f"({_names(shown)}); {_names(absent)} never occur{'s' if one else ''} there and "
+            f"count{'s' if one else ''} only in a round that predicts {'it' if one else 'them'} (IoU 0)")

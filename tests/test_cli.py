@@ -43,12 +43,15 @@ def test_own_folder_jpeg_classes_budget_and_plan(own_data, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "held out 1 of 6 train images for validation (--val-fraction 0.2): img0_" in printed
     assert "pool 5 images, test 2 images, working size 16x24" in printed
-    assert f"classes: 4 ({own_data / 'classes.txt'})" in printed
+    assert f"classes (4): 0:red,1:green,2:blue,3:edge (from {own_data / 'classes.txt'}); ignore: 255 (by default)" \
+        in printed
+    assert "pool: 6 images; label values: " in printed and "test: 2 images; label values: " in printed
+    assert "evaluation: mIoU over the 4 classes red, green, blue, edge on the test images\n" in printed
     assert "budget: 5 pixels per round (--budget 5) x 2 rounds = 10 labeled pixels per run" in printed
     assert "note: 5 pixels per round" not in printed  # 5 >= 4 classes
     assert "features: at most " in printed and "timed here" in printed
     header = (out / "random" / "seed0" / "rounds.csv").read_text().splitlines()[0]
-    assert "iou_red,iou_green,iou_blue,iou_edge" in header
+    assert "miou,miou_over,iou_red,iou_green,iou_blue,iou_edge" in header
     state = json.loads((out / "random" / "seed0" / "state.json").read_text())
     assert len(state["labeled"]) == 10 and state["config"]["budget_per_round"] == 5
     cache = out / ".cache"
@@ -72,7 +75,8 @@ def test_budget_flags_exclude_each_other_and_too_few_classes_are_named(own_data,
     with pytest.raises(SystemExit):
         cli_main(run_args(own_data, tmp_path, "--budget", "5", "--budget-per-image", "1"))
     assert "not allowed with argument" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match=r"label values \[3\] are outside the 3 classes"):
+    with pytest.raises(SystemExit, match=r"label value 3 \(.* maps to no class of the label map 0:a,1:b,2:c \(from "
+                                         r"--classes\)\. Map every stored value to a class name: --label-map"):
         cli_main(run_args(own_data, tmp_path, "--classes", "a,b,c"))
 
 

@@ -341,7 +341,7 @@ def test_cli_runs_writes_results_and_resumes(data, tmp_path, capsys):
     assert cli_main(args) == 0
     out = capsys.readouterr().out
     assert "round  1" in out and "mIoU" in out
-    assert "classes: 11 (CamVid's default: no classes.txt in the data folder and no --classes)" in out
+    assert "classes (11): 0:sky,1:building," in out and "(from CamVid's 11 classes (the default: no classes.txt" in out
     res = tmp_path / "res"
     for f in ("miou.png", "two_stage/seed0/rounds.csv", "two_stage/seed0/rounds.json",
               "two_stage/seed0/queried_pixels.png", "random/seed0/rounds.csv", "full_supervision/seed0.json"):
@@ -426,18 +426,26 @@ def test_markdown_summary_marks_rounds_won_and_lost_against_random(tmp_path):
         d.mkdir(parents=True)
         (d / "rounds.json").write_text(json.dumps(recs))
 
-    write("random", 0, [0.1, 0.2, 0.3])  # std 0.1 at every round
+    write("random", 0, [0.1, 0.2, 0.3])  # std 0.0816 at every round
     write("random", 1, [0.3, 0.4, 0.5])
-    write("two_stage", 0, [0.35, 0.15, 0.4])  # +0.2 (> 0.1), -0.15 (< -0.1), +0.05 (within the spread)
+    write("random", 2, [0.2, 0.3, 0.4])
+    write("two_stage", 0, [0.35, 0.15, 0.4])  # +0.2 (> 0.08), -0.15 (< -0.08), +0.05 (within the spread)
     write("two_stage", 1, [0.45, 0.15, 0.5])
+    write("two_stage", 2, [0.4, 0.15, 0.45])
     write("entropy", 0, [0.9, 0.9, 0.9])  # one seed: no spread, left out of the comparison
+    write("entropy", 1, [0.9, 0.9, 0.9])  # two seeds: still too few for a claim
     text = markdown_summary(tmp_path)
     assert "| two_stage | +0.2000 ▲ | -0.1500 ▼ | +0.0500 |" in text
     assert "| some strategy ▲ | yes | no | no |" in text
-    assert "| entropy | +" not in text
-    (tmp_path / "random" / "seed1" / "rounds.json").unlink()
-    (tmp_path / "random" / "seed1").rmdir()
-    assert "some strategy" not in markdown_summary(tmp_path)  # one random seed: no spread to compare with
+    assert "| entropy | +" not in text and "No claim" not in text
+    for seed in (1, 2):  # two seeds of each: no marks, and the report says why
+        (tmp_path / "two_stage" / f"seed{seed}" / "rounds.json").unlink()
+        (tmp_path / "two_stage" / f"seed{seed}").rmdir()
+    write("two_stage", 1, [0.45, 0.15, 0.5])
+    text = markdown_summary(tmp_path)
+    assert "some strategy" not in text and "▲" not in text
+    assert ("No claim of doing better or worse than random: that needs 3 or more seeds of random and of a strategy "
+            "(seeds here: random 3, entropy 2, two_stage 2).") in text
 
 
 def test_cli_errors_are_clear(tmp_path, capsys):

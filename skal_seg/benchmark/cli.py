@@ -15,6 +15,7 @@ from skal_seg._cli import HelpFormatter, positive_int, positive_or
 from skal_seg.data import CLASSES_FILE, check_class_names, read_class_names
 from skal_seg.distributed import add_ray_arguments
 from skal_seg.engine.settings import CANDIDATES, STRATEGIES, ExperimentConfig
+from skal_seg.layouts import LAYOUTS
 
 #: Name of the default feature cache inside a results folder.
 DEFAULT_CACHE = ".cache"
@@ -58,6 +59,30 @@ def _class_list(text: str) -> tuple[str, ...]:
 
 
 
+def _add_patterns(group) -> None:
+    """The file-pattern options of ``run``: the pool's and the test split's images, labels and regions of interest.
+
+    Parameters
+    ----------
+    group : argparse argument group
+    """
+    group.add_argument("--images", default=None, metavar="PATTERN",
+                       help="the pool's images, relative to --data, {id} standing for the part of the name an image "
+                            "shares with its label: 'training/images/{id}_training.tif' (* and ? match within a "
+                            "name)")
+    group.add_argument("--labels", default=None, metavar="PATTERN",
+                       help="the pool's label maps, same {id}: 'training/1st_manual/{id}_manual1.gif'")
+    group.add_argument("--roi", default=None, metavar="PATTERN",
+                       help="the pool's regions of interest, same {id} (0 = outside): pixels outside are never "
+                            "candidates and never scored")
+    group.add_argument("--test-images", default=None, metavar="PATTERN", help="the test split's images")
+    group.add_argument("--test-labels", default=None, metavar="PATTERN", help="the test split's label maps")
+    group.add_argument("--test-roi", default=None, metavar="PATTERN", help="the test split's regions of interest")
+    group.add_argument("--test-fraction", type=float, default=None, metavar="F",
+                       help="instead of --test-images: hold out this share of the labeled images as the test "
+                            "split (a seeded draw, the same in every run)")
+
+
 def _add_run(sub) -> None:
     d = ExperimentConfig()
     r = sub.add_parser(
@@ -69,14 +94,26 @@ def _add_run(sub) -> None:
                      "is done and prints the command that resumes. " + LABELING_SENTENCE),
     )
     r.set_defaults(handler="skal_seg.benchmark.commands:run")
-    g = r.add_argument_group("data")
+    g = r.add_argument_group("data (docs/own-data.md)")
     g.add_argument("--data", default="sample", metavar="DIR",
-                   help=f"dataset folder: train/ and test/ holding NAME.EXT images (any format PIL reads) beside "
+                   help=f"dataset folder: the place --images and the other patterns are relative to. Without "
+                        f"patterns or --layout: train/ and test/ holding NAME.EXT images (any format PIL reads) beside "
                         f"NAME_label.png class-id maps (PNG, TIFF or BMP; 255 = ignore), optionally {CLASSES_FILE}; "
-                        f"or 'sample' for the shipped CamVid sample")
+                        f"options may also live in DIR/dataset.json; 'sample': the shipped CamVid sample")
+    _add_patterns(g)
+    g.add_argument("--layout", choices=list(LAYOUTS), default=None,
+                   help="a public dataset as distributed: its files, test split and label map")
+    g.add_argument("--scene", default=None, metavar="NAME",
+                   help="keep only the images of this scene (ade20k: 'bedroom' gives ADE-Bed)")
+    g.add_argument("--label-map", default=None, metavar="VALUE:NAME,...",
+                   help="what the stored label values are: '0:background,255:vessel' (class ids follow the order "
+                        "of the names; '#RRGGBB' values for colour-coded label files)")
+    g.add_argument("--ignore", nargs="*", default=None, metavar="VALUE",
+                   help="stored values that mean 'no label' (never scored, teach nothing); '--ignore' alone: none. "
+                        "Default: the layout's, else 255 unless the label map names it")
     g.add_argument("--classes", type=_class_list, default=None, metavar="NAMES|FILE",
-                   help=f"class names, comma-separated ('road,car,sky') or a file with one per line (the first is "
-                        f"class 0); default: DATA/{CLASSES_FILE}, else CamVid's 11 classes")
+                   help=f"class names, comma-separated ('road,car,sky') or a file with one per line: value i is "
+                        f"class i (instead of --label-map); default: DATA/{CLASSES_FILE}, else CamVid's 11 classes")
     g.add_argument("--size", type=positive_int, nargs="+", default=[128], metavar="N",
                    help="working size: one number = the short side (aspect ratio kept; every image of a split "
                         "must then come out at the same size), two = height and width (every image resized to it)")
@@ -84,7 +121,7 @@ def _add_run(sub) -> None:
                    help="share of the train images held out of the pool as a validation split (the same images "
                         "for every seed); they are evaluated only with --eval-split val")
     g.add_argument("--pool-limit", type=positive_int, default=None, metavar="N",
-                   help="use only the first N train images")
+                   help="use only the first N pool images (by name)")
     g.add_argument("--test-limit", type=positive_int, default=None, metavar="N",
                    help="use only the first N test images")
     g = r.add_argument_group("rounds and budget")

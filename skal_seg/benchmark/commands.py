@@ -24,11 +24,13 @@ from skal_seg._cli import fail
 from skal_seg.benchmark.cli import DEFAULT_CACHE
 from skal_seg.benchmark.plotting import markdown_summary, plot_learning_curves, plot_queried_pixels
 from skal_seg.benchmark.runner import run_experiment, run_full_supervision
-from skal_seg.data import CLASSES_FILE, dataset_classes, load_split, sample_dataset_dir, split_validation
+from skal_seg.data import sample_dataset_dir, split_validation
+from skal_seg.datasets import Dataset, dataset_spec, load_dataset
 from skal_seg.diffusion.adm import is_adm_checkpoint_path
 from skal_seg.distributed import executor_from_args
 from skal_seg.engine.features import FeatureCache, candidate_pixels, fitted_featurizer, seconds_per_unet_sample
 from skal_seg.engine.settings import NEEDS_NOISY, STRATEGIES, ExperimentConfig
+from skal_seg.metrics import classes_present, miou_scope
 
 #: Bytes of evaluation features kept in memory per run without an on-disk cache
 #: (``FeatureCache``'s default limit; beyond it they are recomputed every round).
@@ -54,6 +56,11 @@ def report(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- run
+
+
+#: ``run`` options passed to :func:`~skal_seg.datasets.dataset_spec` as the parameters of the same name.
+_DATA_OPTIONS = ("layout", "images", "labels", "roi", "test_images", "test_labels", "test_roi", "test_fraction",
+                 "label_map", "ignore", "classes", "scene")
 
 
 def _config(args: argparse.Namespace, strategy: str, seed: int) -> ExperimentConfig:
@@ -112,21 +119,21 @@ def _held_out_line(n_train: int, val, fraction: float, eval_split: str) -> str |
             f"{shown}; {use}")
 
 
-def _plan(args, strategies, config, pool, evaluation, classes, class_source, featurizer, cache,
-          cache_eval) -> list[str]:
-    """The lines printed before any work: images, classes, budget, runs and an estimate of the feature time."""
+def _plan(args, strategies, config, pool, evaluation, data: Dataset, featurizer, cache, cache_eval) -> list[str]:
+    """The lines printed before any work: the data (files, classes, label values, warnings), the images, what
+    mIoU is taken over, budget, runs and an estimate of the feature time."""
     budget = config.budget(len(pool))
     h, w = pool.images.shape[1:3]
-    if class_source == "default":
-        source = f"CamVid's default: no {CLASSES_FILE} in the data folder and no --classes"
-    else:
-        source = "--classes" if class_source == "given" else class_source
+    classes = data.classes
     how = (f"--budget {args.budget}" if args.budget is not None
            else f"--budget-per-image {args.budget_per_image:g} x {len(pool)} pool images")
     n_runs = len(strategies) * len(args.seeds)
+    scope = miou_scope(classes, classes_present(evaluation.labels, len(classes)))
     lines = [
+        *data.plan_lines(),
         f"pool {len(pool)} images, {args.eval_split} {len(evaluation)} images, working size {h}x{w} (height x width)",
-        f"classes: {len(classes)} ({source})",
+        f"evaluation: {scope} on the {args.eval_split} images"
+        + (" (inside their regions of interest)" if evaluation.roi is not None else ""),
         f"budget: {budget} pixel{'s' if budget != 1 else ''} per round ({how}) x {args.rounds} rounds = "
         f"{budget * args.rounds} labeled pixels per run, from at most {args.candidates_per_image * len(pool)} candidates",
         f"runs: {len(strategies)} strateg{'ies' if len(strategies) != 1 else 'y'} ({', '.join(strategies)}) x "
@@ -215,9 +222,11 @@ def run(args: argparse.Namespace) -> int:
         configs[planned[0]].validate()
         if not root.is_dir():
             raise FileNotFoundError(f"dataset folder not found: {root}")
-        classes, class_source = dataset_classes(root, args.classes)
-        train = load_split(root, "train", size=size, n_classes=len(classes), limit=args.pool_limit)
-        test = load_split(root, "test", size=size, n_classes=len(classes), limit=args.test_limit)
+        # every option is the dataset_spec parameter of the same name; every split's label values are checked
+        # against the classes before any image is decoded
+        spec = dataset_spec(root, **{k: getattr(args, k) for k in _DATA_OPTIONS})
+        data = load_dataset(root, spec, size=size, pool_limit=args.pool_limit, test_limit=args.test_limit)
+        train, test, classes = data.pool, data.test, data.classes
         pool, val = split_validation(train, args.val_fraction)
     except (FileNotFoundError, ValueError) as err:
         raise fail(err) from None
@@ -251,8 +260,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         executor = executor_from_args(args)  # Ray is imported when it starts
         featurizer = fitted_featurizer(configs[planned[0]], None, progress=progress)
-        for line in _plan(args, strategies, configs[planned[0]], pool, evaluation, classes, class_source, featurizer,
-                          cache, cache_eval):
+        for line in _plan(args, strategies, configs[planned[0]], pool, evaluation, data, featurizer, cache,
+                          cache_eval):
             print(line)
         if cache is not None:
             _mark_cache_dir(cache)
@@ -266,7 +275,8 @@ def run(args: argparse.Namespace) -> int:
                 current = run_dir = run_dirs[(strategy, seed)]
                 print(f"== {strategy}, seed {seed} -> {run_dir}")
                 t = time.perf_counter()
-                run_experiment(config, pool, evaluation, run_dir, resume=args.resume, class_names=classes, **common)
+                run_experiment(config, pool, evaluation, run_dir, resume=args.resume, class_names=classes,
+                               label_map=data.label_map, **common)
                 print(f"   done in {time.perf_counter() - t:.0f} s")
                 plot_queried_pixels(pool, run_dir)
             current = None

@@ -11,6 +11,10 @@ import numpy as np
 from skal_seg.data import SegmentationSplit
 from skal_seg.engine.settings import RANDOM_FIRST_ROUND, STRATEGIES
 from skal_seg.labeling.project import LabelingProject
+from skal_seg.metrics import miou_scope
+
+#: Seeds per strategy (and of ``random``) below which the report makes no claim of beating random.
+MIN_SEEDS_VERSUS_RANDOM = 3
 
 
 def _pyplot():
@@ -168,10 +172,13 @@ def markdown_summary(results_dir: str | Path) -> str:
         for a strategy run with one seed), with the labeled pixels;
         strategies whose round 0 is random are marked "r0 random" (for a
         given seed they label the same pixels in round 0); the
-        full-supervision ceiling below it when present. Then, when
-        ``random`` and another strategy have several seeds, each strategy's
-        mean minus random's per round, marked where the difference exceeds
-        the larger of the two seed standard deviations.
+        full-supervision ceiling below it when present; a line saying over
+        which classes the mIoU is taken (from the runs' ``state.json``).
+        Then, when ``random`` and another strategy have 3 or more seeds
+        (:data:`MIN_SEEDS_VERSUS_RANDOM`), each strategy's mean minus
+        random's per round, marked where the difference exceeds the larger
+        of the two seed standard deviations; with fewer seeds, a line
+        saying that no such claim is made.
         Table 2: per-class IoU at the last round every seed completed, mean
         over seeds (and of the full-supervision runs). Table 3: the share of
         labeled pixels per class of each strategy, from the runs' labeling
@@ -200,6 +207,9 @@ def markdown_summary(results_dir: str | Path) -> str:
         cells += [""] * (n_rounds - len(cells))
         r0 = ", r0 random" if s in RANDOM_FIRST_ROUND and s != "random" else ""
         lines.append(f"| {s} ({_seeds(st['n_seeds'])}{r0}) | " + " | ".join(cells) + " |")
+    scope = _miou_scope_line(Path(results_dir))
+    if scope:
+        lines += ["", scope]
     if any(stats[s]["n_seeds"] > 1 for s in order):
         lines += ["", "mean ± standard deviation over seeds"]
     marked = [s for s in order if s in RANDOM_FIRST_ROUND and s != "random"]
@@ -226,6 +236,15 @@ def markdown_summary(results_dir: str | Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _miou_scope_line(results_dir: Path) -> str | None:
+    """"mIoU over the 2 classes background, vessel", from a run's ``state.json`` (None for older results)."""
+    states = sorted(results_dir.glob("*/seed*/state.json"))
+    state = _read_json(states[0]) if states else {}
+    if "eval_classes" not in state or "classes" not in state:
+        return None
+    return miou_scope(state["classes"], [c in state["eval_classes"] for c in state["classes"]]) + "."
+
+
 def _round_header(first: str, labeled: np.ndarray, n_rounds: int) -> list[str]:
     """The two header lines of a table with one column per round ("r3 (132 px)")."""
     return ["| " + first + " | " + " | ".join(f"r{r} ({labeled[r]} px)" for r in range(n_rounds)) + " |",
@@ -238,13 +257,18 @@ def _versus_random_table(stats: dict, order: list[str], labeled: np.ndarray) -> 
     A round counts as a clear win (or loss) when the difference exceeds the
     larger of the two seed standard deviations (the strategy's and random's),
     so that neither curve's spread alone can explain it. Needs ``random``
-    and at least one other strategy, each with more than one seed.
+    and at least one other strategy, each with :data:`MIN_SEEDS_VERSUS_RANDOM`
+    seeds or more: with fewer, two standard deviations say too little, and
+    the table is replaced by a line saying that no claim is made.
     """
-    if "random" not in stats or stats["random"]["n_seeds"] < 2:
+    if "random" not in stats or len(order) < 2:
         return []
-    others = [s for s in order if s != "random" and stats[s]["n_seeds"] > 1]
-    if not others:
-        return []
+    enough = MIN_SEEDS_VERSUS_RANDOM
+    others = [s for s in order if s != "random" and stats[s]["n_seeds"] >= enough]
+    if stats["random"]["n_seeds"] < enough or not others:
+        seeds = ", ".join(f"{s} {stats[s]['n_seeds']}" for s in order)
+        return ["", f"No claim of doing better or worse than random: that needs {enough} or more seeds of random "
+                    f"and of a strategy (seeds here: {seeds})."]
     ref = stats["random"]
     n_rounds = len(ref["mean"])
     lines = ["", "Mean mIoU minus random's, per round (▲ / ▼: above / below random by more than the larger "

@@ -44,7 +44,8 @@ from skal_seg.engine.rounds import (
 )
 from skal_seg.engine.settings import HERDING, NEEDS_NOISY, ExperimentConfig, class_names_for, settings_differences
 from skal_seg.featurizer import DiffusionFeaturizer
-from skal_seg.metrics import iou_per_class, mean_iou
+from skal_seg.label_map import LabelMap
+from skal_seg.metrics import classes_present, iou_per_class, mean_iou
 
 #: A run's memoised local MaxHerding picks, saved each round beside ``state.json`` (see :func:`run_experiment`).
 LOCAL_PICKS_FILE = "local_picks.npz"
@@ -72,6 +73,7 @@ def run_experiment(
     progress: bool = True,
     log: Callable[[str], None] = print,
     executor=None,
+    label_map: LabelMap | None = None,
 ) -> list[dict]:
     """Run (or resume) one active-learning run and write its results folder.
 
@@ -127,6 +129,10 @@ def run_experiment(
         the per-image local MaxHerding as tasks on Ray workers
         (:class:`skal_seg.distributed.RayExecutor`); the same records as
         without it (see :mod:`skal_seg.distributed` for the conditions).
+    label_map : LabelMap, optional
+        How the label files were read (:class:`~skal_seg.label_map.LabelMap`):
+        part of the run's identity, so that a resume with another mapping of
+        the same images is refused; recorded in ``state.json``.
 
     Returns
     -------
@@ -156,7 +162,7 @@ def run_experiment(
 
     records: list[dict] = []
     labeled: list[int] = []
-    data_id = cache_key(pool.names, test.names, pool.images.shape, test.images.shape)
+    data_id = run_data_id(pool, test, label_map)
     if resume and state_path.exists():
         state = json.loads(state_path.read_text())
         differences = settings_differences(state["config"], settings)
@@ -166,7 +172,12 @@ def run_experiment(
             raise ValueError(f"cannot resume {out_dir}: its saved settings differ: {'; '.join(differences)}; "
                              f"rerun with the saved values or write to another folder")
         if state["data"] != data_id:
-            raise ValueError(f"cannot resume {out_dir}: it was run on other pool/test images")
+            saved_map, map_now = state.get("label_map"), _label_map_record(label_map)
+            if saved_map is not None and saved_map != map_now:
+                raise ValueError(f"cannot resume {out_dir}: it was run with the label map {_shown_map(saved_map)}, "
+                                 f"now {_shown_map(map_now)}; rerun with the saved one or write to another folder")
+            raise ValueError(f"cannot resume {out_dir}: it was run on other pool/test images (or regions of "
+                             f"interest, or label values read otherwise)")
         records, labeled = state["records"], state["labeled"]
         if len(records) >= config.rounds:
             log(f"{out_dir} already has {len(records)} rounds (asked for {config.rounds})")
@@ -206,6 +217,8 @@ def run_experiment(
             load_local_picks(query, memo_path)
         else:
             memo_path.unlink(missing_ok=True)
+    # the classes the evaluation labels hold: what the tables say mIoU is taken over
+    evaluated = [n for n, p in zip(names, classes_present(test.labels, n_classes)) if p]
     first_round = len(records)
     for r in range(first_round, config.rounds):
         times = {"featurize": feats.seconds if r == first_round else 0.0}  # paid once per run
@@ -240,12 +253,57 @@ def run_experiment(
             save_local_picks(query, memo_path)
         state = {"config": settings, "data": data_id, "budget": budget, "records": records, "labeled": labeled,
                  "labeled_pixels": _row_to_pixel(labeled, groups, pixels, offsets, pool.names),
-                 "classes": list(names)}
+                 "classes": list(names), "eval_classes": evaluated,
+                 **({"label_map": _label_map_record(label_map)} if label_map is not None else {})}
         _atomic_write(state_path, json.dumps(state))
         write_round_tables(records, out_dir, n_classes, names)
         log(f"round {r:2d}  labeled {len(labeled):5d}  mIoU {record['miou']:.4f}  {sum(times.values()):6.1f} s")
     annotator.close()
     return records
+
+
+def _plain_identity(label_map: LabelMap) -> bool:
+    """The package's own reading: value i is class i, 255 means "no label" (runs before label maps existed)."""
+    return (not label_map.colours and label_map.ignore == (IGNORE_INDEX,)
+            and label_map.values == tuple((i, i) for i in range(label_map.n_classes)))
+
+
+def _label_map_record(label_map: LabelMap | None) -> dict | None:
+    """The label map as ``state.json`` keeps it."""
+    if label_map is None:
+        return None
+    return {"map": label_map.to_text(), "ignore": [label_map.value_name(v) for v in label_map.ignore]}
+
+
+def _shown_map(record: dict | None) -> str:
+    if record is None:
+        return "value i = class i, 255 ignored"
+    return f"{record['map']} (ignore: {', '.join(record['ignore']) or 'none'})"
+
+
+def run_data_id(pool: SegmentationSplit, test: SegmentationSplit, label_map: LabelMap | None = None) -> str:
+    """The identity of a run's data, kept in ``state.json``: a resume on other data is refused.
+
+    The pool and test image names and shapes; the label map unless it is
+    the package's own reading (value ``i`` = class ``i``, 255 ignored), so
+    results folders written before label maps existed still resume; the
+    regions of interest, where there are any.
+
+    Parameters
+    ----------
+    pool, test : SegmentationSplit
+    label_map : LabelMap, optional
+
+    Returns
+    -------
+    str
+        16 hex digits.
+    """
+    parts = [pool.names, test.names, pool.images.shape, test.images.shape]
+    if label_map is not None and not _plain_identity(label_map):
+        parts.append(_label_map_record(label_map))
+    parts += [split.roi for split in (pool, test) if split.roi is not None]
+    return cache_key(*parts)
 
 
 def _row_to_pixel(rows, groups, pixels, offsets, names) -> list[list]:
@@ -256,6 +314,10 @@ def _row_to_pixel(rows, groups, pixels, offsets, names) -> list[list]:
 def write_round_tables(records: list[dict], out_dir: Path, n_classes: int,
                        class_names: Sequence[str] | None = None) -> None:
     """Write ``rounds.json`` (everything) and ``rounds.csv`` (one flat row per round), atomically.
+
+    ``rounds.csv``'s ``miou_over`` column names the classes a round's mIoU
+    averages (``;``-separated): those with an IoU, i.e. in the evaluation
+    labels or predicted (see :func:`~skal_seg.metrics.mean_iou`).
 
     Parameters
     ----------
@@ -269,15 +331,21 @@ def write_round_tables(records: list[dict], out_dir: Path, n_classes: int,
     _atomic_write(out_dir / "rounds.json", json.dumps(records, indent=1))
     names = class_names_for(n_classes, class_names)
     phases = sorted({k for rec in records for k in rec["seconds"]})
-    header = ["strategy", "seed", "round", "labeled_pixels", "taught_pixels", "miou"]
+    header = ["strategy", "seed", "round", "labeled_pixels", "taught_pixels", "miou", "miou_over"]
     header += [f"iou_{n}" for n in names] + [f"seconds_{p}" for p in phases]
     lines = [",".join(header)]
     for rec in records:
         row = [rec["strategy"], rec["seed"], rec["round"], rec["labeled_pixels"], rec["taught_pixels"], f"{rec['miou']:.6f}"]
+        row.append(_csv_cell(";".join(n for n, v in zip(names, rec["iou"]) if v is not None)))
         row += ["" if v is None else f"{v:.6f}" for v in rec["iou"]]
         row += [f"{rec['seconds'].get(p, 0.0):.3f}" for p in phases]
         lines.append(",".join(str(v) for v in row))
     _atomic_write(out_dir / "rounds.csv", "\n".join(lines) + "\n")
+
+
+def _csv_cell(text: str) -> str:
+    """A CSV field: quoted when it holds a comma or a quote (class names may)."""
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text
 
 
 def run_full_supervision(

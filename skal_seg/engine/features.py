@@ -233,6 +233,12 @@ def candidate_pixels(split: SegmentationSplit, n_per_image: int, seed: int, cand
       where no label exists yet and the annotator may answer "void": a
       queried ignore pixel costs budget and teaches nothing.
 
+    Pixels outside a split's region of interest (:attr:`SegmentationSplit.roi`)
+    are never candidates: ``"valid"`` excludes them through their labels
+    (:data:`~skal_seg.data.IGNORE_INDEX` outside the region), ``"all"``
+    draws only among :attr:`SegmentationSplit.roi_mask` pixels. A split
+    without one draws exactly what it drew before regions existed.
+
     Parameters
     ----------
     split : SegmentationSplit
@@ -244,7 +250,8 @@ def candidate_pixels(split: SegmentationSplit, n_per_image: int, seed: int, cand
     -------
     list of ndarray of int64
         Flat pixel indices ``y * W + x``, sorted, distinct, one array per
-        image: ``n_per_image`` each for ``"all"``, ``min(n_per_image, valid
+        image: ``n_per_image`` each for ``"all"`` (``min(n_per_image, pixels
+        inside the region of interest)`` with one), ``min(n_per_image, valid
         pixels of the image)`` for ``"valid"``.
 
     Raises
@@ -259,13 +266,16 @@ def candidate_pixels(split: SegmentationSplit, n_per_image: int, seed: int, cand
         raise ValueError(f"candidates_per_image={n_per_image} exceeds the {h * w} pixels of an image")
     rng = np.random.default_rng([seed, 7])
     if candidates == "all":
-        return [np.sort(rng.choice(h * w, size=n_per_image, replace=False)) for _ in range(len(split))]
-    out = []
-    for labels in split.labels:
-        valid = np.flatnonzero(labels.reshape(-1) != IGNORE_INDEX)
-        pick = valid if len(valid) <= n_per_image else rng.choice(valid, size=n_per_image, replace=False)
-        out.append(np.sort(pick).astype(np.int64))
-    return out
+        if split.roi is None:  # the draw of every split before regions of interest existed: keys unchanged
+            return [np.sort(rng.choice(h * w, size=n_per_image, replace=False)) for _ in range(len(split))]
+        return [_draw(np.flatnonzero(roi.reshape(-1)), n_per_image, rng) for roi in split.roi]
+    return [_draw(np.flatnonzero(labels.reshape(-1) != IGNORE_INDEX), n_per_image, rng) for labels in split.labels]
+
+
+def _draw(allowed: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` distinct pixels of ``allowed`` (all of them when there are no more), sorted, int64."""
+    pick = allowed if len(allowed) <= n else rng.choice(allowed, size=n, replace=False)
+    return np.sort(pick).astype(np.int64)
 
 
 @dataclass

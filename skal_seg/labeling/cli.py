@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from skal_seg._cli import HelpFormatter
+from skal_seg._cli import HelpFormatter, positive_int
 from skal_seg.distributed import add_ray_arguments
 
 #: The subcommands this module adds.
@@ -29,10 +29,22 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     project_help = "the project folder (made by 'skal-seg init')"
     p = add_parser("init", help="create a labeling project over a folder of images")
     p.add_argument("project", help="new project folder")
-    p.add_argument("--images", required=True, help="folder of images (any layout, any format PIL reads)")
+    p.add_argument("--images", required=True, metavar="DIR|PATTERN",
+                   help="folder of images (any layout, any format PIL reads), or a file pattern with {id} "
+                        "('training/images/{id}_training.tif'; * and ? match within a name), relative to --data")
+    p.add_argument("--roi", default=None, metavar="PATTERN",
+                   help="with an --images pattern: each image's region of interest, same {id} "
+                        "('training/mask/{id}_training_mask.gif'; 0 = outside): pixels outside are never queried "
+                        "and get no class (255) from predict")
+    p.add_argument("--data", default=None, metavar="DIR",
+                   help="the folder --images and --roi are relative to (default: the current folder)")
     p.add_argument("--classes", required=True, help="class names, comma-separated, or a text file with one per line")
-    p.add_argument("--exclude", nargs="*", default=[], help="glob patterns of files to leave out, e.g. '*_label.png'")
-    p.add_argument("--working-size", type=int, default=128, help="features are computed at this square size")
+    p.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                   help="glob pattern of files to leave out, e.g. '*_label.png'; repeat it for several")
+    p.add_argument("--size", type=positive_int, default=None, metavar="N",
+                   help="working size: features are computed at N x N pixels (default 128)")
+    # the old name of --size, kept working for one release (the handler says so)
+    p.add_argument("--working-size", type=positive_int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--candidates-per-image", type=int, default=None, help="candidate pixels per image (default 2500)")
     p.add_argument("--local-budget", type=int, default=None, help="MaxHerding picks per image (default 50)")
     p.add_argument("--keep-global", type=float, default=None, help="share of local picks kept globally (default 0.5)")
@@ -83,7 +95,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("project", help=project_help)
     p.add_argument("--images", default=None, help="folder or file of images (default: the project's images)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--exclude", nargs="*", default=[], help="glob patterns of files to leave out")
+    p.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                   help="glob pattern of files to leave out; repeat it for several")
     p.add_argument("--overwrite", action="store_true",
                    help="replace masks and overlays already in --out (never an image)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

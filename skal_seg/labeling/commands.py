@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from skal_seg._cli import fail
 from skal_seg.distributed import executor_from_args
@@ -26,13 +27,21 @@ def init(args: argparse.Namespace) -> int:
     }.items() if v is not None}
     if args.model is not None or args.timesteps is not None:
         settings["featurizer"] = {"model": args.model or "embedded", "timesteps": args.timesteps or [50, 150, 250]}
+    size = args.size
+    if args.working_size is not None:
+        print("skal-seg: --working-size is deprecated and goes in the next release; use --size", file=sys.stderr)
+        if size is not None and size != args.working_size:
+            raise fail(f"--size {size} and --working-size {args.working_size} disagree; give --size only")
+        size = args.working_size
     try:
         project = LabelingProject.init(args.project, args.images, args.classes, exclude=args.exclude,
-                                       working_size=args.working_size, settings=settings)
+                                       working_size=128 if size is None else size, settings=settings, roi=args.roi,
+                                       data=args.data)
     except (FileExistsError, FileNotFoundError, ValueError) as err:
         raise fail(err) from None
-    print(f"{args.project}: {len(project.images())} images, {len(project.classes())} classes "
-          f"({', '.join(c['name'] for c in project.classes())})")
+    print(f"{args.project}: {len(project.images())} images"
+          + (" (queries only inside each one's region of interest)" if args.roi else "")
+          + f", {len(project.classes())} classes ({', '.join(c['name'] for c in project.classes())})")
     print(f"next: skal-seg query {args.project} --budget N")
     return 0
 

@@ -37,7 +37,7 @@ from skal_seg.engine.rounds import (
     two_stage_query,
 )
 from skal_seg.engine.settings import ExperimentConfig
-from skal_seg.image_io import read_image
+from skal_seg.image_io import read_image, read_roi
 
 
 #: The project's memoised local MaxHerding picks, in its cache folder.
@@ -52,6 +52,24 @@ def to_original(v: np.ndarray, working: int, original: int) -> np.ndarray:
 def to_working(y: np.ndarray, original: int, working: int) -> np.ndarray:
     """Working pixel row/column that original coordinate ``y`` falls in."""
     return np.minimum(working - 1, np.floor((np.asarray(y) + 0.5) * working / original)).astype(np.int64)
+
+
+def working_roi(roi: np.ndarray, size: int) -> np.ndarray:
+    """A region of interest at the working size: a working pixel is inside when the original pixel it stands for is.
+
+    Parameters
+    ----------
+    roi : ndarray of shape (H, W), bool
+        At the image's own size.
+    size : int
+
+    Returns
+    -------
+    ndarray of shape (size, size), bool
+    """
+    h, w = roi.shape
+    v = np.arange(size)
+    return roi[np.ix_(to_original(v, size, h), to_original(v, size, w))]
 
 
 def original_pixels(flat, size: int, image: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -90,7 +108,8 @@ class ProjectPool:
 
     @classmethod
     def build(cls, config: ExperimentConfig, size: int, image_rows: Sequence[dict], paths: Sequence[Path],
-              cache_dir: Path, progress: bool = False, executor=None) -> "ProjectPool":
+              cache_dir: Path, progress: bool = False, executor=None,
+              rois: Sequence[Path | None] | None = None) -> "ProjectPool":
         """Read the images at the working size and featurize their candidate pixels (cached in ``cache_dir``).
 
         Parameters
@@ -104,18 +123,36 @@ class ProjectPool:
         cache_dir : Path
         progress : bool, default=False
         executor : RayExecutor or None, default=None
+        rois : sequence of (Path or None), optional
+            Each image's region-of-interest file (None: the whole image):
+            candidates are drawn only among the working pixels whose
+            original pixel (the one a query asks about) lies inside.
 
         Returns
         -------
         ProjectPool
+
+        Raises
+        ------
+        ValueError
+            A region of interest that covers no working pixel's original pixel.
         """
         images = np.stack([read_image(p, (size, size)) for p in paths])
+        roi = None
+        if rois is not None and any(r is not None for r in rois):
+            roi = np.stack([np.ones((size, size), dtype=bool) if r is None else working_roi(read_roi(r), size)
+                            for r in rois])
+            empty = [image_rows[i]["path"] for i in np.flatnonzero(~roi.any(axis=(1, 2)))]
+            if empty:
+                raise ValueError(f"the region of interest of {', '.join(empty[:5])} holds no pixel that a "
+                                 f"{size}x{size} working pixel stands for; raise the working size")
         # Names carry the content hash, so an edited image file never reuses stale features.
         split = SegmentationSplit(images, np.full(images.shape[:3], IGNORE_INDEX, dtype=np.uint8),
-                                  tuple(f"{r['path']}@{r['sha256'][:16]}" for r in image_rows))
+                                  tuple(f"{r['path']}@{r['sha256'][:16]}" for r in image_rows), roi)
         featurizer = fitted_featurizer(config, None, progress, executor)
         cache = FeatureCache(cache_dir)
-        # No label exists before a person answers: every pixel is a candidate (the annotator may answer void).
+        # No label exists before a person answers: every pixel (inside the region of interest) is a candidate,
+        # and the annotator may answer void.
         feats = pool_features(featurizer, split, config.candidates_per_image, config.feature_seed, cache,
                               candidates="all")
         return cls(config, size, featurizer, split, feats, cache, list(image_rows))

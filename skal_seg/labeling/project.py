@@ -27,9 +27,11 @@ from PIL import Image
 
 from skal_seg.data import IGNORE_INDEX, SegmentationSplit, load_split
 from skal_seg.engine.settings import ExperimentConfig
-from skal_seg.image_io import read_image
+from skal_seg.image_io import read_image, read_roi
 from skal_seg.labeling import formats
-from skal_seg.labeling.contents import class_colour, file_sha256, find_images, parse_classes
+from skal_seg.labeling.contents import (
+    class_colour, find_images, image_records, parse_classes, prediction_paths, roi_files,
+)
 from skal_seg.labeling.importing import (
     ImportReport, ImportValidationError, check_against_record, check_rows, class_id_of,
 )
@@ -121,15 +123,19 @@ class LabelingProject:
         working_size: int = 128,
         settings: dict | None = None,
         progress: bool = False,
+        roi: str | None = None,
+        data: str | Path | None = None,
     ) -> "LabelingProject":
-        """Create a project over the images in a folder.
+        """Create a project over the images in a folder, or the images a file pattern names.
 
         Parameters
         ----------
         folder : path
             New project folder (created; must not hold a project yet).
-        images : path
-            Folder of images (any layout, any format PIL reads) or one image file.
+        images : path or str
+            Folder of images (any layout, any format PIL reads), one image
+            file, or a file pattern with ``{id}`` (``"training/images/{id}_training.tif"``,
+            see :func:`~skal_seg.file_patterns.match_pattern`), relative to ``data``.
         classes : str, path or sequence of str
             Class names in id order: a list, a comma-separated string, or a
             text file with one name per line.
@@ -142,6 +148,12 @@ class LabelingProject:
             (``candidates_per_image``, ``local_budget``, ``keep_global``,
             ``n_draws``, ``seed``, ``featurizer``, ``classifier``, ...).
         progress : bool, default=False
+        roi : str, optional
+            With an ``images`` pattern, that of the regions of interest (see
+            :func:`~skal_seg.labeling.contents.image_records`): pixels outside
+            are never queried, and :meth:`predict` gives them no class.
+        data : path, optional
+            What ``images`` and ``roi`` are relative to (default: the current folder).
 
         Returns
         -------
@@ -154,7 +166,8 @@ class LabelingProject:
         FileNotFoundError
             The image folder, or a class list file named in ``classes``, does not exist.
         ValueError
-            No images, an unreadable image, bad classes or bad settings.
+            No images, an unreadable image, bad classes or bad settings, bad
+            patterns or regions of interest (see :func:`~skal_seg.labeling.contents.image_records`).
         """
         store = ProjectStore(folder)
         if store.exists():
@@ -167,20 +180,9 @@ class LabelingProject:
         if config.candidates_per_image > working_size**2:
             raise ValueError(f"candidates_per_image={config.candidates_per_image} exceeds the "
                              f"{working_size ** 2} pixels of the {working_size}x{working_size} working size")
-        root = Path(images).resolve()
-        files = find_images(root, exclude)
-        if not files:
-            raise ValueError(f"no image files found in {images} (after excluding {list(exclude)})")
-        base = root if root.is_dir() else root.parent
-        records = []
-        for path in files:
-            try:  # also proves every file is readable, before anything is written
-                h, w = read_image(path).shape[:2]
-            except (OSError, ValueError) as err:
-                raise ValueError(f"cannot read image {path}: {err} (remove it or leave it out with exclude)") from err
-            records.append((path.relative_to(base).as_posix(), file_sha256(path), w, h))
+        records, roi_paths, base = image_records(images, roi, exclude, Path(data or "."))
         _create(store, records, names, {"images_root": str(base), "working_size": working_size,
-                                        "config": config.to_dict()})
+                                        "config": config.to_dict(), **({"rois": roi_paths} if roi_paths else {})})
         return cls(folder, progress=progress)
 
     @classmethod
@@ -566,7 +568,7 @@ class LabelingProject:
             rows = self.images()
             self._pool_cache = ProjectPool.build(self.config(), self.settings["working_size"], rows,
                                                  [self.image_path(r) for r in rows], self.folder / "cache",
-                                                 self.progress, self.executor)
+                                                 self.progress, self.executor, rois=roi_files(self.settings, rows))
         return self._pool_cache
 
     def _training_set(self, pool: "ProjectPool") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -705,46 +707,6 @@ class LabelingProject:
         cm = pool.evaluate(clf, split, n_classes)
         return {"miou": mean_iou(cm), "iou": [None if np.isnan(v) else float(v) for v in iou_per_class(cm)]}
 
-    def _prediction_paths(self, files: list[Path], root: Path, out: Path, overwrite: bool) -> list[tuple]:
-        """``(mask, overlay)`` paths of each image in ``files`` (relative to ``root``), checked before any is written.
-
-        Raises ValueError (naming the files) when ``out`` holds images to
-        predict or project images, when two images would write the same
-        file (``x.png`` and ``x.jpg``; compared case-blind, as macOS and
-        Windows do), or, without ``overwrite``, when a file to write exists.
-        """
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"--out {out} is a file, not a folder")
-        base = self.settings["images_root"]
-        project_files = [Path(base) / r["path"] for r in self.images()] if base is not None else []
-        inside = out.resolve()
-        held = [p for p in [*files, *project_files] if inside in Path(p).resolve().parents]
-        if held:
-            raise ValueError(f"the output folder {out} holds images ({held[0]}"
-                             + (f" and {len(held) - 1} more" if len(held) > 1 else "")
-                             + "): masks would mix with them or replace them; choose a folder outside the images")
-        paths, owner, clashes = [], {}, []
-        for path in files:
-            mask = out / Path(path).relative_to(root).with_suffix(".png")
-            pair = (mask, mask.with_name(mask.stem + "_overlay.png"))
-            for target in pair:
-                key = target.as_posix().casefold()
-                if key in owner:
-                    clashes.append(f"{owner[key]} and {path} would both write {target}")
-                owner.setdefault(key, path)
-            paths.append(pair)
-        if clashes:
-            raise ValueError(f"{len(clashes)} name clash(es), nothing written (a mask is named after its image "
-                             f"without the extension): {'; '.join(clashes[:5])}"
-                             + (f"; ... and {len(clashes) - 5} more" if len(clashes) > 5 else "")
-                             + "; leave one image of each pair out (--exclude) or predict it into another folder")
-        existing = [t for pair in paths for t in pair if t.exists()]
-        if existing and not overwrite:
-            raise ValueError(f"{len(existing)} file(s) to write exist already in {out} ({existing[0]}"
-                             + (", ..." if len(existing) > 1 else "")
-                             + "); choose another folder, or overwrite=True (--overwrite) to replace them")
-        return paths
-
     def predict(self, images: str | Path | None, out: str | Path, exclude: Sequence[str] = (),
                 overwrite: bool = False) -> list[Path]:
         """Full-resolution masks and overlays from the classifier trained on every answer.
@@ -754,6 +716,8 @@ class LabelingProject:
         Every output name is checked before the classifier is trained and
         anything written: predict never replaces an image, never writes two
         masks to one name, and replaces earlier masks only when asked to.
+        Pixels outside a project image's region of interest get no class:
+        255 in the mask (black), the image as it is in the overlay.
 
         Parameters
         ----------
@@ -761,8 +725,8 @@ class LabelingProject:
             Folder (any layout) or file of images; None = the project's images.
         out : path
             Output folder: ``<relative path>.png`` (8-bit palette PNG of class
-            ids, coloured with the class colours; the image's extension is
-            replaced) and ``<relative path>_overlay.png``. It must not hold
+            ids, coloured with the class colours, 255 outside the region of
+            interest; the image's extension is replaced) and ``<relative path>_overlay.png``. It must not hold
             the images predicted or the project's images (at any depth).
         exclude : sequence of str, default=()
             Glob patterns of files to skip (see :func:`find_images`).
@@ -784,8 +748,9 @@ class LabelingProject:
             ``x.jpg`` both give ``x.png``: leave one out with ``exclude``);
             a file to write exists and ``overwrite`` is False.
         """
+        rows = self.images()
         if images is None:
-            files = [self.image_path(r) for r in self.images()]  # says so for a benchmark run's project
+            files = [self.image_path(r) for r in rows]  # says so for a benchmark run's project
             root = Path(self.settings["images_root"])
         else:
             root = Path(images)
@@ -794,11 +759,14 @@ class LabelingProject:
         if not files:
             raise ValueError(f"no image files found in {images}")
         out = Path(out)
-        targets = self._prediction_paths(files, root, out, overwrite)
+        base = self.settings["images_root"]
+        project_files = [Path(base) / r["path"] for r in rows] if base is not None else []
+        targets = prediction_paths(files, root, out, overwrite, project_files)
         clf = self.model()
         if clf is None:
             raise ValueError("no answer with a class yet: answer some queries before predicting")
         pool = self._pool()
+        roi_of = dict(zip((self.image_path(r).resolve() for r in rows), roi_files(self.settings, rows)))
         palette = np.zeros((256, 3), dtype=np.uint8)
         for c in self.classes():
             palette[c["id"]] = [int(c["colour"][k : k + 2], 16) for k in (1, 3, 5)]
@@ -807,11 +775,14 @@ class LabelingProject:
             original = read_image(path)
             h, w = original.shape[:2]
             mask_img = Image.fromarray(pool.predict_labels(clf, original)).resize((w, h), Image.NEAREST)
-            mask_arr = np.asarray(mask_img)
+            roi = roi_of.get(Path(path).resolve())  # a project image's region of interest; outside: no class
+            inside = np.ones((h, w), dtype=bool) if roi is None else read_roi(roi)
+            mask_arr = np.where(inside, np.asarray(mask_img), IGNORE_INDEX).astype(np.uint8)
+            mask_img = Image.fromarray(mask_arr)
             target.parent.mkdir(parents=True, exist_ok=True)
             mask_img.putpalette(palette.reshape(-1).tolist())  # mode L -> P: values stay the class ids
             mask_img.save(target)
-            overlay = (0.5 * original + 0.5 * palette[mask_arr]).astype(np.uint8)
+            overlay = np.where(inside[..., None], 0.5 * original + 0.5 * palette[mask_arr], original).astype(np.uint8)
             Image.fromarray(overlay).save(overlay_path)
             written.append(target)
         return written
