@@ -25,10 +25,16 @@ patch_modal()
 _LAZY = {
     "DiffusionFeaturizer": "skal_seg.featurizer",
     "TorchMLPClassifier": "skal_seg.classifier",
+    "FilterBankFeaturizer": "skal_seg.filter_bank",
+    "ConcatFeaturizer": "skal_seg.concat",
+    "make_concat": "skal_seg.concat",
 }
 
 __all__ = [
     "DiffusionFeaturizer",
+    "FilterBankFeaturizer",
+    "ConcatFeaturizer",
+    "make_concat",
     "MaxHerdingSampler",
     "EDALDSampler",
     "TwoStageQuery",
