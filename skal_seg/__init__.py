@@ -23,10 +23,16 @@ _LAZY = {
     "bald_score": "skal_seg.uncertainty",
     "edald_score": "skal_seg.uncertainty",
     "UncertaintyHerdingSampler": "skal_seg.uncertainty_herding",
+    "FilterBankFeaturizer": "skal_seg.filter_bank",
+    "ConcatFeaturizer": "skal_seg.concat",
+    "make_concat": "skal_seg.concat",
 }
 
 __all__ = [
     "DiffusionFeaturizer",
+    "FilterBankFeaturizer",
+    "ConcatFeaturizer",
+    "make_concat",
     "MaxHerdingSampler",
     "EDALDSampler",
     "TwoStageQuery",

@@ -183,3 +183,5 @@ def is_fitted(classifier) -> bool:
     except TypeError:  # not a scikit-learn estimator: trust it
         return True
     return True
+
+

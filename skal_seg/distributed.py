@@ -523,7 +523,7 @@ def _featurize_chunk(featurizer, noises, images: list[np.ndarray], jobs: list[tu
     """Worker side of :meth:`RayExecutor.featurize`: the rows of ``jobs``, shape (K, rows, D)."""
     import torch
 
-    from skal_seg.featurizer import _OUTPUT_DTYPES, _Job
+    from skal_seg.featurizer import _Job
 
     device = worker_device() or torch.device("cpu")
     if featurizer.device_ != device:  # once per worker: the cached copy stays on the device
@@ -533,6 +533,6 @@ def _featurize_chunk(featurizer, noises, images: list[np.ndarray], jobs: list[tu
     for i, (pixels, grid) in enumerate(jobs):
         local.append(_Job(i, row, None if pixels is None else torch.from_numpy(np.array(pixels)), grid))
         row += local[-1].n_rows
-    out = np.empty((len(noises), row, featurizer.n_features_out_), dtype=_OUTPUT_DTYPES[featurizer.output_dtype])
+    out = np.empty((len(noises), row, featurizer.n_features_out_), dtype=featurizer.output_dtype)
     featurizer._run(images, local, noises, out, "")
     return out

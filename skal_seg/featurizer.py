@@ -21,16 +21,15 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from skal_seg._checks import check_auto_or_positive_int
+from skal_seg._checks import check_auto_or_positive_int, check_output_dtype, check_pixels, check_row_indices
 from skal_seg._validation import readonly_tensor
-from skal_seg.image_io import as_rgb
 from skal_seg.diffusion.adm import paper_blocks
 from skal_seg.diffusion.models import load_diffusion_model
+from skal_seg.image_io import as_rgb
 
 __all__ = ["DiffusionFeaturizer", "NoisyViewFunction"]
 
 _UNET_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-_OUTPUT_DTYPES = {"float32": np.float32, "float16": np.float16}
 # Each output chunk holds at most this many float32 values (pixels x D), so the
 # upsampling never materialises a whole high-resolution feature map at once.
 _CHUNK_ELEMENTS = 1 << 23
@@ -82,30 +81,6 @@ def _to_model_range(img: np.ndarray) -> torch.Tensor:
     else:
         t = t.float().mul(2.0).sub(1.0)
     return t.permute(2, 0, 1)
-
-
-def _check_pixels(pixels, grids: list[tuple[int, int]]) -> list[np.ndarray]:
-    """One 1-D int64 array of flat indices (y * W + x) per image, each within its output grid."""
-    if isinstance(pixels, (str, bytes)) or not hasattr(pixels, "__len__"):
-        raise ValueError("pixels must be a sequence with one 1-D integer array per image")
-    if len(pixels) != len(grids):
-        raise ValueError(f"pixels must hold one array per image: got {len(pixels)} arrays for {len(grids)} images")
-    out = []
-    for i, (p, (h, w)) in enumerate(zip(pixels, grids)):
-        p = np.asarray(p)
-        if p.size == 0:
-            out.append(np.zeros(0, dtype=np.int64))
-            continue
-        if p.ndim != 1:
-            raise ValueError(f"pixels[{i}] must be 1-D (flat indices y * W + x), got shape {p.shape}")
-        if p.dtype.kind not in "iu":
-            raise ValueError(f"pixels[{i}] must hold integers, got dtype {p.dtype}")
-        if p.min() < 0 or p.max() >= h * w:
-            raise ValueError(
-                f"pixels[{i}] holds indices outside [0, {h * w}) (output grid {h} x {w} of image {i})"
-            )
-        out.append(p.astype(np.int64, copy=False))
-    return out
 
 
 def _resolve_device(device) -> torch.device:
@@ -371,8 +346,7 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
     def _check_params(self) -> None:
         if not isinstance(self.dtype, str) or self.dtype not in _UNET_DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_UNET_DTYPES)}, got {self.dtype!r}")
-        if not isinstance(self.output_dtype, str) or self.output_dtype not in _OUTPUT_DTYPES:
-            raise ValueError(f"output_dtype must be one of {sorted(_OUTPUT_DTYPES)}, got {self.output_dtype!r}")
+        check_output_dtype(self.output_dtype)
         check_auto_or_positive_int(self.batch_size, "batch_size")
         if self.executor is not None and not callable(getattr(self.executor, "featurize", None)):
             raise ValueError(f"executor must be None or a skal_seg.distributed.RayExecutor, got {self.executor!r}")
@@ -577,7 +551,7 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
     def _jobs(self, imgs, pixels) -> tuple[list[_Job], int]:
         grids = self._grids(imgs)
         if pixels is not None:
-            pixels = _check_pixels(pixels, grids)
+            pixels = check_pixels(pixels, grids)
         jobs, row = [], 0
         for i, grid in enumerate(grids):
             pix = None if pixels is None else torch.from_numpy(pixels[i])
@@ -624,7 +598,7 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "unet_")
         imgs = _check_images(images)
         jobs, n_rows = self._jobs(imgs, pixels)
-        out = np.empty((1, n_rows, self.n_features_out_), dtype=_OUTPUT_DTYPES[self.output_dtype])
+        out = np.empty((1, n_rows, self.n_features_out_), dtype=self.output_dtype)
         self._run(imgs, jobs, self.noise_[None], out, "diffusion features")
         return out[0]
 
@@ -655,7 +629,7 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
         noises = self._noises(n_draws, random_state)
         imgs = _check_images(images)
         jobs, n_rows = self._jobs(imgs, pixels)
-        out = np.empty((len(noises), n_rows, self.n_features_out_), dtype=_OUTPUT_DTYPES[self.output_dtype])
+        out = np.empty((len(noises), n_rows, self.n_features_out_), dtype=self.output_dtype)
         self._run(imgs, jobs, noises, out, "noisy views")
         return out
 
@@ -697,7 +671,7 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
         if pixels is None:
             pixels = [np.arange(h * w, dtype=np.int64) for h, w in grids]
         else:
-            pixels = _check_pixels(pixels, grids)
+            pixels = check_pixels(pixels, grids)
         return NoisyViewFunction(self, imgs, pixels, noises)
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
@@ -770,13 +744,7 @@ class NoisyViewFunction:
         ValueError
             Non-integer, not 1-D, or out-of-range indices.
         """
-        idx = np.asarray(indices)
-        if idx.size == 0:
-            idx = idx.reshape(0).astype(np.int64)
-        if idx.ndim != 1 or idx.dtype.kind not in "iu":
-            raise ValueError(f"indices must be a 1-D integer array, got shape {idx.shape} dtype {idx.dtype}")
-        if idx.size and (idx.min() < 0 or idx.max() >= self.n_rows):
-            raise ValueError(f"indices must lie in [0, {self.n_rows})")
+        idx = check_row_indices(indices, self.n_rows)
         feat = self.featurizer
         uniq, inverse = np.unique(idx, return_inverse=True)  # sorted: grouped by image
         image_of = np.searchsorted(self._offsets, uniq, side="right") - 1
@@ -788,6 +756,6 @@ class NoisyViewFunction:
             jobs.append(_Job(len(images), row, pix, grids[img]))
             images.append(self.images[img])
             row += len(pix)
-        out = np.empty((self.n_draws, len(uniq), feat.n_features_out_), dtype=_OUTPUT_DTYPES[feat.output_dtype])
+        out = np.empty((self.n_draws, len(uniq), feat.n_features_out_), dtype=feat.output_dtype)
         feat._run(images, jobs, self.noises, out, "noisy views")
         return out[:, inverse.reshape(-1)]

@@ -29,7 +29,7 @@ def layer(module: str) -> int:
         if module == prefix or module.startswith(prefix + "."):
             return n
     if last in ("herding", "uncertainty", "uncertainty_herding", "query", "classifier", "featurizer",
-                "distributed"):
+                "filter_bank", "concat", "distributed"):
         return 2
     return 0  # data, metrics, the _private helpers, the package itself
 
