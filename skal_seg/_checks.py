@@ -37,8 +37,8 @@ def check_positive_or_word(value, name: str, words: tuple[str, ...] = ("auto",))
         return value
     if isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < value < np.inf:
         return float(value)
-    choices = " or ".join(f"'{w}'" for w in words)
-    raise ValueError(f"{name} must be {choices} or a positive number, got {value!r}")
+    choices = "".join(f"'{w}' or " for w in words)
+    raise ValueError(f"{name} must be {choices}a positive number, got {value!r}")
 
 
 def check_auto_or_positive_int(value, name: str) -> str | int:

@@ -30,13 +30,13 @@ def fail(message) -> SystemExit:
 
 
 def positive_or(*words: str):
-    """An argparse type: one of ``words`` or a positive number."""
+    """An argparse type: one of ``words`` (none: a positive number only) or a positive number."""
     def parse(text: str) -> str | float:
         try:
             return check_positive_or_word(text if text in words else float(text), "value", words)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {' or '.join(map(repr, words))} or a positive number, "
-                                             f"got {text!r}") from None
+            choices = "".join(f"{w!r} or " for w in words)
+            raise argparse.ArgumentTypeError(f"expected {choices}a positive number, got {text!r}") from None
     return parse
 
 

@@ -1,4 +1,4 @@
-"""The ``skal-seg`` command: the benchmark (``run``, ``plot``, ``report``), ``convert-adm`` and a labeling
+"""The ``skal-seg`` command: the benchmark (``run``, ``plot``, ``report``), ``convert-adm``, ``adapt`` and a labeling
 project (``init``, ``query``, ``label``, ``import``, ``export``, ``status``, ``predict``).
 
 ``run`` simulates active learning on images whose ground-truth labels are all
@@ -41,7 +41,7 @@ Each package owns its subcommands as two modules: ``cli`` builds their parsers
 the command runs. So ``skal-seg --help``, ``skal-seg COMMAND --help`` and
 ``--version`` import neither torch nor diffusers. Subcommands:
 :mod:`skal_seg.benchmark.cli` (run, plot, report),
-:mod:`skal_seg.diffusion.cli` (convert-adm) and :mod:`skal_seg.labeling.cli`
+:mod:`skal_seg.diffusion.cli` (convert-adm, adapt) and :mod:`skal_seg.labeling.cli`
 (init, query, label, import, export, status, predict). Every error the user
 can fix ends the command with one line ``skal-seg: ...`` and exit status 1;
 an interrupted run (Ctrl-C) exits with status 130 after saying what was saved
@@ -81,7 +81,7 @@ def _parser(preset: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     benchmark_cli.add_subcommands(sub, preset)  # run, plot, report
-    diffusion_cli.add_subcommands(sub)  # convert-adm
+    diffusion_cli.add_subcommands(sub)  # convert-adm, adapt
     labeling_cli.add_subcommands(sub)  # init, query, label, import, export, status, predict
     return p
 

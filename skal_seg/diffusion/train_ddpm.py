@@ -44,6 +44,13 @@ CPU unless asked for. A progress bar (tqdm, refreshed at most twice a second)
 shows the step, steps/s and the smoothed loss; ``--progress lines`` prints a
 line every ``--log-every`` steps instead (the default when stderr is not a
 terminal, e.g. a background run writing to a log file).
+
+The loop itself is :func:`run_training`; :func:`skal_seg.diffusion.adapt.adapt_model`
+(``skal-seg adapt``) fine-tunes a model on a pool's own images through it.
+
+Why one module: the options, the loop and the checkpoint are one contract (a
+checkpoint stores the options it was trained with, a resumed run reads them
+back and compares its schedule), so they change together.
 """
 
 from __future__ import annotations
@@ -58,12 +65,14 @@ import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 from tqdm.auto import tqdm
 
+from skal_seg._threads import torch_threads
 from skal_seg.data import SegmentationSplit, _split_pairs, load_split
 from skal_seg.image_io import read_image
 from skal_seg.diffusion.embedded import EMBEDDED_SCHEDULER_CONFIG, UNET_ARCHITECTURES
@@ -394,7 +403,7 @@ def export_model(unet: UNet2DModel, scheduler: DDPMScheduler, out_dir: str | Pat
         JSON-serialisable training summary, written to ``out_dir/training.json``.
     """
     out_dir = Path(out_dir)
-    half = copy.deepcopy(unet).to(torch.float16)
+    half = copy.deepcopy(unet).half()  # .to(float16) warns about modules kept in float32 (there are none)
     half.save_pretrained(out_dir / "unet", safe_serialization=True)
     scheduler.save_pretrained(out_dir / "scheduler")
     (out_dir / "training.json").write_text(json.dumps(card, indent=2) + "\n")
@@ -462,10 +471,14 @@ def _on_off(value: str, device: torch.device) -> bool:
 
 
 class _Progress:
-    """Either a tqdm bar (refreshed at most every :data:`PROGRESS_INTERVAL` s) or a line every ``log_every`` steps."""
+    """Either a tqdm bar (refreshed at most every :data:`PROGRESS_INTERVAL` s) or a line every ``log_every`` steps.
 
-    def __init__(self, mode: str, step: int, max_steps: int, log_every: int):
-        self.mode, self.log_every = mode, log_every
+    With ``budget_seconds`` (a run stopped by its total training time) both
+    also show the minutes of that budget left.
+    """
+
+    def __init__(self, mode: str, step: int, max_steps: int, log_every: int, budget_seconds: float | None = None):
+        self.mode, self.log_every, self.budget = mode, log_every, budget_seconds
         self.bar = None
         self.last = 0.0
         if mode == "bar":
@@ -474,46 +487,80 @@ class _Progress:
                             maxinterval=10 * PROGRESS_INTERVAL, smoothing=0.1, dynamic_ncols=True)
 
     def update(self, step: int, loss: float, lr: float, wall: float) -> None:
+        left = {} if self.budget is None else {"left": f"{max(0.0, self.budget - wall) / 60:.1f}min"}
         if self.bar is not None:
             now = time.monotonic()
             if now - self.last >= PROGRESS_INTERVAL:  # formatting the postfix is not free either
-                self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
+                self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", **left, refresh=False)
                 self.last = now
             self.bar.update(1)
         elif self.mode == "lines" and step % self.log_every == 0:
-            print(f"step {step} loss(ema-smoothed) {loss:.4f} lr {lr:.2e} {wall / 60:.1f} min", flush=True)
+            print(f"step {step} loss(ema-smoothed) {loss:.4f} lr {lr:.2e} {wall / 60:.1f} min"
+                  + (f" ({left['left']} left)" if left else ""), flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
 
 
-def train(args: argparse.Namespace) -> dict:
-    """Train (or resume) the embedded DDPM as the parsed command line says; see the module docstring.
+def run_training(
+    images: torch.Tensor, args: argparse.Namespace, unet_config: dict, scheduler: DDPMScheduler, *,
+    init: Callable[[UNet2DModel], tuple[int, float]] | None = None, total_minutes: float | None = None,
+    check_resume: Callable[[dict], None] | None = None, say: Callable[[str], None] = print,
+) -> tuple[dict, UNet2DModel]:
+    """The training loop of :func:`train` and :func:`skal_seg.diffusion.adapt.adapt_model`: resumable, with EMA.
+
+    Resumes from ``args.workdir/checkpoint.pt`` when it exists (weights,
+    EMA, optimizer, random generators, step count, schedule origin), else
+    starts from ``init`` (or a seeded random initialisation). Writes the
+    checkpoint atomically every ``args.save_every`` steps and when it stops,
+    also on an exception such as Ctrl-C (``KeyboardInterrupt``, re-raised
+    after saving), and appends to ``args.workdir/log.csv``. Stops at
+    ``args.max_steps`` total steps, after ``args.max_minutes`` of this
+    session, or once ``total_minutes`` of training are done.
 
     Parameters
     ----------
+    images : torch.Tensor of shape (N, 3, H, W), float32
+        Training images in [-1, 1] (:func:`to_model_range`), on the CPU.
     args : argparse.Namespace
-        Parsed :func:`build_parser` arguments.
+        Options of :func:`build_parser`; ``data``, ``size``, ``export`` and
+        ``init_from`` are not read here.
+    unet_config : dict
+        Configuration of the ``UNet2DModel`` trained.
+    scheduler : diffusers.DDPMScheduler
+        Noise schedule of the loss.
+    init : callable or None, default=None
+        Without a checkpoint: called with the new UNet, loads the starting
+        weights into it (the EMA starts from them too) and returns
+        ``(step, wall_seconds)`` they were trained for; the learning-rate
+        schedule starts at that step, the EMA warm-up goes on from it.
+    total_minutes : float or None, default=None
+        Budget of training time summed over every session (the
+        checkpoint's included); None: no such budget.
+    check_resume : callable or None, default=None
+        Called with the checkpoint's options (a dict) before resuming;
+        raises to refuse a checkpoint of other settings.
+    say : callable, default=print
+        Where the messages go (a no-op for quiet runs).
 
     Returns
     -------
-    dict
+    summary : dict
         ``step`` (total optimizer steps), ``session_steps``, ``wall_seconds``
         (summed over all sessions), ``steps_per_second`` (this session,
         without its first step, which holds compilation and warm-up; None
         with fewer than 2 steps), ``final_smoothed_loss``, ``lr`` (of the
-        last step), ``device``, ``amp``, ``compile``.
-
-    Raises
-    ------
-    FileNotFoundError, ValueError
-        The dataset folder or its ``train/`` split is missing or malformed;
-        ``--init-from`` or the checkpoint holds another architecture;
-        invalid option values.
+        last step), ``run_start_step`` (origin of the schedule), ``device``,
+        ``amp``, ``compile``.
+    ema : diffusers.UNet2DModel
+        The EMA of the weights (what :func:`export_model` writes).
     """
-    _check_args(args)
-    torch.set_num_threads(args.threads)
+    with torch_threads(args.threads):
+        return _run_training(images, args, unet_config, scheduler, init, total_minutes, check_resume, say)
+
+
+def _run_training(images, args, unet_config, scheduler, init, total_minutes, check_resume, say):
     device = _resolve_device(args.device)
     amp, compile_ = _on_off(args.amp, device), _on_off(args.compile, device)
     workdir = Path(args.workdir)
@@ -522,9 +569,8 @@ def train(args: argparse.Namespace) -> dict:
     crop = None if args.crop == "full" else int(args.crop)
 
     torch.manual_seed(args.seed)
-    unet = UNet2DModel(**UNET_ARCHITECTURES[args.arch])
+    unet = UNet2DModel.from_config(unet_config)
     ema = copy.deepcopy(unet).requires_grad_(False)
-    scheduler = DDPMScheduler(**EMBEDDED_SCHEDULER_CONFIG)
     # Data draws (images, crops, flips) on this CPU generator; noise and timesteps on the
     # device's own generator, so a GPU does not wait for the CPU to draw millions of normals.
     gen = torch.Generator().manual_seed(args.seed)
@@ -533,6 +579,8 @@ def train(args: argparse.Namespace) -> dict:
     state = None
     if ckpt_path.exists():
         state = torch.load(ckpt_path, weights_only=False, map_location="cpu")
+        if check_resume is not None:
+            check_resume(state["args"])
         check_same_shapes(unet, state["unet"], f"checkpoint {ckpt_path}", args.arch)
         unet.load_state_dict(state["unet"])
         ema.load_state_dict(state["ema"])
@@ -545,20 +593,13 @@ def train(args: argparse.Namespace) -> dict:
         # Checkpoints of the first trainer have no schedule options in their args: nothing to compare.
         old = _schedule(state["args"]) if "lr_schedule" in state["args"] else None
         if old is not None and old != _schedule(vars(args)):
-            print(f"note: the learning-rate schedule changed from {old} to {_schedule(vars(args))} at step {step}")
-        print(f"resumed from {ckpt_path} at step {step} ({wall / 60:.1f} min trained)")
-    elif args.init_from:
-        # Warm start from exported weights (e.g. the shipped model): optimizer and LR schedule start afresh.
-        init = UNet2DModel.from_pretrained(Path(args.init_from) / "unet").to(torch.float32)
-        check_same_shapes(unet, init.state_dict(), f"--init-from {args.init_from}", args.arch)
-        unet.load_state_dict(init.state_dict())
-        ema.load_state_dict(init.state_dict())
-        card_path = Path(args.init_from) / "training.json"
-        if card_path.exists():
-            card = json.loads(card_path.read_text())
-            step, wall = int(card["steps"]), float(card["wall_minutes"]) * 60
+            say(f"note: the learning-rate schedule changed from {old} to {_schedule(vars(args))} at step {step}")
+        say(f"resumed from {ckpt_path} at step {step} ({wall / 60:.1f} min trained)")
+    elif init is not None:
+        # Warm start (e.g. from the shipped model): optimizer and LR schedule start afresh.
+        step, wall = init(unet)
+        ema.load_state_dict(unet.state_dict())
         run_start = step
-        print(f"initialised from {args.init_from} (step {step})")
     unet.to(device)
     ema.to(device)
     opt = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.0)
@@ -569,11 +610,10 @@ def train(args: argparse.Namespace) -> dict:
         torch._dynamo.config.suppress_errors = True
     model = torch.compile(unet) if compile_ else unet
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if amp else nullcontext
-
-    images = to_model_range(load_unlabeled_images(args.data, "train", args.size)).to(device)
-    print(f"{len(images)} train images at {args.size}x{args.size}, crops {args.crop} (whole images in a share "
-          f"{args.full_prob if crop is not None else 1.0} of batches), batch {args.batch}, arch {args.arch}, "
-          f"device {device}, amp {amp}, compile {compile_}")
+    images = images.to(device)
+    say(f"{len(images)} train images at {images.shape[2]}x{images.shape[3]}, crops {args.crop} (whole images in a "
+        f"share {args.full_prob if crop is not None else 1.0} of batches), batch {args.batch}, arch {args.arch}, "
+        f"device {device}, amp {amp}, compile {compile_}")
     log_path = workdir / "log.csv"
     new_log = not log_path.exists()
     if new_log:
@@ -599,12 +639,15 @@ def train(args: argparse.Namespace) -> dict:
         )
 
     session_start, start_step = time.time(), step
+    budget = math.inf if total_minutes is None else total_minutes * 60
     first_step_end = None
     lr = None
-    progress = _Progress(_progress_mode(args.progress), step, args.max_steps, args.log_every)
+    progress = _Progress(_progress_mode(args.progress), step, args.max_steps, args.log_every,
+                         None if total_minutes is None else budget)
     unet.train()
+    interrupted = False
     try:
-        while step < args.max_steps and (time.time() - session_start) < args.max_minutes * 60:
+        while step < args.max_steps and (time.time() - session_start) < args.max_minutes * 60 and wall < budget:
             t0 = time.time()
             lr = lr_at(step - run_start, args.lr, args.warmup_steps, args.lr_schedule, args.schedule_steps,
                        args.min_lr_ratio)
@@ -637,28 +680,77 @@ def train(args: argparse.Namespace) -> dict:
             progress.update(step, running, lr, wall)
             if step % args.save_every == 0:
                 save()
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
         progress.close()
         if step > start_step:  # an export-only call (--max-steps <= step) must not touch the checkpoint
             save()
         log.close()
+        if interrupted:
+            say(f"interrupted at step {step} ({wall / 60:.1f} min trained); "
+                + (f"checkpoint saved in {ckpt_path}" if ckpt_path.exists() else "no checkpoint yet"))
     session_steps = step - start_step
     rate = (session_steps - 1) / (time.time() - first_step_end) if session_steps >= 2 else None
-    print(f"stopped at step {step}, {wall / 60:.1f} min of training"
-          + (f", {rate:.2f} steps/s this session" if rate else ""))
+    say(f"stopped at step {step}, {wall / 60:.1f} min of training"
+        + (f", {rate:.2f} steps/s this session" if rate else ""))
     summary = {
         "step": step, "session_steps": session_steps, "wall_seconds": round(wall, 1),
         "steps_per_second": None if rate is None else round(rate, 3), "final_smoothed_loss": running,
-        "lr": lr, "device": str(device), "amp": amp, "compile": compile_,
+        "lr": lr, "run_start_step": run_start, "device": str(device), "amp": amp, "compile": compile_,
     }
+    return summary, ema
+
+
+def train(args: argparse.Namespace) -> dict:
+    """Train (or resume) the embedded DDPM as the parsed command line says; see the module docstring.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed :func:`build_parser` arguments.
+
+    Returns
+    -------
+    dict
+        The summary of :func:`run_training`.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        The dataset folder or its ``train/`` split is missing or malformed;
+        ``--init-from`` or the checkpoint holds another architecture;
+        invalid option values.
+    """
+    _check_args(args)
+    torch.set_num_threads(args.threads)  # for the whole process, as before (a script; the GPU script probes after)
+    images = to_model_range(load_unlabeled_images(args.data, "train", args.size))
+    scheduler = DDPMScheduler(**EMBEDDED_SCHEDULER_CONFIG)
+
+    def init_from(unet: UNet2DModel) -> tuple[int, float]:
+        init = UNet2DModel.from_pretrained(Path(args.init_from) / "unet").to(torch.float32)
+        check_same_shapes(unet, init.state_dict(), f"--init-from {args.init_from}", args.arch)
+        unet.load_state_dict(init.state_dict())
+        card_path = Path(args.init_from) / "training.json"
+        step, wall = 0, 0.0
+        if card_path.exists():
+            card = json.loads(card_path.read_text())
+            step, wall = int(card["steps"]), float(card["wall_minutes"]) * 60
+        print(f"initialised from {args.init_from} (step {step})")
+        return step, wall
+
+    summary, ema = run_training(images, args, UNET_ARCHITECTURES[args.arch], scheduler,
+                                init=init_from if args.init_from else None)
     if args.export:
         card = {
-            "steps": step, "wall_minutes": round(wall / 60, 1), "final_smoothed_loss": running,
+            "steps": summary["step"], "wall_minutes": round(summary["wall_seconds"] / 60, 1),
+            "final_smoothed_loss": summary["final_smoothed_loss"],
             "data": f"{args.data}{'' if str(args.data).endswith('.npz') else '/train'} (images only)",
             "arch": args.arch, "resolution": args.size, "crop": args.crop, "full_prob": args.full_prob,
-            "batch": args.batch, "lr": args.lr, **_schedule(vars(args)), "run_start_step": run_start,
+            "batch": args.batch, "lr": args.lr, **_schedule(vars(args)), "run_start_step": summary["run_start_step"],
             "clip_grad": args.clip_grad, "ema_decay": args.ema_decay, "seed": args.seed, "threads": args.threads,
-            "device": str(device), "amp_bf16": amp, "compile": compile_,
+            "device": summary["device"], "amp_bf16": summary["amp"], "compile": summary["compile"],
             "steps_per_second_last_session": summary["steps_per_second"],
         }
         export_model(ema, scheduler, args.export, card)
