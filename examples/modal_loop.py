@@ -21,7 +21,7 @@ from modAL.models import ActiveLearner
 from skal_seg import TwoStageQuery
 from skal_seg.classifier import TorchMLPClassifier
 from skal_seg.data import CAMVID_CLASSES, IGNORE_INDEX, load_split, sample_dataset_dir
-from skal_seg.engine.features import CachedNoisyViews
+from skal_seg.engine.noisy import CachedNoisyViews
 from skal_seg.featurizer import DiffusionFeaturizer
 from skal_seg.metrics import confusion_matrix, mean_iou
 

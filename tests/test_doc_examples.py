@@ -29,6 +29,7 @@ PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
 
 #: (page, first line of the block) of every block marked ``<!-- not run: ... -->``.
 NOT_RUN = [
+    ("docs/adapt.md", "from skal_seg.diffusion.adapt import adapt_model, pool_image_files"),  # 10 minutes of training
     ("docs/distributed.md", "from skal_seg import DiffusionFeaturizer, TwoStageQuery"),  # a Ray cluster
     ("docs/gpu.md", "from skal_seg.featurizer import DiffusionFeaturizer"),  # an ADM checkpoint on a GPU
     ("docs/gpu.md", "from skal_seg.featurizer import DiffusionFeaturizer"),  # a Hub model on a GPU

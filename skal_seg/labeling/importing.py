@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from skal_seg.labeling.contents import VOID_WORDS
-from skal_seg.labeling.store import Answer
+from skal_seg.labeling.store import VOID, Answer
 
 
 @dataclass
@@ -147,8 +147,8 @@ def check_rows(rows: Sequence[Answer], images: Sequence[dict], class_ids: dict, 
         try:
             class_id = class_id_of(row.label, class_ids)
         except ValueError:
-            problems.append(f"{row.where}: unknown class {row.label!r}; classes are {', '.join(class_ids)} "
-                            f"or 'void'")
+            problems.append(f"{row.where}: unknown class {row.label!r} (valid: {', '.join(class_ids)}, or {VOID} "
+                            f"for void / unsure)")
             continue
         key = (image["id"], y, x)
         if key in new:
