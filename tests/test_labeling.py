@@ -148,7 +148,7 @@ def test_round0_queries_are_distinct_pixels_inside_their_original_images(project
 def test_second_round_trains_on_answers_scores_with_edald_and_never_requeries(project, images):
     answer_all(project, images[1])
     first = {(q["image_id"], q["y"], q["x"]) for q in project.queries()}
-    new = project.query(6)
+    new = project.query(6, strategy="two_stage")  # the round's own strategy, recorded with it
     assert len(new) == 6 and all(q["round_id"] == 1 and q["strategy"] == "two_stage" for q in new)
     assert all(q["score"] is not None and np.isfinite(q["score"]) for q in new)
     assert not first & {(q["image_id"], q["y"], q["x"]) for q in new}
@@ -167,7 +167,8 @@ def test_simulated_annotator_answers_from_label_maps_and_checks_them(project, im
         answer_from_label_maps(project, lambda path: np.full(images[1][path].shape, 11, dtype=np.uint8))
 
 
-def test_the_project_engine_asks_what_the_benchmark_runner_labels(images, tmp_path):
+@pytest.mark.parametrize("strategy", ["two_stage", "uherding"])
+def test_the_project_engine_asks_what_the_benchmark_runner_labels(strategy, images, tmp_path):
     """Ground truth answering through the project API gets the runner's pixels, round after round."""
     from skal_seg.benchmark.runner import run_experiment
     from skal_seg.data import load_split
@@ -176,7 +177,7 @@ def test_the_project_engine_asks_what_the_benchmark_runner_labels(images, tmp_pa
     names = SAMPLE
     pool = load_split(sample_dataset_dir(), "train", size=128).subset(
         [load_split(sample_dataset_dir(), "train", size=128).names.index(n) for n in names])
-    config = ExperimentConfig(rounds=3, budget_per_image=4 / 3, candidates="all", **SETTINGS)  # as the project
+    config = ExperimentConfig(strategy=strategy, rounds=3, budget_per_image=4 / 3, candidates="all", **SETTINGS)
     run_experiment(config, pool, pool.subset([0]), tmp_path / "run", progress=False, log=lambda s: None)
     runner = json.loads((tmp_path / "run" / "state.json").read_text())["labeled_pixels"]
 
@@ -184,12 +185,23 @@ def test_the_project_engine_asks_what_the_benchmark_runner_labels(images, tmp_pa
     photos.mkdir()
     for n in names:
         shutil.copy(sample_dataset_dir() / "train" / f"{n}.png", photos)
-    project = LabelingProject.init(tmp_path / "proj", photos, list(CAMVID_CLASSES), settings=SETTINGS)
+    project = LabelingProject.init(tmp_path / "proj", photos, list(CAMVID_CLASSES),
+                                   settings={**SETTINGS, "strategy": strategy})
     for _ in range(3):
         project.query(4)
         answer_from_label_maps(project, lambda path: pool.labels[names.index(path[:-4])])
     asked = [[q["path"][:-4], q["y"] * 128 + q["x"]] for q in project.queries()]
     assert asked == runner
+    assert [r["strategy"] for r in project.store.rows("SELECT strategy FROM rounds ORDER BY id")] == \
+        ["maxherding", strategy, strategy]
+
+
+def test_a_new_project_queries_with_uherding_and_refuses_unknown_strategies(project):
+    from skal_seg.labeling.project import DEFAULT_STRATEGY
+
+    assert DEFAULT_STRATEGY == "uherding" and project.config().strategy == "uherding"
+    with pytest.raises(ValueError, match="unknown strategy 'best'"):
+        project.query(2, strategy="best")
 
 
 def test_answer_and_undo(project):

@@ -14,7 +14,7 @@ from pathlib import Path
 from skal_seg._cli import HelpFormatter, positive_int, positive_or
 from skal_seg.data import CLASSES_FILE, check_class_names, read_class_names
 from skal_seg.distributed import add_ray_arguments
-from skal_seg.engine.settings import CANDIDATES, STRATEGIES, ExperimentConfig
+from skal_seg.engine.settings import CANDIDATES, HEADS, STRATEGIES, ExperimentConfig
 from skal_seg.layouts import LAYOUTS
 
 #: Name of the default feature cache inside a results folder.
@@ -168,7 +168,15 @@ def _add_run(sub) -> None:
                    metavar="labeled|auto|B",
                    help="Uncertainty Herding bandwidth: 'labeled' (smallest labeled distance), 'auto' or a number")
     g = r.add_argument_group("features")
+    g.add_argument("--features", default=None, metavar="embedded|filters|embedded+filters|MODEL[+filters]",
+                   help="per-pixel features: the diffusion model's ('embedded', or a model folder or hub id, as "
+                        "--model), the filter bank's ('filters': ilastik's filters, no noisy draws, so not with "
+                        "bald, edald or two_stage), or both side by side ('embedded+filters', 'MODEL+filters'); "
+                        "default: the --model's")
     g.add_argument("--model", default="embedded", help="'embedded', a save_pretrained folder or a hub id")
+    g.add_argument("--classifier", choices=HEADS, default=d.head,
+                   help="the segmentation head: 'mlp' (the paper's) or 'forest' (scikit-learn's random forest, "
+                        "100 trees, as ilastik-style tools use)")
     g.add_argument("--timesteps", nargs="+", type=int, default=[50, 150, 250], metavar="T",
                    help="diffusion timesteps at which UNet features are taken and concatenated")
     g.add_argument("--feature-seed", type=int, default=d.feature_seed, metavar="SEED",

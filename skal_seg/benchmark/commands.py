@@ -22,14 +22,31 @@ from pathlib import Path
 
 from skal_seg._cli import fail
 from skal_seg.benchmark.cli import DEFAULT_CACHE
-from skal_seg.benchmark.plotting import markdown_summary, plot_learning_curves, plot_queried_pixels
+from skal_seg.benchmark.plotting import (
+    markdown_summary,
+    plot_learning_curves,
+    plot_queried_pixels,
+)
 from skal_seg.benchmark.runner import run_experiment, run_full_supervision
 from skal_seg.data import sample_dataset_dir, split_validation
 from skal_seg.datasets import Dataset, dataset_spec, load_dataset
 from skal_seg.diffusion.adm import is_adm_checkpoint_path
 from skal_seg.distributed import executor_from_args
-from skal_seg.engine.features import FeatureCache, candidate_pixels, fitted_featurizer, seconds_per_unet_sample
-from skal_seg.engine.settings import NEEDS_NOISY, STRATEGIES, ExperimentConfig
+from skal_seg.engine.features import (
+    FeatureCache,
+    candidate_pixels,
+    diffusion_part,
+    fitted_featurizer,
+    seconds_per_unet_sample,
+)
+from skal_seg.engine.settings import (
+    NEEDS_NOISY,
+    STRATEGIES,
+    ExperimentConfig,
+    features_and_model,
+)
+from skal_seg.featurizer import DiffusionFeaturizer
+from skal_seg.filter_bank import FilterBankFeaturizer
 from skal_seg.metrics import classes_present, miou_scope
 
 #: Bytes of evaluation features kept in memory per run without an on-disk cache
@@ -65,6 +82,7 @@ _DATA_OPTIONS = ("layout", "images", "labels", "roi", "test_images", "test_label
 
 def _config(args: argparse.Namespace, strategy: str, seed: int) -> ExperimentConfig:
     """The ExperimentConfig of one run from the ``run`` options."""
+    features, model = features_and_model(args.features, args.model)
     return ExperimentConfig(
         strategy=strategy, seed=seed, feature_seed=args.feature_seed, rounds=args.rounds,
         candidates_per_image=args.candidates_per_image, budget_per_image=args.budget_per_image,
@@ -72,7 +90,8 @@ def _config(args: argparse.Namespace, strategy: str, seed: int) -> ExperimentCon
         n_draws=args.n_draws, entropy_weight=args.entropy_weight, eval_stride=args.eval_stride,
         bandwidth=args.bandwidth, herding_memory_mb=args.herding_memory_mb, candidates=args.candidates, mi=args.mi,
         uherding_temperature=args.uherding_temperature, uherding_bandwidth=args.uherding_bandwidth,
-        featurizer={"model": args.model, "timesteps": args.timesteps,
+        features=features, head=args.classifier,
+        featurizer={"model": model, "timesteps": args.timesteps,
                     **({"blocks": args.blocks} if args.blocks is not None else {})},
     )
 
@@ -143,6 +162,12 @@ def _plan(args, strategies, config, pool, evaluation, data: Dataset, featurizer,
     if budget < len(classes):
         lines.append(f"note: {budget} pixels per round for {len(classes)} classes; early rounds cannot show the "
                      f"classifier every class (raise --budget for a small pool)")
+    filters = None if isinstance(featurizer, DiffusionFeaturizer) else _filter_bank_line(featurizer, pool, evaluation)
+    if filters is not None:
+        lines.append(filters)
+    featurizer = diffusion_part(featurizer)
+    if featurizer is None:  # the filter bank alone: no UNet, no noisy draws
+        return lines
     # UNet samples = images x timesteps, for each time features are computed (see docs/reference/cli.md).
     n_t = len(featurizer.timesteps_)
     n_noisy_runs = sum(s in NEEDS_NOISY for s in strategies) * len(args.seeds)
@@ -165,6 +190,17 @@ def _plan(args, strategies, config, pool, evaluation, data: Dataset, featurizer,
         + (f"cached in {cache} (less time for features already there)" if cache is not None
            else "no cache (--cache none)"))
     return lines
+
+
+def _filter_bank_line(featurizer, pool, evaluation) -> str:
+    """The plan's line on the filter bank's share of the features: its time on one pool image, timed here."""
+    bank = featurizer if isinstance(featurizer, FilterBankFeaturizer) else dict(featurizer.featurizers)["filterbank"]
+    t = time.perf_counter()
+    bank.transform(pool.images[:1])
+    seconds = time.perf_counter() - t
+    n = len(pool) + len(evaluation)
+    return (f"features: filter bank ({bank.n_features_out_} columns, fitted on the pool) {seconds:.2f} s per image "
+            f"(timed here) x {n} images = about {_duration(seconds * n)}")
 
 
 def _duration(seconds: float) -> str:
@@ -216,10 +252,11 @@ def run(args: argparse.Namespace) -> int:
                     "by `skal-seg convert-adm`")
     size = _size(args.size)
     planned = [(strategy, seed) for seed in args.seeds for strategy in strategies]
-    configs = {key: _config(args, *key) for key in planned}  # one ExperimentConfig per run, built once
     root = sample_dataset_dir() if args.data == "sample" else Path(args.data)
     try:
-        configs[planned[0]].validate()
+        configs = {key: _config(args, *key) for key in planned}  # one ExperimentConfig per run, built once
+        for config in configs.values():  # every strategy against the features, before any work
+            config.validate()
         if not root.is_dir():
             raise FileNotFoundError(f"dataset folder not found: {root}")
         # every option is the dataset_spec parameter of the same name; every split's label values are checked
@@ -259,7 +296,7 @@ def run(args: argparse.Namespace) -> int:
     executor = None
     try:
         executor = executor_from_args(args)  # Ray is imported when it starts
-        featurizer = fitted_featurizer(configs[planned[0]], None, progress=progress)
+        featurizer = fitted_featurizer(configs[planned[0]], None, progress=progress, images=pool.images)
         for line in _plan(args, strategies, configs[planned[0]], pool, evaluation, data, featurizer, cache,
                           cache_eval):
             print(line)

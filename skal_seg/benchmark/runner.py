@@ -43,7 +43,6 @@ from skal_seg.engine.rounds import (
     evaluate, load_local_picks, query_pixels, save_local_picks, train_classifier, two_stage_query,
 )
 from skal_seg.engine.settings import HERDING, NEEDS_NOISY, ExperimentConfig, class_names_for, settings_differences
-from skal_seg.featurizer import DiffusionFeaturizer
 from skal_seg.label_map import LabelMap
 from skal_seg.metrics import classes_present, iou_per_class, mean_iou
 
@@ -63,7 +62,8 @@ def run_experiment(
     test: SegmentationSplit,
     out_dir: str | Path,
     *,
-    featurizer: DiffusionFeaturizer | None = None,
+    featurizer=None,
+    head=None,
     cache_dir: str | Path | None = None,
     resume: bool = False,
     n_classes: int = len(CAMVID_CLASSES),
@@ -89,8 +89,15 @@ def run_experiment(
         one does) and ``project.sqlite`` (the run's labeling project: its queries and
         the ground truth's answers, see
         :class:`~skal_seg.benchmark.simulate.GroundTruthAnnotator`).
-    featurizer : DiffusionFeaturizer, optional
-        Defaults to ``DiffusionFeaturizer(**config.featurizer)``; fitted here if needed.
+    featurizer : featurizer, optional
+        Defaults to the one ``config.features`` names
+        (:func:`~skal_seg.engine.features.fitted_featurizer`); fitted here
+        (on the pool's images) if it is not.
+    head : classifier, optional
+        Any scikit-learn classifier with ``predict_proba``, cloned and
+        trained each round instead of ``config.head`` (see
+        :func:`~skal_seg.engine.rounds.make_head`); a results folder records
+        ``config.head``, so give resumed runs the same one.
     cache_dir : path, optional
         Where features are kept between runs (default: in memory, for this
         run only): the fixed-noise pool and test features, and the noisy
@@ -184,7 +191,7 @@ def run_experiment(
             return records
         log(f"resuming {out_dir} after round {len(records) - 1}, up to round {config.rounds - 1}")
 
-    featurizer = fitted_featurizer(config, featurizer, progress, executor)
+    featurizer = fitted_featurizer(config, featurizer, progress, executor, images=pool.images)
     cache = FeatureCache(cache_dir, persist_optional=cache_evaluation) if feature_cache is None else feature_cache
     if cache_dir is not None:  # before any feature is computed: a cache that cannot fit fails now
         check_cache_space(cache_dir, cache_needs(config, featurizer, pool, pixels, test, cache_dir,
@@ -209,7 +216,7 @@ def run_experiment(
                                  images_per_call=per_call)
 
     # The classifier trained at the end of round r-1 (same seed: identical after a resume).
-    classifier = train_classifier(config, X, y, labeled, len(records) - 1, {}, progress) if labeled else None
+    classifier = train_classifier(config, X, y, labeled, len(records) - 1, {}, progress, head) if labeled else None
     query = two_stage_query(config, progress, executor)
     memo_path = out_dir / LOCAL_PICKS_FILE
     if config.strategy in HERDING:
@@ -231,7 +238,7 @@ def run_experiment(
         y = annotator.revealed(len(X))
         times["annotate"] = time.perf_counter() - t
         labeled.extend(int(i) for i in picked)
-        classifier = train_classifier(config, X, y, labeled, r, times, progress)
+        classifier = train_classifier(config, X, y, labeled, r, times, progress, head)
         t = time.perf_counter()
         if classifier is None:  # every labeled pixel was 'ignore': nothing to predict with
             log(f"round {r}: no labeled pixel carries a class yet; mIoU is undefined (NaN)")
@@ -354,7 +361,8 @@ def run_full_supervision(
     test: SegmentationSplit,
     out_json: str | Path,
     *,
-    featurizer: DiffusionFeaturizer | None = None,
+    featurizer=None,
+    head=None,
     cache_dir: str | Path | None = None,
     n_classes: int = len(CAMVID_CLASSES),
     cache_evaluation: bool = True,
@@ -371,7 +379,7 @@ def run_full_supervision(
     pool, test : SegmentationSplit
     out_json : path
         Where the result is written (atomically).
-    featurizer, cache_dir, n_classes, cache_evaluation, feature_cache, progress, executor
+    featurizer, head, cache_dir, n_classes, cache_evaluation, feature_cache, progress, executor
         As in :func:`run_experiment`.
 
     Returns
@@ -385,14 +393,14 @@ def run_full_supervision(
         Bad config, or no candidate pixel carries a class.
     """
     config.validate()
-    featurizer = fitted_featurizer(config, featurizer, progress, executor)
+    featurizer = fitted_featurizer(config, featurizer, progress, executor, images=pool.images)
     cache = FeatureCache(cache_dir, persist_optional=cache_evaluation) if feature_cache is None else feature_cache
     feats = pool_features(featurizer, pool, config.candidates_per_image, config.feature_seed, cache, config.candidates)
     X, y = feats.X, feats.y
     t = time.perf_counter()
     # Every candidate pixel that carries a class: passing the ignore ones too would make the
     # classifier copy the (many GB) feature rows to drop them.
-    clf = train_classifier(config, X, y, np.flatnonzero(y != IGNORE_INDEX), 0, {}, progress)
+    clf = train_classifier(config, X, y, np.flatnonzero(y != IGNORE_INDEX), 0, {}, progress, head)
     if clf is None:
         why = f"all {len(y)} candidates are labeled" if len(y) else "no candidates: every pixel is labeled"
         raise ValueError(f"no candidate pixel of the pool carries a class ({why} {IGNORE_INDEX} = ignore): "

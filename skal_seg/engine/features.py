@@ -19,11 +19,15 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
 
 
 from skal_seg.data import IGNORE_INDEX, SegmentationSplit
 from skal_seg.engine.settings import CANDIDATES, NEEDS_NOISY, ExperimentConfig
+from skal_seg.concat import ConcatFeaturizer, make_concat
 from skal_seg.featurizer import DiffusionFeaturizer
+from skal_seg.filter_bank import FilterBankFeaturizer
 
 
 def cache_key(*parts: Any) -> str:
@@ -49,25 +53,43 @@ def cache_key(*parts: Any) -> str:
     return h.hexdigest()[:16]
 
 
-def featurizer_key(featurizer: DiffusionFeaturizer) -> dict:
+def featurizer_key(featurizer) -> dict:
     """What identifies a featurizer's output, for cache keys.
 
     Parameters
     ----------
-    featurizer : DiffusionFeaturizer
+    featurizer : DiffusionFeaturizer, FilterBankFeaturizer or ConcatFeaturizer
 
     Returns
     -------
     dict
         Its parameters except those that do not change the features
-        (``progress``, ``batch_size``, ``device``, ``executor``); a model instance is
-        named by its type and ``id`` (so it is cached per process only).
+        (``progress``, ``batch_size``, ``device``, ``executor``, also as a
+        part's ``name__progress``...); a model instance is named by its type
+        and ``id`` (so it is cached per process only). A featurizer other
+        than the diffusion one also names its type and a digest of what
+        ``fit`` learned (the filter bank's column statistics come from the
+        pool: other pool images, other features).
     """
     params = {k: v for k, v in featurizer.get_params().items()
-              if k not in ("progress", "batch_size", "device", "executor")}
-    if not isinstance(params["model"], (str, os.PathLike)):
-        params["model"] = f"{type(params['model']).__name__}@{id(params['model'])}"
+              if k.rsplit("__", 1)[-1] not in ("progress", "batch_size", "device", "executor")
+              and k != "featurizers"}  # a composition's parts: their nested parameters name them fully
+    for k, v in params.items():
+        if k.rsplit("__", 1)[-1] == "model" and not isinstance(v, (str, os.PathLike)):
+            params[k] = f"{type(v).__name__}@{id(v)}"
+    if not isinstance(featurizer, DiffusionFeaturizer):  # keeps the diffusion features' keys as they were
+        params["type"] = type(featurizer).__name__
+        params["fitted"] = cache_key(*_fitted_arrays(featurizer))
     return params
+
+
+def _fitted_arrays(featurizer) -> list:
+    """The arrays ``fit`` set on a featurizer and on the parts of a composition, in a fixed order."""
+    arrays = [v for k, v in sorted(vars(featurizer).items()) if k.endswith("_") and isinstance(v, np.ndarray)]
+    for _, part in getattr(featurizer, "featurizers", None) or []:
+        if not isinstance(part, DiffusionFeaturizer):
+            arrays += _fitted_arrays(part)
+    return arrays
 
 
 class FeatureCache:
@@ -406,32 +428,57 @@ def pool_image_blocks(featurizer: DiffusionFeaturizer, sizes: Sequence[int]) -> 
     return bounds
 
 
-def fitted_featurizer(config: "ExperimentConfig", featurizer, progress: bool, executor=None) -> DiffusionFeaturizer:
+def fitted_featurizer(config: "ExperimentConfig", featurizer, progress: bool, executor=None, images=None):
     """The run's featurizer, fitted.
 
     Parameters
     ----------
     config : ExperimentConfig
-    featurizer : DiffusionFeaturizer or None
-        None builds ``DiffusionFeaturizer(**config.featurizer)`` with float16 output.
+    featurizer : featurizer or None
+        None builds the one ``config.features`` names, with float16 output:
+        ``DiffusionFeaturizer(**config.featurizer)``,
+        ``FilterBankFeaturizer(**config.filter_bank)``, or both side by side
+        (:func:`~skal_seg.concat.make_concat`).
     progress : bool
     executor : RayExecutor or None, default=None
         When given, a shallow copy of the featurizer (same model, the
-        caller's object unchanged) that runs its forwards on it.
+        caller's object unchanged) whose diffusion forwards run on it.
+    images : ndarray of shape (n, H, W, 3), optional
+        The pool's images: a filter bank learns its column statistics on
+        them when it is fitted here.
 
     Returns
     -------
-    DiffusionFeaturizer
+    featurizer
         Fitted (``fit`` is called only when it is not).
     """
     if featurizer is None:
         # float16 rows: half the memory of the (n_candidates x D) pool matrix.
-        featurizer = DiffusionFeaturizer(**{"output_dtype": "float16", **config.featurizer}, progress=progress)
-    if not hasattr(featurizer, "unet_"):
-        featurizer.fit()
+        diffusion = DiffusionFeaturizer(**{"output_dtype": "float16", **config.featurizer}, progress=progress)
+        filters = FilterBankFeaturizer(**{"output_dtype": "float16", **config.filter_bank}, progress=progress)
+        featurizer = {"diffusion": diffusion, "filters": filters,
+                      "diffusion+filters": make_concat(diffusion, filters)}[config.features]
+    try:
+        check_is_fitted(featurizer)
+    except NotFittedError:
+        featurizer.fit(images)
     if executor is not None:
-        featurizer = copy.copy(featurizer).set_params(executor=executor)
+        if isinstance(featurizer, DiffusionFeaturizer):
+            featurizer = copy.copy(featurizer).set_params(executor=executor)
+        elif isinstance(featurizer, ConcatFeaturizer):  # the diffusion part's forwards; the filters run here
+            featurizer = copy.deepcopy(featurizer)
+            for _, part in featurizer.featurizers:
+                if isinstance(part, DiffusionFeaturizer):
+                    part.set_params(executor=executor)
     return featurizer
+
+
+def diffusion_part(featurizer) -> DiffusionFeaturizer | None:
+    """The diffusion featurizer in ``featurizer`` (itself, or a composition's part), None for a filter bank alone."""
+    if isinstance(featurizer, DiffusionFeaturizer):
+        return featurizer
+    return next((p for _, p in getattr(featurizer, "featurizers", None) or [] if isinstance(p, DiffusionFeaturizer)),
+                None)
 
 
 def seconds_per_unet_sample(featurizer: DiffusionFeaturizer, image: np.ndarray) -> float:

@@ -16,6 +16,9 @@ from modAL.uncertainty import classifier_entropy, classifier_margin
 from modAL.utils.selection import multi_argmax, multi_argmin
 
 from skal_seg._memory import read_rows, release, row_blocks
+from sklearn.base import clone
+from sklearn.ensemble import RandomForestClassifier
+
 from skal_seg.classifier import TorchMLPClassifier
 from skal_seg.data import IGNORE_INDEX, SegmentationSplit
 from skal_seg.engine.features import FeatureCache, _evaluation_key, block_rows
@@ -79,16 +82,46 @@ def _predict_chunk_rows(classifier) -> int:
     return int(rows(device())) if callable(rows) and callable(device) else 1
 
 
-def train_classifier(config, X, y, labeled, r, times, progress=False) -> TorchMLPClassifier | None:
+def make_head(config: ExperimentConfig, random_state: int, progress: bool = False, template=None):
+    """A new, unfitted segmentation head for one round.
+
+    Parameters
+    ----------
+    config : ExperimentConfig
+        ``head`` (``"mlp"`` or ``"forest"``) and its ``classifier`` parameters.
+    random_state : int
+    progress : bool, default=False
+        The MLP's training bar.
+    template : classifier, optional
+        Any scikit-learn classifier with ``predict_proba``, used instead of
+        ``config.head``: a clone of it, with ``random_state`` set when it has one.
+
+    Returns
+    -------
+    classifier
+    """
+    if template is not None:
+        head = clone(template)
+        return head.set_params(random_state=random_state) if "random_state" in head.get_params() else head
+    if config.head == "forest":
+        # n_jobs=1: the runner's processes run side by side, one thread each; 100 trees as the filter-bank users' tools
+        return RandomForestClassifier(**{"n_estimators": 100, "n_jobs": 1, **config.classifier},
+                                      random_state=random_state)
+    # An ignore pixel costs budget but teaches nothing: the MLP drops it.
+    return TorchMLPClassifier(**{"progress": progress, **config.classifier, "ignore_index": IGNORE_INDEX,
+                                 "random_state": random_state})
+
+
+def train_classifier(config, X, y, labeled, r, times, progress=False, template=None):
     """The run's classifier after round ``r``, trained from scratch on the labeled rows.
 
     Parameters
     ----------
     config : ExperimentConfig
-        ``classifier`` settings; ``random_state = config.seed * 1000 + r``.
+        ``head`` and ``classifier`` settings; ``random_state = config.seed * 1000 + r``.
     X : ndarray of shape (n_rows, D)
     y : ndarray of shape (n_rows,), uint8
-        Labels; :data:`~skal_seg.data.IGNORE_INDEX` rows are dropped by the classifier.
+        Labels; :data:`~skal_seg.data.IGNORE_INDEX` rows teach nothing.
     labeled : sequence of int
         Rows of ``X`` to train on.
     r : int
@@ -96,20 +129,22 @@ def train_classifier(config, X, y, labeled, r, times, progress=False) -> TorchML
     times : dict
         ``times["train"]`` grows by the seconds spent.
     progress : bool, default=False
+    template : classifier, optional
+        A scikit-learn classifier to clone instead of ``config.head`` (see :func:`make_head`).
 
     Returns
     -------
-    TorchMLPClassifier or None
+    classifier or None
         None when no labeled row carries a class.
     """
     t = time.perf_counter()
     rows = np.asarray(labeled, dtype=np.int64)
     if not np.any(y[rows] != IGNORE_INDEX):  # no labeled pixel carries a class: nothing to train
         return None
-    # An ignore pixel costs budget but teaches nothing: the classifier drops it.
-    params = {"progress": progress, **config.classifier, "ignore_index": IGNORE_INDEX,
-              "random_state": config.seed * 1000 + r}
-    clf = TorchMLPClassifier(**params).fit(read_rows(X, rows, np.float32), y[rows])
+    clf = make_head(config, config.seed * 1000 + r, progress, template)
+    if not isinstance(clf, TorchMLPClassifier):  # the MLP drops ignore rows itself; other heads never see them
+        rows = rows[y[rows] != IGNORE_INDEX]
+    clf.fit(read_rows(X, rows, np.float32), y[rows])
     times["train"] = times.get("train", 0.0) + time.perf_counter() - t
     return clf
 
@@ -192,7 +227,7 @@ def query_pixels(config, query, classifier, X, y, groups, labeled, budget, noisy
             rows = np.asarray(labeled, dtype=np.int64)
             rows = rows[y[rows] != IGNORE_INDEX]
             query.uncertainty.set_params(temperature=fit_temperature(  # seeds its split and the copy's training
-                TorchMLPClassifier(**{**config.classifier, "progress": False}), read_rows(X, rows, np.float32),
+                make_head(config, 0), read_rows(X, rows, np.float32),
                 y[rows], random_state=config.seed * 1000 + len(labeled)))
             times["temperature_fit"] = time.perf_counter() - t_fit
         picked = query.query(classifier, X, budget, groups=groups, X_labeled=X_lab, rows=unl)

@@ -17,7 +17,6 @@ import numpy as np
 from skal_seg._checks import check_non_negative, check_positive_or_word
 from skal_seg.data import CAMVID_CLASSES
 
-
 #: Query strategies, each with what it does per round (round 0 in brackets).
 STRATEGIES: dict[str, str] = {
     "random": "uniformly random candidate pixels",
@@ -49,6 +48,11 @@ _KEEPS_EVERY_LOCAL_PICK = ("maxherding", "uherding")
 
 #: Where candidate pixels are drawn: see :func:`candidate_pixels`.
 CANDIDATES = ("valid", "all")
+#: The per-pixel features (:func:`~skal_seg.engine.features.fitted_featurizer`): the diffusion model's, the
+#: filter bank's, or both side by side.
+FEATURES = ("diffusion", "filters", "diffusion+filters")
+#: The segmentation head (:func:`~skal_seg.engine.rounds.make_head`).
+HEADS = ("mlp", "forest")
 
 
 @dataclass
@@ -114,12 +118,23 @@ class ExperimentConfig:
         not fit is recomputed while picking, which is much slower (a global
         stage of 33,000 rows at ``local_budget=100`` took over 30 minutes a
         round under 2048 MB). Speed only: a resumed run may change it.
+    features : {"diffusion", "filters", "diffusion+filters"}
+        The per-pixel features: the diffusion model's (``featurizer``), the
+        filter bank's (``filter_bank``), or both side by side. The filter
+        bank has no noisy draws, so ``bald``, ``edald`` and ``two_stage``
+        need the diffusion features (alone or combined).
     featurizer : dict
         :class:`~skal_seg.featurizer.DiffusionFeaturizer` parameters.
+    filter_bank : dict
+        :class:`~skal_seg.filter_bank.FilterBankFeaturizer` parameters.
+    head : {"mlp", "forest"}
+        The segmentation head: the paper's MLP
+        (:class:`~skal_seg.classifier.TorchMLPClassifier`) or scikit-learn's
+        random forest (the filter-bank users' usual one, 100 trees).
     classifier : dict
-        :class:`~skal_seg.classifier.TorchMLPClassifier` parameters
-        (``random_state`` is set per round from ``seed``; ``ignore_index``
-        is 255, so ignore pixels never become a class).
+        Parameters of the head (``random_state`` is set per round from
+        ``seed``; the MLP's ``ignore_index`` is 255, and a forest never sees
+        ignore pixels, so they never become a class).
     """
 
     strategy: str = "two_stage"
@@ -140,7 +155,10 @@ class ExperimentConfig:
     eval_stride: int = 1
     bandwidth: Any = "auto"
     herding_memory_mb: Any = "auto"
+    features: str = "diffusion"
     featurizer: dict = field(default_factory=lambda: {"model": "embedded", "timesteps": [50, 150, 250]})
+    filter_bank: dict = field(default_factory=dict)
+    head: str = "mlp"
     classifier: dict = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -154,7 +172,9 @@ class ExperimentConfig:
             a non-positive budget (per image or per round), ``keep_global`` outside (0, 1], a negative
             ``entropy_weight`` or a ``bandwidth`` other than "auto" or a
             positive number, unknown ``candidates`` or ``mi``, a bad
-            Uncertainty Herding temperature or bandwidth.
+            Uncertainty Herding temperature or bandwidth, unknown ``features``
+            or ``head``, or the filter bank alone with a strategy that needs
+            noisy draws.
         """
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; choose from {sorted(STRATEGIES)}")
@@ -178,6 +198,14 @@ class ExperimentConfig:
         check_positive_or_word(self.herding_memory_mb, "herding_memory_mb")
         if self.candidates not in CANDIDATES:
             raise ValueError(f"unknown candidates {self.candidates!r}; choose from {CANDIDATES}")
+        if self.features not in FEATURES:
+            raise ValueError(f"unknown features {self.features!r}; choose from {FEATURES}")
+        if self.features == "filters" and self.strategy in NEEDS_NOISY:
+            raise ValueError(f"{self.strategy} needs noisy diffusion draws (its BALD term), which the filter bank "
+                             f"does not have; use features 'diffusion+filters' (--features embedded+filters), or a strategy without them "
+                             f"(random, entropy, margin, maxherding, uherding, two_stage_uherding)")
+        if self.head not in HEADS:
+            raise ValueError(f"unknown head {self.head!r}; choose from {HEADS}")
         # Deferred: the samplers import torch and scikit-learn, which building the command line must not.
         from skal_seg.uncertainty import check_mi
 
@@ -423,3 +451,28 @@ def settings_differences(saved: dict, new: dict, exempt: Sequence[str] = ("round
     missing = "(unset)"
     return [f"{k} {a.get(k, missing)!r} (saved) vs {b.get(k, missing)!r} (now)"
             for k in sorted(set(a) | set(b)) if k not in exempt and a.get(k, missing) != b.get(k, missing)]
+
+
+def features_and_model(features: str | None, model: str) -> tuple[str, str]:
+    """``(ExperimentConfig.features, diffusion model)`` from the command line's ``--features`` and ``--model``.
+
+    ``--features`` says ``embedded``, ``filters``, ``embedded+filters``, a
+    model (folder or hub id) or ``MODEL+filters``; without it the features
+    are the diffusion model ``--model`` names.
+
+    Raises
+    ------
+    ValueError
+        ``--features`` names a model other than ``--model`` (when that is not the default).
+    """
+    if features is None:
+        return "diffusion", model
+    if features == "filters":
+        return "filters", model
+    kind, named = ("diffusion+filters", features[: -len("+filters")]) if features.endswith("+filters") else \
+        ("diffusion", features)
+    if not named:
+        raise ValueError(f"--features {features}: name the diffusion model before '+filters' (embedded or a folder)")
+    if model != "embedded" and named != model:
+        raise ValueError(f"--features {features} and --model {model} name two diffusion models; give one")
+    return kind, named

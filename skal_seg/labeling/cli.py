@@ -10,6 +10,7 @@ import argparse
 
 from skal_seg._cli import HelpFormatter, positive_int
 from skal_seg.distributed import add_ray_arguments
+from skal_seg.engine.settings import HEADS, STRATEGIES
 
 #: The subcommands this module adds.
 COMMANDS = ("init", "query", "label", "import", "export", "status", "predict")
@@ -51,12 +52,20 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-draws", type=int, default=None, help="noisy diffusion draws for eDALD (default 5)")
     p.add_argument("--seed", type=int, default=None, help="seeds the queries and the classifier (default 0)")
     p.add_argument("--model", default=None, help="'embedded' (default), a save_pretrained folder or a hub id")
+    p.add_argument("--features", default=None, metavar="embedded|filters|embedded+filters|MODEL[+filters]",
+                   help="per-pixel features, as in 'skal-seg run --features' (default: the --model's)")
+    p.add_argument("--classifier", choices=HEADS, default=None, help="the head: 'mlp' (default) or 'forest'")
+    p.add_argument("--strategy", choices=STRATEGIES, default=None,
+                   help="the queries' default strategy (default: uherding, which led the benchmarks; "
+                        "docs/labeling.md says why)")
     p.add_argument("--timesteps", nargs="+", type=int, default=None, help="diffusion timesteps (default 50 150 250)")
     p.set_defaults(handler="skal_seg.labeling.commands:init")
 
     p = add_parser("query", help="one round: train on the answers so far and ask for the next pixels")
     p.add_argument("project", help=project_help)
     p.add_argument("--budget", type=int, required=True, help="pixels to ask for")
+    p.add_argument("--strategy", choices=STRATEGIES, default=None,
+                   help="this round's strategy (default: the project's, set by init --strategy); recorded with the round")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_ray_arguments(p)
     p.set_defaults(handler="skal_seg.labeling.commands:query")

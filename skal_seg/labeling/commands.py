@@ -8,6 +8,7 @@ import sys
 
 from skal_seg._cli import fail
 from skal_seg.distributed import executor_from_args
+from skal_seg.engine.settings import features_and_model
 from skal_seg.labeling.project import LabelingProject
 from skal_seg.labeling.server import serve
 
@@ -25,8 +26,14 @@ def init(args: argparse.Namespace) -> int:
         "candidates_per_image": args.candidates_per_image, "local_budget": args.local_budget,
         "keep_global": args.keep_global, "n_draws": args.n_draws, "seed": args.seed,
     }.items() if v is not None}
-    if args.model is not None or args.timesteps is not None:
-        settings["featurizer"] = {"model": args.model or "embedded", "timesteps": args.timesteps or [50, 150, 250]}
+    try:
+        features, model = features_and_model(args.features, args.model or "embedded")
+    except ValueError as err:
+        raise fail(err) from None
+    settings.update({"features": features, **({"head": args.classifier} if args.classifier else {}),
+                     **({"strategy": args.strategy} if args.strategy else {})})
+    if model != "embedded" or args.timesteps is not None:
+        settings["featurizer"] = {"model": model, "timesteps": args.timesteps or [50, 150, 250]}
     size = args.size
     if args.working_size is not None:
         print("skal-seg: --working-size is deprecated and goes in the next release; use --size", file=sys.stderr)
@@ -54,7 +61,7 @@ def query(args: argparse.Namespace) -> int:
         raise fail(err) from None
     project = _open(args, executor)
     try:
-        new = project.query(args.budget)
+        new = project.query(args.budget, strategy=args.strategy)
     except (ValueError, ImportError) as err:
         raise fail(err) from None
     finally:

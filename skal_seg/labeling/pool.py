@@ -10,6 +10,7 @@ masks are in original-resolution pixels.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -36,7 +37,7 @@ from skal_seg.engine.rounds import (
     train_classifier,
     two_stage_query,
 )
-from skal_seg.engine.settings import ExperimentConfig
+from skal_seg.engine.settings import HERDING, NEEDS_NOISY, ExperimentConfig
 from skal_seg.image_io import read_image, read_roi
 
 
@@ -149,7 +150,7 @@ class ProjectPool:
         # Names carry the content hash, so an edited image file never reuses stale features.
         split = SegmentationSplit(images, np.full(images.shape[:3], IGNORE_INDEX, dtype=np.uint8),
                                   tuple(f"{r['path']}@{r['sha256'][:16]}" for r in image_rows), roi)
-        featurizer = fitted_featurizer(config, None, progress, executor)
+        featurizer = fitted_featurizer(config, None, progress, executor, images=images)
         cache = FeatureCache(cache_dir)
         # No label exists before a person answers: every pixel (inside the region of interest) is a candidate,
         # and the annotator may answer void.
@@ -234,9 +235,10 @@ class ProjectPool:
         # seconds of training: no progress bar
         return train_classifier(self.config, X, y, np.arange(len(y)), max(0, n_rounds - 1), {})
 
-    def query(self, classifier, taken: np.ndarray, budget: int, progress: bool = False,
-              executor=None) -> tuple[list[tuple], str]:
-        """One round's picks: stage 1 without a classifier, else the two-stage query (MaxHerding, then eDALD).
+    def query(self, classifier, taken: np.ndarray, budget: int, progress: bool = False, executor=None, *,
+              strategy: str | None = None, labels: np.ndarray | None = None, round_id: int = 0
+              ) -> tuple[list[tuple], str]:
+        """One round's picks with a named strategy, as the benchmark runner makes them.
 
         Parameters
         ----------
@@ -247,44 +249,82 @@ class ProjectPool:
             Pixels to pick, at most the rows not taken.
         progress : bool, default=False
         executor : RayExecutor or None, default=None
+        strategy : str, optional
+            One of :data:`~skal_seg.engine.settings.STRATEGIES` (default: the project's).
+        labels : ndarray of shape (n_rows,), uint8, optional
+            The answered class of each candidate row (:meth:`row_labels`; Uncertainty Herding's
+            fitted temperature reads it).
+        round_id : int, default=0
+            Seeds the random picks (as the runner's round).
 
         Returns
         -------
         picks : list of (image_id, y, x, score)
             Distinct original pixels in picking order (``score`` None where the strategy gives none).
         strategy : str
-            ``"maxherding"`` or ``"two_stage"``.
+            What picked them: the strategy, or in round 0 (no classifier) what it falls back to,
+            ``"maxherding"`` (stage 1) or ``"random"``.
         """
-        config, feats = self.config, self.feats
-        strategy = two_stage_query(config, progress, executor)
+        config = self.config if strategy is None else dataclasses.replace(self.config, strategy=strategy)
+        config.validate()
+        feats = self.feats
+        query = two_stage_query(config, progress, executor)
         memo = self.cache.directory / LOCAL_PICKS_FILE
-        load_local_picks(strategy, memo)  # this round herds only the images whose candidates changed
+        load_local_picks(query, memo)  # this round herds only the images whose candidates changed
         noisy = None
-        if classifier is not None:
+        if classifier is not None and config.strategy in NEEDS_NOISY:
             view_fn = self.featurizer.noisy_view_fn(self.split.images, feats.pixels, n_draws=config.n_draws,
                                                     random_state=config.feature_seed)
             key = noisy_cache_key(config, self.featurizer, self.split, feats.pixels)
             noisy = CachedNoisyViews(view_fn, feats.offsets, feats.X.shape[1], directory=self.cache.directory,
                                      path=self.cache.directory / key)
+        y = np.full(len(feats.X), IGNORE_INDEX, dtype=np.uint8) if labels is None else labels
+        rng = np.random.default_rng([config.seed, round_id])  # the runner's round-r random state
         # As the runner does: the rows not taken are named, not copied; picks are rows of feats.X.
-        idx = query_pixels(config, strategy, classifier, feats.X, None, feats.groups, taken, budget, noisy,
-                           None, {})
-        save_local_picks(strategy, memo)
+        idx = query_pixels(config, query, classifier, feats.X, y, feats.groups, taken, budget, noisy, rng, {})
+        save_local_picks(query, memo)
         scores = {}
-        if classifier is not None:
-            position = {int(r): n for n, r in enumerate(strategy.candidate_pool_)}
-            scores = {int(i): float(strategy.scores_[position[int(i)]]) for i in idx}
+        if classifier is not None and config.strategy in HERDING and getattr(query, "scores_", None) is not None:
+            position = {int(r): n for n, r in enumerate(query.candidate_pool_)}
+            scores = {int(i): float(query.scores_[position[int(i)]]) for i in idx}
         picks, seen = [], set()
         for i in idx:
             row = int(i)
             g = int(feats.groups[row])
             im = self.image_rows[g]
             flat = int(feats.pixels[g][row - feats.offsets[g]])
-            y, x = (int(c) for c in original_pixels(flat, self.size, im))
-            if (im["id"], y, x) not in seen:  # images smaller than the working size: one pixel, several rows
-                seen.add((im["id"], y, x))
-                picks.append((im["id"], y, x, scores.get(row)))
-        return picks, "maxherding" if classifier is None else "two_stage"
+            y_, x_ = (int(c) for c in original_pixels(flat, self.size, im))
+            if (im["id"], y_, x_) not in seen:  # images smaller than the working size: one pixel, several rows
+                seen.add((im["id"], y_, x_))
+                picks.append((im["id"], y_, x_, scores.get(row)))
+        if classifier is None and config.strategy in HERDING:
+            return picks, "maxherding"
+        return picks, config.strategy if classifier is not None else "random"
+
+    def row_labels(self, image_id: np.ndarray, y: np.ndarray, x: np.ndarray, label: np.ndarray) -> np.ndarray:
+        """The answered class of every candidate row (:data:`~skal_seg.data.IGNORE_INDEX` where none).
+
+        Parameters
+        ----------
+        image_id, y, x : ndarray of int64
+            Where each answer is (original-resolution pixel).
+        label : ndarray of uint8
+            Its class id (IGNORE_INDEX for void).
+
+        Returns
+        -------
+        ndarray of shape (n_rows,), uint8
+        """
+        out = np.full(len(self.feats.X), IGNORE_INDEX, dtype=np.uint8)
+        index = {r["id"]: i for i, r in enumerate(self.image_rows)}
+        for image, ay, ax, lab in zip(image_id, y, x, label):
+            i = index[image]
+            im = self.image_rows[i]
+            flat = int(to_working(ay, im["height"], self.size) * self.size + to_working(ax, im["width"], self.size))
+            j = np.searchsorted(self.feats.pixels[i], flat)
+            if j < len(self.feats.pixels[i]) and self.feats.pixels[i][j] == flat:
+                out[self.feats.offsets[i] + j] = lab
+        return out
 
     def predict_labels(self, classifier, image: np.ndarray) -> np.ndarray:
         """Class ids of every working pixel of one image.

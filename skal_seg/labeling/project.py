@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from skal_seg.data import IGNORE_INDEX, SegmentationSplit, load_split
-from skal_seg.engine.settings import ExperimentConfig
+from skal_seg.engine.settings import STRATEGIES, ExperimentConfig
 from skal_seg.image_io import read_image, read_roi
 from skal_seg.labeling import formats
 from skal_seg.labeling.contents import (
@@ -75,6 +75,10 @@ def _create(store: ProjectStore, images: list[tuple], names: list[str], settings
                         [(i, n, class_colour(i)) for i, n in enumerate(names)])
         for key, value in {**settings, "created_at": stamp}.items():
             con.execute("INSERT INTO settings (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+
+#: The strategy of a new project's queries: the one the benchmarks support (docs/labeling.md, "Which strategy").
+DEFAULT_STRATEGY = "uherding"
 
 
 class LabelingProject:
@@ -175,7 +179,7 @@ class LabelingProject:
         names = parse_classes(classes)
         if isinstance(working_size, bool) or not isinstance(working_size, int) or working_size < 8:
             raise ValueError(f"working_size must be an integer >= 8, got {working_size!r}")
-        config = ExperimentConfig(**{**(settings or {}), "strategy": "two_stage"})
+        config = ExperimentConfig(**{"strategy": DEFAULT_STRATEGY, **(settings or {})})
         config.validate()
         if config.candidates_per_image > working_size**2:
             raise ValueError(f"candidates_per_image={config.candidates_per_image} exceeds the "
@@ -243,7 +247,7 @@ class LabelingProject:
         return self.store.settings()
 
     def config(self):
-        """The settings as an :class:`~skal_seg.engine.settings.ExperimentConfig` (strategy ``two_stage``)."""
+        """The settings as an :class:`~skal_seg.engine.settings.ExperimentConfig` (its ``strategy``: the queries' default)."""
         return ExperimentConfig(**self.settings["config"])
 
     def classes(self) -> list[dict]:
@@ -586,18 +590,23 @@ class LabelingProject:
         taken = pool.taken_rows(set(zip(image_id, y, x)), asked)
         return pool.answer_features(image_id, y, x), label, taken
 
-    def query(self, budget: int) -> list[dict]:
-        """One round: features (cached), train on the answers so far, two-stage query.
+    def query(self, budget: int, strategy: str | None = None) -> list[dict]:
+        """One round: features (cached), train on the answers so far, query with a strategy.
 
-        Round 0 (no answer with a class yet) uses stage 1 only (MaxHerding);
-        later rounds run MaxHerding then eDALD with the classifier trained on
-        every answer. The new queries are written in one transaction at the
-        end: an interrupted query leaves nothing behind and can be re-run.
+        The strategies are the benchmark runner's
+        (:data:`~skal_seg.engine.settings.STRATEGIES`), with the runner's
+        round 0: no answer with a class yet, the herding strategies use stage 1
+        (MaxHerding), the others pick at random. The round records the
+        strategy that picked. The new queries are written in one transaction
+        at the end: an interrupted query leaves nothing behind and can be re-run.
 
         Parameters
         ----------
         budget : int
             Pixels to ask for (positive).
+        strategy : str, optional
+            This round's strategy (default: the project's, ``settings["config"]["strategy"]``;
+            ``uherding`` for projects made since it led the benchmarks, see docs/labeling.md).
 
         Returns
         -------
@@ -607,8 +616,11 @@ class LabelingProject:
         Raises
         ------
         ValueError
-            A budget below 1 or larger than the candidate pixels not asked yet.
+            A budget below 1 or larger than the candidate pixels not asked yet, an
+            unknown strategy, or one the project's features cannot serve.
         """
+        if strategy is not None and strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
         if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
             raise ValueError(f"budget must be a positive integer, got {budget!r}")
         t0 = time.perf_counter()
@@ -620,8 +632,10 @@ class LabelingProject:
         if budget > left:
             raise ValueError(f"budget {budget} exceeds the {left} candidate pixels not asked yet "
                              f"(raise candidates_per_image in a new project, or ask fewer)")
-        picks, strategy = pool.query(classifier, taken, budget, self.progress, self.executor)
-        round_id = self.record_round(picks, strategy, budget, int(np.sum(y_train != IGNORE_INDEX)),
+        labels = pool.row_labels(*self.labels())
+        picks, picked_by = pool.query(classifier, taken, budget, self.progress, self.executor, strategy=strategy,
+                                      labels=labels, round_id=n_rounds)
+        round_id = self.record_round(picks, picked_by, budget, int(np.sum(y_train != IGNORE_INDEX)),
                                      time.perf_counter() - t0)
         return [q for q in self.queries() if q["round_id"] == round_id]
 

@@ -1,0 +1,102 @@
+"""Choosing the features (diffusion, filter bank, both) and the head (MLP, random forest, any estimator)."""
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from test_experiment import _write_dataset, synthetic_split, tiny_unet
+
+from skal_seg.benchmark.runner import run_experiment, run_full_supervision
+from skal_seg.cli import main as cli_main
+from skal_seg.concat import ConcatFeaturizer
+from skal_seg.engine.features import featurizer_key, fitted_featurizer
+from skal_seg.engine.rounds import make_head
+from skal_seg.engine.settings import ExperimentConfig, features_and_model
+from skal_seg.filter_bank import FilterBankFeaturizer
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic_split(6, 0), synthetic_split(2, 1)
+
+
+def config(**kw):
+    params = dict(strategy="random", rounds=2, candidates_per_image=40, budget_per_image=1.0, local_budget=6,
+                  n_draws=2, features="filters", filter_bank={"sigmas": [1.0, 2.0]},
+                  featurizer={"model": "embedded", "timesteps": [50]}, classifier={"n_estimators": 10}, head="forest")
+    return ExperimentConfig(**{**params, **kw})
+
+
+def test_settings_refuse_what_cannot_run():
+    with pytest.raises(ValueError, match=r"two_stage needs noisy diffusion draws.*--features embedded\+filters"):
+        config(strategy="two_stage").validate()
+    with pytest.raises(ValueError, match="unknown features 'sift'"):
+        config(features="sift").validate()
+    with pytest.raises(ValueError, match="unknown head 'svm'"):
+        config(head="svm").validate()
+    config(strategy="maxherding").validate()  # needs no noisy draws
+
+
+def test_command_line_words_map_to_settings():
+    assert features_and_model(None, "embedded") == ("diffusion", "embedded")
+    assert features_and_model("filters", "embedded") == ("filters", "embedded")
+    assert features_and_model("embedded+filters", "embedded") == ("diffusion+filters", "embedded")
+    assert features_and_model("models/drive+filters", "embedded") == ("diffusion+filters", "models/drive")
+    with pytest.raises(ValueError, match="two diffusion models"):
+        features_and_model("models/a", "models/b")
+
+
+def test_the_filter_bank_is_fitted_on_the_pool_and_its_key_says_on_what(data):
+    pool, test = data
+    one = fitted_featurizer(config(), None, progress=False, images=pool.images)
+    other = fitted_featurizer(config(), None, progress=False, images=test.images)
+    assert isinstance(one, FilterBankFeaturizer) and one.n_fit_pixels_ == pool.images[..., 0].size
+    assert featurizer_key(one) != featurizer_key(other)  # other statistics, other features: never a stale cache
+    assert featurizer_key(one) == featurizer_key(fitted_featurizer(config(), None, False, images=pool.images))
+    both = fitted_featurizer(config(features="diffusion+filters", featurizer={"model": tiny_unet(), "timesteps": [10]}),
+                             None, progress=False, images=pool.images)
+    assert isinstance(both, ConcatFeaturizer) and "diffusion__timesteps" in featurizer_key(both)
+
+
+def test_heads(data):
+    assert isinstance(make_head(config(), 3), RandomForestClassifier) and make_head(config(), 3).random_state == 3
+    template = make_head(config(), 7, template=LogisticRegression(max_iter=200))
+    assert isinstance(template, LogisticRegression) and template.random_state == 7
+
+
+def test_a_run_with_the_filter_bank_and_a_forest(data, tmp_path):
+    pool, test = data
+    quiet = dict(progress=False, log=lambda s: None)
+    records = run_experiment(config(), pool, test, tmp_path / "forest", **quiet)
+    assert len(records) == 2 and 0 < records[-1]["miou"] <= 1
+    state = json.loads((tmp_path / "forest" / "state.json").read_text())
+    assert state["config"]["features"] == "filters" and state["config"]["head"] == "forest"
+    full = run_full_supervision(config(), pool, test, tmp_path / "full.json", progress=False)
+    assert full["miou"] >= records[-1]["miou"] - 0.2
+    # any scikit-learn classifier, and a herding strategy on the filter bank
+    records = run_experiment(config(strategy="maxherding"), pool, test, tmp_path / "logreg",
+                             head=LogisticRegression(max_iter=300), **quiet)
+    assert len(records) == 2
+
+
+def test_two_stage_on_combined_features_reads_the_diffusion_draws(data, tmp_path):
+    pool, test = data
+    cfg = config(strategy="two_stage", features="diffusion+filters", head="mlp",
+                 classifier={"min_steps": 20, "max_epochs": 2})
+    featurizer = fitted_featurizer(cfg, ConcatFeaturizer([
+        ("diffusion", __import__("skal_seg").DiffusionFeaturizer(model=tiny_unet(), timesteps=(10,))),
+        ("filterbank", FilterBankFeaturizer(sigmas=(1.0,)))]), progress=False, images=pool.images)
+    records = run_experiment(cfg, pool, test, tmp_path / "both", featurizer=featurizer, progress=False,
+                             log=lambda s: None)
+    assert "noisy_features" in records[1]["seconds"]
+
+
+def test_the_command_line_refuses_filters_with_two_stage_before_any_work(data, tmp_path, capsys):
+    pool, test = data
+    _write_dataset(tmp_path / "ds", pool, test)
+    with pytest.raises(SystemExit, match=r"two_stage needs noisy diffusion draws"):
+        cli_main(["run", "--data", str(tmp_path / "ds"), "--features", "filters", "--strategies", "two_stage",
+                  "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
