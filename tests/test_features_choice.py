@@ -2,7 +2,6 @@
 
 import json
 
-import numpy as np
 import pytest
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
@@ -14,6 +13,7 @@ from skal_seg.concat import ConcatFeaturizer
 from skal_seg.engine.features import featurizer_key, fitted_featurizer
 from skal_seg.engine.rounds import make_head
 from skal_seg.engine.settings import ExperimentConfig, features_and_model
+from skal_seg.featurizer import DiffusionFeaturizer
 from skal_seg.filter_bank import FilterBankFeaturizer
 
 
@@ -86,7 +86,7 @@ def test_two_stage_on_combined_features_reads_the_diffusion_draws(data, tmp_path
     cfg = config(strategy="two_stage", features="diffusion+filters", head="mlp",
                  classifier={"min_steps": 20, "max_epochs": 2})
     featurizer = fitted_featurizer(cfg, ConcatFeaturizer([
-        ("diffusion", __import__("skal_seg").DiffusionFeaturizer(model=tiny_unet(), timesteps=(10,))),
+        ("diffusion", DiffusionFeaturizer(model=tiny_unet(), timesteps=(10,))),
         ("filterbank", FilterBankFeaturizer(sigmas=(1.0,)))]), progress=False, images=pool.images)
     records = run_experiment(cfg, pool, test, tmp_path / "both", featurizer=featurizer, progress=False,
                              log=lambda s: None)
