@@ -325,7 +325,7 @@ def test_cli_paper_preset_reaches_the_run(adm_file, tmp_path, monkeypatch):
     class Stop(Exception):
         pass
 
-    def fake_fitted(config, featurizer, progress):
+    def fake_fitted(config, featurizer, progress, images=None):
         seen["config"] = config
         raise Stop
 
