@@ -7,6 +7,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from test_experiment import _write_dataset, synthetic_split, tiny_unet
 
+from skal_seg.benchmark import commands
 from skal_seg.benchmark.runner import run_experiment, run_full_supervision
 from skal_seg.cli import main as cli_main
 from skal_seg.concat import ConcatFeaturizer
@@ -100,3 +101,25 @@ def test_the_command_line_refuses_filters_with_two_stage_before_any_work(data, t
         cli_main(["run", "--data", str(tmp_path / "ds"), "--features", "filters", "--strategies", "two_stage",
                   "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
+
+
+def test_padding_is_in_the_cache_key_only_when_used(data, tmp_path, monkeypatch):
+    unpadded = featurizer_key(DiffusionFeaturizer(model="embedded"))
+    assert "pad" not in unpadded  # caches written before the option keep their keys
+    assert featurizer_key(DiffusionFeaturizer(model="embedded", pad=8)) == {**unpadded, "pad": 8}
+    pool, test = data
+    _write_dataset(tmp_path / "ds", pool, test)
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_fitted(config, featurizer, progress, images=None):
+        seen["config"] = config
+        raise Stop
+
+    monkeypatch.setattr(commands, "fitted_featurizer", fake_fitted)
+    with pytest.raises(Stop):
+        cli_main(["run", "--data", str(tmp_path / "ds"), "--pad", "16", "--strategies", "random",
+                  "--out", str(tmp_path / "out")])
+    assert seen["config"].featurizer["pad"] == 16

@@ -61,8 +61,11 @@ def full(feat, images):
     return feat.transform(images)
 
 
-def reference(unet, image, timesteps, blocks, out_hw, seed=0):
-    """Straightforward per-timestep hook + F.interpolate computation for one image."""
+def reference(unet, image, timesteps, blocks, out_hw, seed=0, pad=0):
+    """Straightforward per-timestep hook + F.interpolate computation for one image.
+
+    ``pad``: the noised input reflected by ``pad`` pixels, each decoder map cut back to the image's extent.
+    """
     scheduler = DDPMScheduler(num_train_timesteps=1000)
     s = unet.config.sample_size
     x = torch.from_numpy(image).permute(2, 0, 1)[None]
@@ -77,10 +80,14 @@ def reference(unet, image, timesteps, blocks, out_hw, seed=0):
             unet.up_blocks[b].register_forward_hook(lambda m, a, o, b=b: out.__setitem__(b, o)) for b in blocks
         ]
         with torch.no_grad():
-            unet(scheduler.add_noise(x, noise[None], tt), tt)
+            unet(F.pad(scheduler.add_noise(x, noise[None], tt), (pad,) * 4, mode="reflect"), tt)
         for h in hooks:
             h.remove()
-        cols += [F.interpolate(out[b], size=out_hw, mode="bilinear", align_corners=False)[0] for b in blocks]
+        for b in blocks:
+            m = out[b]
+            c = pad * m.shape[-1] // (s + 2 * pad)  # the map's cells per input pixel, times pad
+            m = m[..., c : m.shape[-2] - c, c : m.shape[-1] - c]
+            cols.append(F.interpolate(m, size=out_hw, mode="bilinear", align_corners=False)[0])
     f = torch.cat(cols).permute(1, 2, 0).reshape(out_hw[0] * out_hw[1], -1)
     return (f / f.norm(dim=1, keepdim=True)).numpy()
 
@@ -221,6 +228,22 @@ def test_matches_manual_reference(tiny_unet, images):
     np.testing.assert_allclose(
         f.transform(img[None]), reference(tiny_unet, img, (10, 400), (1, 0), (20, 28)), atol=1e-5
     )
+
+
+def test_padded_features_match_the_reference_and_change_the_border_most(tiny_unet, images, full):
+    feat = DiffusionFeaturizer(model=tiny_unet, device="cpu", progress=False, pad=4).fit()
+    padded = feat.transform(images)
+    assert padded.shape == full.shape
+    for i, image in enumerate(images):
+        rows = slice(i * 12 * 16, (i + 1) * 12 * 16)
+        np.testing.assert_allclose(padded[rows], reference(tiny_unet, image, (50, 150, 250), (0, 1), (12, 16), pad=4),
+                                   atol=2e-5)
+    change = np.linalg.norm(padded - full, axis=1).reshape(3, 12, 16)
+    ring = np.zeros((12, 16), dtype=bool)
+    ring[:2], ring[-2:], ring[:, :2], ring[:, -2:] = True, True, True, True
+    assert change[:, ring].mean() > 1.5 * change[:, ~ring].mean()  # padding is about the border
+    noisy = feat.noisy_views(images[:1], n_draws=2, random_state=0)
+    assert noisy.shape == (2, 12 * 16, TINY_D) and not np.allclose(noisy[0], noisy[1])
 
 
 def test_single_block_subset_is_a_column_block(tiny_unet, images, feat, full):
@@ -435,6 +458,10 @@ def test_bad_pixels_raise(feat, images, pixels):
         dict(output_size=(4, 0)),
         dict(output_size="big"),
         dict(noise_seed=None),
+        dict(pad=1),  # not a multiple of the tiny UNet's downsampling (2)
+        dict(pad=-2),
+        dict(pad=32),  # not below the input size
+        dict(pad="8"),
     ],
 )
 def test_bad_params_raise(tiny_unet, params):

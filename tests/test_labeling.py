@@ -27,6 +27,7 @@ from skal_seg.benchmark.simulate import answer_from_label_maps
 from skal_seg.cli import main as cli_main
 from skal_seg.data import CAMVID_CLASSES, IGNORE_INDEX, sample_dataset_dir
 from skal_seg.labeling import ImportValidationError, LabelingProject
+from skal_seg.labeling.pool import upsampled_argmax
 from skal_seg.labeling.server import LabelingServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -546,6 +547,35 @@ def test_predict_writes_full_resolution_masks_and_overlays(project, images, tmp_
         assert set(np.unique(np.asarray(mask)).tolist()) <= taught  # class ids of answered classes
         overlay = Image.open(tmp_path / "masks" / Path(path).with_name(Path(path).stem + "_overlay.png"))
         assert overlay.size == mask.size and overlay.mode == "RGB"
+
+
+def test_upsampled_argmax_equals_the_argmax_of_the_enlarged_maps_in_any_number_of_passes():
+    import torch
+    import torch.nn.functional as F
+
+    scores = np.random.default_rng(0).random((7, 9, 11), dtype=np.float32)
+    scores[5] = scores[2]  # a tie: the lower class wins, as numpy's argmax
+    full = F.interpolate(torch.from_numpy(scores)[None], size=(40, 23), mode="bilinear", align_corners=False)[0]
+    expected = np.argmax(full.numpy(), axis=0)
+    for per_pass in (1, 3, 7):
+        assert np.array_equal(upsampled_argmax(scores, (40, 23), classes_per_pass=per_pass), expected)
+    assert 5 not in upsampled_argmax(scores, (40, 23))
+
+
+def test_predict_enlarges_probabilities_so_edges_do_not_follow_the_working_grid(project, images, tmp_path):
+    answer_all(project, images[1])
+    big = tmp_path / "big"
+    big.mkdir()
+    with Image.open(sample_dataset_dir() / "test" / "0001TP_009420.png") as im:
+        im.convert("RGB").resize((512, 512), Image.BILINEAR).save(big / "x4.png")  # 4 x the working size
+    project.predict(big, tmp_path / "masks")
+    mask = np.asarray(Image.open(tmp_path / "masks" / "x4.png"))
+    assert mask.shape == (512, 512)
+    blocks = mask.reshape(128, 4, 128, 4).transpose(0, 2, 1, 3).reshape(128, 128, 16)
+    mixed = (blocks != blocks[..., :1]).any(axis=-1)
+    # a class map enlarged by nearest neighbour is constant on every 4 x 4 block; class edges cross the blocks here
+    assert mixed.mean() > 0.005  # 0 exactly for nearest-neighbour; 1.6 % seen
+    assert 1 < len(np.unique(mask))
 
 
 def test_predict_without_answers_says_so(project, tmp_path):

@@ -179,6 +179,9 @@ def _add_run(sub) -> None:
                         "100 trees, as ilastik-style tools use)")
     g.add_argument("--timesteps", nargs="+", type=int, default=[50, 150, 250], metavar="T",
                    help="diffusion timesteps at which UNet features are taken and concatenated")
+    g.add_argument("--pad", type=int, default=0, metavar="PX",
+                   help="reflect the diffusion model's input by PX pixels on every side (a multiple of 8 for the "
+                        "embedded model) so border pixels are not outliers; 0 = none (docs/features.md, Borders)")
     g.add_argument("--feature-seed", type=int, default=d.feature_seed, metavar="SEED",
                    help="seeds the candidate pixels and the noisy draws, shared by every run")
     g.add_argument("--cache", default=None, metavar="DIR",

@@ -92,7 +92,8 @@ def _config(args: argparse.Namespace, strategy: str, seed: int) -> ExperimentCon
         uherding_temperature=args.uherding_temperature, uherding_bandwidth=args.uherding_bandwidth,
         features=features, head=args.classifier,
         featurizer={"model": model, "timesteps": args.timesteps,
-                    **({"blocks": args.blocks} if args.blocks is not None else {})},
+                    **({"blocks": args.blocks} if args.blocks is not None else {}),
+                    **({"pad": args.pad} if args.pad else {})},
     )
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from skal_seg.data import IGNORE_INDEX, SegmentationSplit
@@ -77,6 +79,36 @@ def original_pixels(flat, size: int, image: dict) -> tuple[np.ndarray, np.ndarra
     """Original ``(y, x)`` of flat working pixels ``flat = v * size + u`` of an image record."""
     flat = np.asarray(flat)
     return to_original(flat // size, size, image["height"]), to_original(flat % size, size, image["width"])
+
+
+def upsampled_argmax(scores: np.ndarray, size: tuple[int, int], classes_per_pass: int = 4) -> np.ndarray:
+    """Index of the largest of ``scores`` after a bilinear enlargement to ``size``.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (C, h, w), float32
+        One map per class (probabilities at the working size).
+    size : (int, int)
+        Output (H, W).
+    classes_per_pass : int, default=4
+        Classes enlarged at once: memory stays ``(classes_per_pass + 2) * H * W`` floats whatever ``C``.
+
+    Returns
+    -------
+    ndarray of shape (H, W), int64
+        ``argmax`` over classes of ``F.interpolate(scores, size, mode="bilinear", align_corners=False)``; ties go to
+        the lower class.
+    """
+    t = torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float32))
+    best_value = torch.full(tuple(size), -torch.inf)
+    best = torch.zeros(tuple(size), dtype=torch.int64)
+    for a in range(0, len(t), classes_per_pass):
+        up = F.interpolate(t[None, a : a + classes_per_pass], size=tuple(size), mode="bilinear", align_corners=False)[0]
+        value, index = up.max(dim=0)  # the first of equal values, as argmax
+        better = value > best_value
+        best_value = torch.where(better, value, best_value)
+        best = torch.where(better, index + a, best)
+    return best.numpy()
 
 
 @dataclass
@@ -327,22 +359,31 @@ class ProjectPool:
         return out
 
     def predict_labels(self, classifier, image: np.ndarray) -> np.ndarray:
-        """Class ids of every working pixel of one image.
+        """Class ids of every pixel of one image, at the image's own size.
+
+        The head's class probabilities at the working size are enlarged
+        bilinearly to the image's size and the most probable class taken
+        there, so a mask's edges follow the probabilities rather than the
+        working grid's blocks (nearest-neighbour enlarging of the class map
+        gives ``H / size`` x ``W / size`` blocks).
 
         Parameters
         ----------
-        classifier : fitted classifier
+        classifier : fitted classifier with ``predict_proba`` and ``classes_``
         image : ndarray of shape (H, W, 3), uint8
             At its original size.
 
         Returns
         -------
-        ndarray of shape (size, size), uint8
+        ndarray of shape (H, W), uint8
         """
+        h, w = image.shape[:2]
         # read_image's bilinear resize, from the decoded original rather than a second read of the file
         small = np.asarray(Image.fromarray(image).resize((self.size, self.size), Image.BILINEAR))
         X = self.featurizer.transform(np.array(small[None]))  # writable copy for torch
-        return np.asarray(classifier.predict(X), dtype=np.uint8).reshape(self.size, self.size)
+        proba = np.asarray(classifier.predict_proba(X), dtype=np.float32)
+        best = upsampled_argmax(proba.T.reshape(-1, self.size, self.size), (h, w))
+        return np.asarray(classifier.classes_, dtype=np.uint8)[best]
 
     def evaluate(self, classifier, split: SegmentationSplit, n_classes: int) -> np.ndarray:
         """Confusion matrix of ``classifier`` on a labeled split at the working size (features cached with the pool's).

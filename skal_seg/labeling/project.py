@@ -725,8 +725,9 @@ class LabelingProject:
                 overwrite: bool = False) -> list[Path]:
         """Full-resolution masks and overlays from the classifier trained on every answer.
 
-        Each image is featurized densely at the working size, classified, and
-        the class map is resized (nearest neighbour) to the image's own size.
+        Each image is featurized densely at the working size, its class
+        probabilities enlarged bilinearly to the image's own size and the
+        most probable class taken there (smooth edges, not working-size blocks).
         Every output name is checked before the classifier is trained and
         anything written: predict never replaces an image, never writes two
         masks to one name, and replaces earlier masks only when asked to.
@@ -788,7 +789,7 @@ class LabelingProject:
         for path, (target, overlay_path) in zip(files, targets):
             original = read_image(path)
             h, w = original.shape[:2]
-            mask_img = Image.fromarray(pool.predict_labels(clf, original)).resize((w, h), Image.NEAREST)
+            mask_img = Image.fromarray(pool.predict_labels(clf, original))
             roi = roi_of.get(Path(path).resolve())  # a project image's region of interest; outside: no class
             inside = np.ones((h, w), dtype=bool) if roi is None else read_roi(roi)
             mask_arr = np.where(inside, np.asarray(mask_img), IGNORE_INDEX).astype(np.uint8)
