@@ -155,6 +155,24 @@ def check_probabilities(proba, name: str = "proba", ndim: int = 2) -> np.ndarray
     return proba
 
 
+def learner_estimator(classifier):
+    """The estimator inside a modAL learner, or ``classifier`` itself.
+
+    A modAL learner is told by its ``X_training`` attribute, not by an
+    ``estimator`` attribute: scikit-learn ensembles (``RandomForestClassifier``)
+    have an ``estimator`` too, their unfitted template.
+
+    Parameters
+    ----------
+    classifier : object
+
+    Returns
+    -------
+    object
+    """
+    return classifier.estimator if hasattr(classifier, "X_training") else classifier
+
+
 def is_fitted(classifier) -> bool:
     """Whether ``classifier`` (an estimator or a modAL learner) can predict yet.
 
@@ -173,7 +191,7 @@ def is_fitted(classifier) -> bool:
     """
     if classifier is None:
         return False
-    estimator = getattr(classifier, "estimator", classifier)
+    estimator = learner_estimator(classifier)
     if getattr(classifier, "X_training", 0) is None:  # modAL learner never taught
         return False
     try:

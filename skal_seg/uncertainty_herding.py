@@ -34,7 +34,7 @@ from sklearn.base import clone
 from sklearn.utils import check_random_state
 
 from skal_seg._checks import check_budget, check_positive_or_word
-from skal_seg._validation import check_features, check_probabilities, is_fitted
+from skal_seg._validation import check_features, check_probabilities, is_fitted, learner_estimator
 from skal_seg.herding import KernelLike, MaxHerdingSampler, auto_bandwidth, labeled_or_training, rbf_kernel
 from skal_seg.uncertainty import entropy_score
 
@@ -158,7 +158,7 @@ def fit_temperature(estimator, X, y, holdout: float = 0.3, temperatures=TEMPERAT
     val, fit = order[:n_val], order[n_val:]
     if n_val == 0 or len(np.unique(y[fit])) < 2:
         return 1.0
-    est = clone(getattr(estimator, "estimator", estimator))
+    est = clone(learner_estimator(estimator))
     if "random_state" in est.get_params():
         est.set_params(random_state=int(rng.randint(0, 2**31 - 1)))
     est.fit(X[fit], y[fit])

@@ -240,3 +240,24 @@ def test_two_stage_with_uherding_stage2(fitted):
     q1 = TwoStageQuery(local_budget=10, keep_global=1.0, uncertainty=stage2, random_state=0)
     q1(clf, X, n_instances=6, groups=groups, X_labeled=X[:40])
     assert sorted(q1.candidate_pool_.tolist()) == sorted(q1.local_picks_.tolist())
+
+
+def test_a_random_forest_is_a_fitted_classifier_not_a_modal_learner():
+    # RandomForestClassifier has an ``estimator`` attribute (its unfitted tree template): it once made a fitted
+    # forest look like an untaught modAL learner, so Uncertainty Herding silently ran as MaxHerding
+    from sklearn.ensemble import RandomForestClassifier
+
+    from skal_seg._validation import is_fitted
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 5)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    forest = RandomForestClassifier(n_estimators=20, random_state=0).fit(X[:60], y[:60])
+    assert is_fitted(forest) and not is_fitted(RandomForestClassifier())
+    sampler = UncertaintyHerdingSampler(temperature=1.0, random_state=0)
+    picks = sampler.query(forest, X[60:], 10)
+    assert sampler.uncertainty_ is not None and sampler.temperature_ == 1.0
+    assert not np.array_equal(picks, MaxHerdingSampler(random_state=0).select(X[60:], 10))
+    # the temperature is fitted with a forest too, not with the forest's tree template
+    assert fit_temperature(forest, X[:60], y[:60], random_state=0) == fit_temperature(
+        RandomForestClassifier(n_estimators=20, random_state=0), X[:60], y[:60], random_state=0)
