@@ -12,7 +12,11 @@ a global MaxHerding keeping ``--keep-global`` of them) and prints, for the
 candidates (what random picks), the local picks and the kept pool, the
 share within ``--margin`` pixels of the image border, and that share over
 the border's share of the area (the region of interest's, when the dataset
-has one). Two threads, alone on the machine unless said otherwise.
+has one). With a region of interest (DRIVE's field of view, which never
+reaches DRIVE's image border), the same for the pixels within ``--margin``
+of the region's own edge: real image content there, not padding, so a
+measure of what diversity does at the field's rim. Two threads; the
+featurizing times are only indicative (they were taken beside other work).
 
     python benchmarks/border_picks.py --data camvid --images 40 --size 128 --pads 0 8 16
     python benchmarks/border_picks.py --data drive --images 20 --size 565 --pads 0 8 16
@@ -27,6 +31,7 @@ import time
 import numpy as np
 
 from _common import DEFAULT_DATA, REPO
+from scipy import ndimage
 from skal_seg.datasets import dataset_spec, load_dataset
 from skal_seg.engine.features import candidate_pixels
 from skal_seg.featurizer import DiffusionFeaturizer
@@ -71,10 +76,15 @@ def main() -> None:
     area[: args.margin], area[-args.margin :], area[:, : args.margin], area[:, -args.margin :] = True, True, True, True
     region = pool.roi if pool.roi is not None else np.ones(pool.labels.shape, dtype=bool)
     border_area = float((region & area).sum() / region.sum())
+    # pixels of the region within the margin of its edge (distance to the nearest pixel outside it)
+    rim = np.stack([ndimage.distance_transform_edt(r) <= args.margin for r in region]) & region
+    rim_area = float(rim.sum() / region.sum())
     pixels = candidate_pixels(pool, args.candidates, args.seed)
     cand = np.concatenate([near_border(px, shape, args.margin) for px in pixels])
+    on_rim = [rim[i].reshape(-1)[px] for i, px in enumerate(pixels)]
     results = {"data": args.data, "images": len(pool), "size": list(shape), "margin": args.margin,
-               "border_area_share": border_area, "candidates_share": float(cand.mean()), "pads": {}}
+               "border_area_share": border_area, "candidates_share": float(cand.mean()), "rim_area_share": rim_area,
+               "pads": {}}
     print(f"{args.data}: {len(pool)} images at {shape}, border ({args.margin} px) {100 * border_area:.2f} % of the "
           f"area, {100 * cand.mean():.2f} % of the candidates (random picks)")
     for pad in args.pads:
@@ -83,7 +93,7 @@ def main() -> None:
         X = feat.transform(pool.images, pixels=pixels)
         t_feat = time.perf_counter() - t0
         offsets = np.cumsum([0] + [len(px) for px in pixels])
-        local_rows, local_border = [], []
+        local_rows, local_border, local_rim = [], [], []
         for i, px in enumerate(pixels):
             if len(px) == 0:
                 continue
@@ -91,19 +101,28 @@ def main() -> None:
                                                                     min(args.local_budget, len(px)))
             local_rows.append(offsets[i] + pick)
             local_border.append(near_border(px[pick], shape, args.margin))
+            local_rim.append(on_rim[i][pick])
         local_rows = np.concatenate(local_rows)
         local_border = np.concatenate(local_border)
+        local_rim = np.concatenate(local_rim)
         n_keep = int(round(args.keep_global * len(local_rows)))
         kept = MaxHerdingSampler(random_state=args.seed).select(X[local_rows], n_keep)
         kept_border = local_border[kept]
+        ratio = (lambda share, of: share / of if of else None)
         row = {"local_share": float(local_border.mean()), "kept_share": float(kept_border.mean()),
-               "local_ratio": float(local_border.mean() / border_area),
-               "kept_ratio": float(kept_border.mean() / border_area), "featurize_s": round(t_feat, 1),
-               "seconds": round(time.perf_counter() - t0, 1)}
+               "local_ratio": ratio(float(local_border.mean()), border_area),
+               "kept_ratio": ratio(float(kept_border.mean()), border_area),
+               "rim_local_share": float(local_rim.mean()), "rim_kept_share": float(local_rim[kept].mean()),
+               "featurize_s": round(t_feat, 1), "seconds": round(time.perf_counter() - t0, 1)}
         results["pads"][pad] = row
+        x = (lambda r: "n/a" if r is None else f"{r:.2f}")
         print(f"pad {pad:3d}: local picks {100 * row['local_share']:.2f} % near the border "
-              f"({row['local_ratio']:.2f} x its area), kept pool {100 * row['kept_share']:.2f} % "
-              f"({row['kept_ratio']:.2f} x); featurize {t_feat:.1f} s, total {row['seconds']:.1f} s", flush=True)
+              f"({x(row['local_ratio'])} x its area), kept pool {100 * row['kept_share']:.2f} % "
+              f"({x(row['kept_ratio'])} x); featurize {t_feat:.1f} s, total {row['seconds']:.1f} s", flush=True)
+        if pool.roi is not None:
+            print(f"         region's rim: local picks {100 * row['rim_local_share']:.2f} %, kept pool "
+                  f"{100 * row['rim_kept_share']:.2f} % (area {100 * rim_area:.2f} %, candidates "
+                  f"{100 * np.concatenate(on_rim).mean():.2f} %)", flush=True)
     print(json.dumps(results))
 
 

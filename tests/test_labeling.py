@@ -155,6 +155,7 @@ def test_second_round_trains_on_answers_scores_with_edald_and_never_requeries(pr
     assert not first & {(q["image_id"], q["y"], q["x"]) for q in new}
     taught = sum(a["label"] != "void" for a in project.answers())
     assert project.status()["rounds"][1]["trained_on"] == taught
+    assert [r["strategy"] for r in project.status()["rounds"]] == ["maxherding", "two_stage"]  # round 0 herds
 
 
 def test_simulated_annotator_answers_from_label_maps_and_checks_them(project, images):
@@ -491,7 +492,8 @@ def test_command_line_session(images, base, tmp_path, capsys):
     folder = tmp_path / "cli"
     shutil.copytree(base, folder)  # keeps the feature cache: the query below only trains and ranks
     assert cli_main(["status", str(folder)]) == 0
-    assert "8 queries, 0 answers (0 extra), 8 pending" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "8 queries, 0 answers (0 extra), 8 pending" in out and "round 0 (maxherding): asked 8" in out
     assert cli_main(["export", str(folder), "--format", "csv", "--out", str(tmp_path / "x")]) == 0
     rows = (tmp_path / "x" / "queries.csv").read_text().splitlines()
     filled = [rows[0]] + [r + oracle(images[1], *[int(v) if v.isdigit() else v for v in r.split(",")[:3]])

@@ -118,7 +118,8 @@ def status(args: argparse.Namespace) -> int:
     print(f"{args.project}: {s['images']} images, {len(s['rounds'])} rounds, {s['queries']} queries, "
           f"{s['answers']} answers ({s['extra']} extra), {s['pending']} pending")
     for r in s["rounds"]:
-        print(f"  round {r['id']}: asked {r['budget']}, trained on {r['trained_on']} answers, {r['seconds']:.1f} s")
+        print(f"  round {r['id']} ({r['strategy']}): asked {r['budget']}, trained on {r['trained_on']} answers, "
+              f"{r['seconds']:.1f} s")
     print("answers per class: " + ", ".join(f"{k} {v}" for k, v in s["per_class"].items()))
     print(f"feature cache: {s['cache_bytes'] / 1e6:.1f} MB in {args.project}/cache (recomputable; deleting it "
           f"costs the next query its features)")

@@ -338,7 +338,7 @@ class LabelingProject:
         return {
             "images": self.store.scalar("SELECT COUNT(*) FROM images"),
             "rounds": [dict(r) for r in self.store.rows(
-                "SELECT id, created_at, budget, trained_on, seconds FROM rounds ORDER BY id")],
+                "SELECT id, created_at, strategy, budget, trained_on, seconds FROM rounds ORDER BY id")],
             "queries": self.store.scalar("SELECT COUNT(*) FROM queries"),
             "pending": len(self.queries(pending_only=True)),
             "answers": self.store.scalar("SELECT COUNT(*) FROM answers"),
