@@ -266,6 +266,15 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
     class_label : int or None, default=None
         Class fed to a class-conditional model (required for those, an int
         in ``[0, num_class_embeds)``; must be None for unconditional models).
+    input_size : int, (int, int) or None, default=None
+        The size ``S`` images are resized to for the UNet. None = the
+        model's ``sample_size`` (128 for the embedded model, the size it was
+        trained at). The UNet is convolutional, so a larger size keeps thin
+        structures (DRIVE's vessels are 1-10 px wide at 565 px; at 128 px most
+        vanish) at ``(S / sample_size) ** 2`` the time and activation memory;
+        a multiple of the UNet's total downsampling. The features of a size
+        the model was not trained at are not the trained model's statistics:
+        measure them on your data (docs/features.md, "Resolution").
     pad : int, default=0
         Input pixels added on every side of the noised input (at the UNet's
         input size ``S``) by reflection before the forward; the decoder maps
@@ -335,6 +344,7 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
         progress: bool = True,
         adm_options: dict | None = None,
         class_label: int | None = None,
+        input_size=None,
         pad: int = 0,
         executor=None,
     ):
@@ -350,6 +360,7 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
         self.progress = progress
         self.adm_options = adm_options
         self.class_label = class_label
+        self.input_size = input_size
         self.pad = pad
         self.executor = executor
 
@@ -366,12 +377,14 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
             raise ValueError(f"pad must be a non-negative integer, got {self.pad!r}")
         if not _is_int(self.noise_seed):
             raise ValueError(f"noise_seed must be an integer, got {self.noise_seed!r}")
-        size = self.output_size
-        if size is not None:
+        for name in ("output_size", "input_size"):
+            size = getattr(self, name)
+            if size is None:
+                continue
             if _is_int(size):
                 size = (size, size)
             if not (isinstance(size, Sequence) and len(size) == 2 and all(_is_int(s) and s > 0 for s in size)):
-                raise ValueError(f"output_size must be None, a positive int or (H, W), got {self.output_size!r}")
+                raise ValueError(f"{name} must be None, a positive int or (H, W), got {getattr(self, name)!r}")
 
     @staticmethod
     def _int_tuple(value, name: str) -> tuple[int, ...]:
@@ -444,11 +457,14 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
             modules = tuple(f"up_blocks.{b}" for b in blocks)
             channels = tuple(self._stage_channels(unet, b) for b in blocks)
 
-        size = unet.config.sample_size
+        size = unet.config.sample_size if self.input_size is None else self.input_size
         if size is None:
-            raise ValueError("the UNet config has no sample_size: its input size is unknown")
+            raise ValueError("the UNet config has no sample_size: pass input_size")
         size = (int(size), int(size)) if _is_int(size) else (int(size[0]), int(size[1]))
         stride = 2 ** (len(unet.config.block_out_channels) - 1)
+        if self.input_size is not None and (size[0] % stride or size[1] % stride):
+            raise ValueError(f"input_size must be a multiple of {stride} (the UNet's total downsampling), "
+                             f"got {self.input_size!r}")
         if self.pad % stride or self.pad >= min(size):
             raise ValueError(f"pad must be a multiple of {stride} (the UNet's total downsampling) below the input "
                              f"size {min(size)}, got {self.pad}")

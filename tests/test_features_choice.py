@@ -107,6 +107,7 @@ def test_padding_is_in_the_cache_key_only_when_used(data, tmp_path, monkeypatch)
     unpadded = featurizer_key(DiffusionFeaturizer(model="embedded"))
     assert "pad" not in unpadded  # caches written before the option keep their keys
     assert featurizer_key(DiffusionFeaturizer(model="embedded", pad=8)) == {**unpadded, "pad": 8}
+    assert featurizer_key(DiffusionFeaturizer(model="embedded", input_size=256)) == {**unpadded, "input_size": 256}
     pool, test = data
     _write_dataset(tmp_path / "ds", pool, test)
     seen = {}
@@ -120,6 +121,6 @@ def test_padding_is_in_the_cache_key_only_when_used(data, tmp_path, monkeypatch)
 
     monkeypatch.setattr(commands, "fitted_featurizer", fake_fitted)
     with pytest.raises(Stop):
-        cli_main(["run", "--data", str(tmp_path / "ds"), "--pad", "16", "--strategies", "random",
+        cli_main(["run", "--data", str(tmp_path / "ds"), "--pad", "16", "--input-size", "256", "--strategies", "random",
                   "--out", str(tmp_path / "out")])
-    assert seen["config"].featurizer["pad"] == 16
+    assert seen["config"].featurizer["pad"] == 16 and seen["config"].featurizer["input_size"] == 256

@@ -61,13 +61,13 @@ def full(feat, images):
     return feat.transform(images)
 
 
-def reference(unet, image, timesteps, blocks, out_hw, seed=0, pad=0):
+def reference(unet, image, timesteps, blocks, out_hw, seed=0, pad=0, size=None):
     """Straightforward per-timestep hook + F.interpolate computation for one image.
 
     ``pad``: the noised input reflected by ``pad`` pixels, each decoder map cut back to the image's extent.
     """
     scheduler = DDPMScheduler(num_train_timesteps=1000)
-    s = unet.config.sample_size
+    s = unet.config.sample_size if size is None else size
     x = torch.from_numpy(image).permute(2, 0, 1)[None]
     x = x.float() / 127.5 - 1 if image.dtype == np.uint8 else x.float() * 2 - 1
     x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False)
@@ -244,6 +244,14 @@ def test_padded_features_match_the_reference_and_change_the_border_most(tiny_une
     assert change[:, ring].mean() > 1.5 * change[:, ~ring].mean()  # padding is about the border
     noisy = feat.noisy_views(images[:1], n_draws=2, random_state=0)
     assert noisy.shape == (2, 12 * 16, TINY_D) and not np.allclose(noisy[0], noisy[1])
+
+
+def test_input_size_runs_the_unet_at_that_size(tiny_unet, images):
+    feat = DiffusionFeaturizer(model=tiny_unet, device="cpu", progress=False, input_size=48).fit()
+    assert feat.input_size_ == (48, 48) and feat.noise_.shape == (3, 48, 48)
+    out = feat.transform(images[:1])
+    np.testing.assert_allclose(out, reference(tiny_unet, images[0], (50, 150, 250), (0, 1), (12, 16), size=48),
+                               atol=2e-5)
 
 
 def test_single_block_subset_is_a_column_block(tiny_unet, images, feat, full):
@@ -458,6 +466,8 @@ def test_bad_pixels_raise(feat, images, pixels):
         dict(output_size=(4, 0)),
         dict(output_size="big"),
         dict(noise_seed=None),
+        dict(input_size=15),  # not a multiple of the tiny UNet's downsampling (2)
+        dict(input_size=0),
         dict(pad=1),  # not a multiple of the tiny UNet's downsampling (2)
         dict(pad=-2),
         dict(pad=32),  # not below the input size

@@ -182,6 +182,9 @@ def _add_run(sub) -> None:
     g.add_argument("--pad", type=int, default=0, metavar="PX",
                    help="reflect the diffusion model's input by PX pixels on every side (a multiple of 8 for the "
                         "embedded model) so border pixels are not outliers; 0 = none (docs/features.md, Borders)")
+    g.add_argument("--input-size", type=int, default=None, metavar="PX",
+                   help="size the diffusion model sees the images at (default: its training size, 128 for the "
+                        "embedded model); larger keeps thin structures, at (PX / 128) ** 2 the time")
     g.add_argument("--feature-seed", type=int, default=d.feature_seed, metavar="SEED",
                    help="seeds the candidate pixels and the noisy draws, shared by every run")
     g.add_argument("--cache", default=None, metavar="DIR",

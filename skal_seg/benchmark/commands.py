@@ -93,7 +93,8 @@ def _config(args: argparse.Namespace, strategy: str, seed: int) -> ExperimentCon
         features=features, head=args.classifier,
         featurizer={"model": model, "timesteps": args.timesteps,
                     **({"blocks": args.blocks} if args.blocks is not None else {}),
-                    **({"pad": args.pad} if args.pad else {})},
+                    **({"pad": args.pad} if args.pad else {}),
+                    **({"input_size": args.input_size} if args.input_size else {})},
     )
 
 

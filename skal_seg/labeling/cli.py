@@ -61,6 +61,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timesteps", nargs="+", type=int, default=None, help="diffusion timesteps (default 50 150 250)")
     p.add_argument("--pad", type=int, default=0, metavar="PX",
                    help="reflect the diffusion model's input by PX pixels on every side, as in 'skal-seg run --pad'")
+    p.add_argument("--input-size", type=int, default=None, metavar="PX",
+                   help="size the diffusion model sees the images at, as in 'skal-seg run --input-size'")
     p.set_defaults(handler="skal_seg.labeling.commands:init")
 
     p = add_parser("query", help="one round: train on the answers so far and ask for the next pixels")

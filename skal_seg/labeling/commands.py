@@ -32,9 +32,10 @@ def init(args: argparse.Namespace) -> int:
         raise fail(err) from None
     settings.update({"features": features, **({"head": args.classifier} if args.classifier else {}),
                      **({"strategy": args.strategy} if args.strategy else {})})
-    if model != "embedded" or args.timesteps is not None or args.pad:
+    if model != "embedded" or args.timesteps is not None or args.pad or args.input_size:
         settings["featurizer"] = {"model": model, "timesteps": args.timesteps or [50, 150, 250],
-                                  **({"pad": args.pad} if args.pad else {})}
+                                  **({"pad": args.pad} if args.pad else {}),
+                                  **({"input_size": args.input_size} if args.input_size else {})}
     size = args.size
     if args.working_size is not None:
         print("skal-seg: --working-size is deprecated and goes in the next release; use --size", file=sys.stderr)
