@@ -43,3 +43,29 @@ def blobs():
     centers = np.array([[0, 0], [10, 0], [0, 10], [10, 10], [20, 0], [20, 10]], dtype=float)
     X = np.concatenate([c + 0.5 * rng.normal(size=(40, 2)) for c in centers])
     return X, np.repeat(np.arange(len(centers)), 40)
+
+
+class StopBeforeFeatures(Exception):
+    """Raised by the ``run_config`` fixture's stand-in where a run would start featurizing."""
+
+
+@pytest.fixture
+def run_config(monkeypatch):
+    """Call ``run_config(argv)``: runs ``skal-seg`` up to its first feature and returns the run's ExperimentConfig."""
+    from skal_seg import cli
+    from skal_seg.benchmark import commands
+
+    seen = {}
+
+    def stand_in(config, featurizer, progress, images=None):
+        seen["config"] = config
+        raise StopBeforeFeatures
+
+    monkeypatch.setattr(commands, "fitted_featurizer", stand_in)
+
+    def run(argv):
+        with pytest.raises(StopBeforeFeatures):
+            cli.main(argv)
+        return seen["config"]
+
+    return run

@@ -315,25 +315,10 @@ def test_cli_paper_preset(tmp_path):
     assert plain.blocks is None and plain.size == [128]
 
 
-def test_cli_paper_preset_reaches_the_run(adm_file, tmp_path, monkeypatch):
+def test_cli_paper_preset_reaches_the_run(adm_file, tmp_path, run_config):
     """The preset's settings arrive in the ExperimentConfig (the run itself is stubbed: 256 px is GPU work)."""
-    from skal_seg import cli
-    from skal_seg.benchmark import commands
-
-    seen = {}
-
-    class Stop(Exception):
-        pass
-
-    def fake_fitted(config, featurizer, progress, images=None):
-        seen["config"] = config
-        raise Stop
-
-    monkeypatch.setattr(commands, "fitted_featurizer", fake_fitted)
-    with pytest.raises(Stop):
-        cli.main(["run", "--preset", "paper", "--model", str(adm_file[1]), "--pool-limit", "2", "--test-limit", "1",
-                  "--out", str(tmp_path)])
-    c = seen["config"]
+    c = run_config(["run", "--preset", "paper", "--model", str(adm_file[1]), "--pool-limit", "2", "--test-limit", "1",
+                    "--out", str(tmp_path)])
     assert c.featurizer == {"model": str(adm_file[1]), "timesteps": [50, 150, 250], "blocks": "paper"}
     assert (c.candidates_per_image, c.candidates, c.rounds, c.budget_per_image) == (
         10_000, "valid", 10, 0.1)

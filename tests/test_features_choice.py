@@ -7,7 +7,6 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from test_experiment import _write_dataset, synthetic_split, tiny_unet
 
-from skal_seg.benchmark import commands
 from skal_seg.benchmark.runner import run_experiment, run_full_supervision
 from skal_seg.cli import main as cli_main
 from skal_seg.concat import ConcatFeaturizer
@@ -103,24 +102,13 @@ def test_the_command_line_refuses_filters_with_two_stage_before_any_work(data, t
     assert not (tmp_path / "out").exists()
 
 
-def test_padding_is_in_the_cache_key_only_when_used(data, tmp_path, monkeypatch):
+def test_padding_and_input_size_are_in_the_cache_key_only_when_used(data, tmp_path, run_config):
     unpadded = featurizer_key(DiffusionFeaturizer(model="embedded"))
-    assert "pad" not in unpadded  # caches written before the option keep their keys
+    assert "pad" not in unpadded and "input_size" not in unpadded  # caches written before the options keep their keys
     assert featurizer_key(DiffusionFeaturizer(model="embedded", pad=8)) == {**unpadded, "pad": 8}
     assert featurizer_key(DiffusionFeaturizer(model="embedded", input_size=256)) == {**unpadded, "input_size": 256}
     pool, test = data
     _write_dataset(tmp_path / "ds", pool, test)
-    seen = {}
-
-    class Stop(Exception):
-        pass
-
-    def fake_fitted(config, featurizer, progress, images=None):
-        seen["config"] = config
-        raise Stop
-
-    monkeypatch.setattr(commands, "fitted_featurizer", fake_fitted)
-    with pytest.raises(Stop):
-        cli_main(["run", "--data", str(tmp_path / "ds"), "--pad", "16", "--input-size", "256", "--strategies", "random",
-                  "--out", str(tmp_path / "out")])
-    assert seen["config"].featurizer["pad"] == 16 and seen["config"].featurizer["input_size"] == 256
+    config = run_config(["run", "--data", str(tmp_path / "ds"), "--pad", "16", "--input-size", "256",
+                         "--strategies", "random", "--out", str(tmp_path / "out")])
+    assert config.featurizer["pad"] == 16 and config.featurizer["input_size"] == 256
