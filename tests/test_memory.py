@@ -50,6 +50,25 @@ def test_streamed_matrix_equals_its_blocks(tmp_path, directory):
         np.testing.assert_array_equal(again, X)
 
 
+def test_two_writers_of_one_key_both_finish(tmp_path):
+    """Two runs sharing a cache folder compute the same matrix at once: neither loses its file to the other."""
+    blocks = [np.full((3, 5), 1, np.float16), np.full((4, 5), 2, np.float16)]
+    expected = np.concatenate(blocks)
+    inner = {}
+
+    def first_writer_blocks():
+        yield blocks[0]
+        # a second process (here: a second cache on the same folder) writes the same key meanwhile
+        inner["X"] = FeatureCache(tmp_path).get_streamed("m", (7, 5), np.float16, lambda: iter(blocks))
+        yield blocks[1]
+
+    X = FeatureCache(tmp_path).get_streamed("m", (7, 5), np.float16, first_writer_blocks)
+    np.testing.assert_array_equal(X, expected)
+    np.testing.assert_array_equal(inner["X"], expected)
+    np.testing.assert_array_equal(np.load(tmp_path / "m.npy"), expected)
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["m.npy"]  # no temporary file left
+
+
 @pytest.mark.parametrize("shape", [(8, 5), (6, 5), (7, 4)])
 def test_streamed_blocks_of_the_wrong_shape_leave_no_file(tmp_path, shape):
     blocks = [np.zeros((3, 5), np.float16), np.zeros((4, 5), np.float16)]

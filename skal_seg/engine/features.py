@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -166,7 +167,7 @@ class FeatureCache:
             else:
                 arr = compute()
                 self.directory.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp.npy")
+                tmp = _private_tmp(path)
                 np.save(tmp, arr)
                 os.replace(tmp, path)
                 arr = np.load(path, mmap_mode="r")
@@ -217,7 +218,7 @@ class FeatureCache:
             _check_rows(row, shape, key)
         else:
             self.directory.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.npy")
+            tmp = _private_tmp(path)
             try:
                 with open(tmp, "wb") as f:
                     np.lib.format.write_array_header_1_0(
@@ -236,6 +237,16 @@ class FeatureCache:
             arr = np.load(path, mmap_mode="r")
         self._memory[key] = arr
         return arr
+
+
+def _private_tmp(path: Path) -> Path:
+    """A temporary name for ``path`` that no other writer uses.
+
+    Two runs sharing a cache folder may compute the same key at once: each
+    writes its own file and the last ``os.replace`` wins (the contents are
+    equal), where one shared name let a writer truncate or move another's file.
+    """
+    return path.with_name(f"{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp.npy")
 
 
 def _check_rows(rows: int, shape: tuple, key: str) -> None:
