@@ -6,6 +6,11 @@ UNet; the outputs of chosen decoder (``up_blocks``) stages are bilinearly
 upsampled to the output grid and concatenated into one L2-normalised vector
 per pixel. :meth:`DiffusionFeaturizer.noisy_views` recomputes the same
 features under fresh noise draws, which eDALD uses as stochastic views.
+
+Why one module (about 800 lines): the fixed-noise features, the noisy views,
+the padding, the input size and the chunked upsampling are one computation
+whose parts must agree bit for bit (the cache keys and the tests compare
+them); split, each part would need the others' private state.
 """
 
 from __future__ import annotations
