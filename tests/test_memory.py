@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from skal_seg._atomic import atomic_path
 from skal_seg._memory import mapped_file, read_rows, release, row_blocks
 from skal_seg.engine.features import FeatureCache
 
@@ -67,6 +68,20 @@ def test_two_writers_of_one_key_both_finish(tmp_path):
     np.testing.assert_array_equal(inner["X"], expected)
     np.testing.assert_array_equal(np.load(tmp_path / "m.npy"), expected)
     assert sorted(f.name for f in tmp_path.iterdir()) == ["m.npy"]  # no temporary file left
+
+
+def test_an_interrupted_atomic_write_leaves_the_old_file(tmp_path):
+    target = tmp_path / "state.json"
+    target.write_text("old")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            assert tmp.parent == tmp_path and tmp.name.startswith(".") and tmp.name.endswith(".tmp")
+            raise KeyboardInterrupt
+    assert target.read_text() == "old" and [f.name for f in tmp_path.iterdir()] == ["state.json"]
+    with atomic_path(target) as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new" and [f.name for f in tmp_path.iterdir()] == ["state.json"]
 
 
 @pytest.mark.parametrize("shape", [(8, 5), (6, 5), (7, 4)])

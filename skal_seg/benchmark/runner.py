@@ -25,13 +25,13 @@ picks depend on ``seed`` and ``r``, never on the number of rounds).
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
+from skal_seg._atomic import atomic_path
 from skal_seg.benchmark.simulate import GroundTruthAnnotator
 from skal_seg.data import CAMVID_CLASSES, IGNORE_INDEX, SegmentationSplit
 from skal_seg.engine.features import (
@@ -51,9 +51,8 @@ LOCAL_PICKS_FILE = "local_picks.npz"
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def run_experiment(

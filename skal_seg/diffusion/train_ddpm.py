@@ -60,7 +60,6 @@ import copy
 import csv
 import json
 import math
-import os
 import sys
 import time
 from contextlib import nullcontext
@@ -72,6 +71,7 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 from tqdm.auto import tqdm
 
+from skal_seg._atomic import atomic_path
 from skal_seg._threads import torch_threads
 from skal_seg.data import SegmentationSplit, _split_pairs, load_split
 from skal_seg.image_io import read_image
@@ -149,9 +149,8 @@ def pack_split(root: str | Path, split: str, size: int, out: str | Path) -> Path
         raise ValueError(f"the packed file must end in .npz, got {out}")
     data = load_split(root, split, size=(size, size))
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.npz")
-    np.savez_compressed(tmp, images=data.images, labels=data.labels, names=np.array(data.names), size=size)
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, images=data.images, labels=data.labels, names=np.array(data.names), size=size)
     return out
 
 
@@ -383,9 +382,8 @@ def denoising_loss(
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def export_model(unet: UNet2DModel, scheduler: DDPMScheduler, out_dir: str | Path, card: dict) -> None:

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -24,6 +23,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 
+from skal_seg._atomic import atomic_path
 from skal_seg.data import IGNORE_INDEX, SegmentationSplit
 from skal_seg.engine.settings import CANDIDATES, NEEDS_NOISY, ExperimentConfig
 from skal_seg.concat import ConcatFeaturizer, make_concat
@@ -167,9 +167,8 @@ class FeatureCache:
             else:
                 arr = compute()
                 self.directory.mkdir(parents=True, exist_ok=True)
-                tmp = _private_tmp(path)
-                np.save(tmp, arr)
-                os.replace(tmp, path)
+                with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                    np.save(f, arr)
                 arr = np.load(path, mmap_mode="r")
         else:
             arr = compute()
@@ -218,35 +217,20 @@ class FeatureCache:
             _check_rows(row, shape, key)
         else:
             self.directory.mkdir(parents=True, exist_ok=True)
-            tmp = _private_tmp(path)
-            try:
-                with open(tmp, "wb") as f:
-                    np.lib.format.write_array_header_1_0(
-                        f, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)})
-                    row = 0
-                    for block in blocks():
-                        block = np.ascontiguousarray(block, dtype=dtype)
-                        if block.ndim != 2 or block.shape[1] != shape[1] or row + len(block) > shape[0]:
-                            _check_rows(-1, shape, key)
-                        f.write(block.data)
-                        row += len(block)
-                    _check_rows(row, shape, key)
-                os.replace(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                np.lib.format.write_array_header_1_0(
+                    f, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)})
+                row = 0
+                for block in blocks():
+                    block = np.ascontiguousarray(block, dtype=dtype)
+                    if block.ndim != 2 or block.shape[1] != shape[1] or row + len(block) > shape[0]:
+                        _check_rows(-1, shape, key)
+                    f.write(block.data)
+                    row += len(block)
+                _check_rows(row, shape, key)
             arr = np.load(path, mmap_mode="r")
         self._memory[key] = arr
         return arr
-
-
-def _private_tmp(path: Path) -> Path:
-    """A temporary name for ``path`` that no other writer uses.
-
-    Two runs sharing a cache folder may compute the same key at once: each
-    writes its own file and the last ``os.replace`` wins (the contents are
-    equal), where one shared name let a writer truncate or move another's file.
-    """
-    return path.with_name(f"{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp.npy")
 
 
 def _check_rows(rows: int, shape: tuple, key: str) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from skal_seg._atomic import atomic_path
 from skal_seg._memory import read_rows, release
 
 #: A persisted store holds chunks ``chunk-ID.npy`` (K, m, D) beside their pool rows ``chunk-ID.rows.npy``; the
@@ -138,10 +139,8 @@ class CachedNoisyViews:
             return
         stem = _CHUNK.format(os.getpid(), time.time_ns())
         for suffix, array in ((".npy", values), (".rows.npy", rows)):  # values first: the rows file commits the chunk
-            tmp = folder / f".{stem}{suffix}.tmp"  # not matched by the chunk pattern while written
-            with open(tmp, "wb") as f:
+            with atomic_path(folder / f"{stem}{suffix}") as tmp, open(tmp, "wb") as f:
                 np.save(f, array)
-            os.replace(tmp, folder / f"{stem}{suffix}")
         self._add(rows, np.load(folder / f"{stem}.npy", mmap_mode="r"))
 
     def also_keep(self, rows) -> None:

@@ -7,7 +7,6 @@ labeling project (:mod:`skal_seg.labeling`, where a person does).
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 from modAL.uncertainty import classifier_entropy, classifier_margin
 from modAL.utils.selection import multi_argmax, multi_argmin
 
+from skal_seg._atomic import atomic_path
 from skal_seg._memory import read_rows, release, row_blocks
 from sklearn.base import clone
 from sklearn.ensemble import RandomForestClassifier
@@ -251,10 +251,8 @@ def save_local_picks(query: TwoStageQuery, path: Path) -> None:
     path : Path
     """
     memo = query.local_picks_memo()
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **memo)
-    os.replace(tmp, path)
 
 
 def load_local_picks(query: TwoStageQuery, path: Path) -> None:
