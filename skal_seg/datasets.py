@@ -71,7 +71,8 @@ from skal_seg.image_io import read_image, read_label_values, read_roi
 from skal_seg.label_map import LabelMap, LabelSurvey
 from skal_seg.layouts import LAYOUTS, scene_ids
 
-__all__ = ["DATASET_FILE", "Dataset", "DatasetSpec", "dataset_files", "dataset_spec", "load_dataset", "load_files"]
+__all__ = ["DATASET_FILE", "Dataset", "DatasetSpec", "dataset_files", "dataset_spec", "load_dataset",
+           "load_evaluation_split", "load_files"]
 
 #: Optional file in a dataset folder holding :func:`dataset_spec` options (JSON object).
 DATASET_FILE = "dataset.json"
@@ -534,3 +535,76 @@ def load_dataset(root: str | Path, spec: DatasetSpec | None = None, *, size: int
     return Dataset(_with_images(pool_files, pool_labels, pool_rois, size),
                    _with_images(test_files, test_labels, test_rois, size), spec.label_map,
                    (pool_survey, test_survey), (*pool_warnings, *test_warnings), spec)
+
+
+def load_evaluation_split(root: str | Path, classes: Sequence[str], *, size: int | tuple[int, int] | None = 128,
+                          images: str | None = None, labels: str | None = None, roi: str | None = None,
+                          label_map: str | dict | LabelMap | None = None,
+                          ignore: Sequence[int | str] | None = None) -> SegmentationSplit:
+    """A labeled split to score a classifier of known classes on, its labels as ids of ``classes``.
+
+    Without patterns ``root`` is itself a folder of ``NAME.EXT`` beside
+    ``NAME_label.png`` (values = class ids of ``classes``, 255 = no label,
+    however many pixels hold it);
+    with ``images`` and ``labels`` (and ``roi``) the files are matched by
+    ``{id}`` relative to ``root``, as the pool's are (:func:`match_files`).
+
+    Parameters
+    ----------
+    root : path-like
+    classes : sequence of str
+        The classifier's classes, class id = position.
+    size : int, (int, int) or None, default=128
+        Working size (see :func:`skal_seg.image_io.working_size`).
+    images, labels, roi : str, optional
+        Patterns (``labels`` goes with ``images``).
+    label_map : str, dict or LabelMap, optional
+        What the stored label values are (``"0:background,255:vessel"``);
+        it may name a subset of ``classes``, by name, in any order.
+        Default: value ``i`` is ``classes[i]``.
+    ignore : sequence of int or str, optional
+        Stored values that mean "no label" (default: 255 unless mapped).
+
+    Returns
+    -------
+    SegmentationSplit
+        ``labels`` are ids of ``classes`` (or :data:`~skal_seg.data.IGNORE_INDEX`,
+        also outside the regions of interest).
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        Missing or unpaired files, a pattern without its partner, a label
+        map naming a class not in ``classes``, or label values the map
+        cannot read (:meth:`~skal_seg.label_map.LabelSurvey.check`).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"evaluation folder not found: {root}")
+    if (images is None) != (labels is None):
+        raise ValueError("the evaluation images and labels patterns go together (each image is paired with its "
+                         f"label by {ID_PLACEHOLDER})")
+    if roi is not None and images is None:
+        raise ValueError("an evaluation region-of-interest pattern needs the images and labels patterns too")
+    classes = tuple(classes)
+    if label_map is None:  # the package's own convention, where 255 means "no label" without being told
+        the_map = LabelMap.identity(classes, source="the classes").with_ignore(
+            [IGNORE_INDEX] if ignore is None else ignore)
+    else:
+        the_map = label_map if isinstance(label_map, LabelMap) else LabelMap.from_mapping(label_map, ignore,
+                                                                                          source="--label-map")
+        if ignore is not None:
+            the_map = the_map.with_ignore(ignore, source="--ignore")
+    unknown = [c for c in the_map.classes if c not in classes]
+    if unknown:
+        raise ValueError(f"{the_map.source} names {', '.join(map(repr, unknown))}, not among the classes "
+                         f"{', '.join(classes)}")
+    if images is None:
+        files = folder_files(root.parent, root.name)
+    else:
+        files = match_files(root, SplitFiles(images, labels, roi), "evaluation",
+                            ("--eval-images", "--eval-labels", "--eval-roi"))
+    split, _, _ = load_files(files, the_map, size, "evaluation", root)
+    ids = np.full(256, IGNORE_INDEX, dtype=np.uint8)  # the map's class ids -> the classifier's
+    ids[: the_map.n_classes] = [classes.index(c) for c in the_map.classes]
+    return SegmentationSplit(split.images, ids[split.labels], split.names, split.roi)

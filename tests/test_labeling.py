@@ -512,6 +512,58 @@ def test_command_line_session(images, base, tmp_path, capsys):
         cli_main(["import", str(folder), str(tmp_path / "b.csv")])
 
 
+def test_status_scores_images_read_with_patterns_a_label_map_and_regions_of_interest(project, images, tmp_path,
+                                                                                      capsys):
+    """--eval with patterns reads any layout; the label map's names (any order) become the project's class ids."""
+    answer_all(project, images[1])
+    folder = str(project.folder)
+    src = sample_dataset_dir() / "test"
+    assert cli_main(["status", folder, "--eval", str(src), "--json"]) == 0
+    plain = json.loads(capsys.readouterr().out)["evaluation"]
+    assert 0 < plain["miou"] < 1
+    # the same truth stored as other values, in another layout, its map listing the classes backwards
+    data = tmp_path / "elsewhere"
+    (data / "photos").mkdir(parents=True)
+    (data / "truth").mkdir()
+    (data / "fov").mkdir()
+    (data / "cut").mkdir()
+    names = sorted(p.name[: -len("_label.png")] for p in src.glob("*_label.png"))
+    for name in names:
+        shutil.copy(src / f"{name}.png", data / "photos" / f"{name}.png")
+        label = np.asarray(Image.open(src / f"{name}_label.png"))
+        stored = np.where(label == IGNORE_INDEX, 7, label.astype(np.int64) * 20 + 3).astype(np.uint8)
+        Image.fromarray(stored).save(data / "truth" / f"{name}_gt.png")
+        inside = np.zeros(label.shape, dtype=np.uint8)
+        inside[:, : label.shape[1] // 2] = 1
+        Image.fromarray(inside * 255).save(data / "fov" / f"{name}_mask.png")
+        Image.fromarray(np.where(inside == 1, label, IGNORE_INDEX).astype(np.uint8)).save(
+            data / "cut" / f"{name}_label.png")
+        shutil.copy(src / f"{name}.png", data / "cut" / f"{name}.png")
+    label_map = ",".join(f"{i * 20 + 3}:{c}" for i, c in reversed(list(enumerate(CAMVID_CLASSES))))
+    patterns = ["--eval", str(data), "--eval-images", "photos/{id}.png", "--eval-labels", "truth/{id}_gt.png",
+                "--label-map", label_map, "--ignore", "7"]
+    assert cli_main(["status", folder, *patterns, "--json"]) == 0
+    mapped = json.loads(capsys.readouterr().out)["evaluation"]
+    assert mapped["miou"] == pytest.approx(plain["miou"]) and mapped["iou"] == plain["iou"]
+    # a region of interest scores only the pixels inside: the same as labels ignored outside
+    assert cli_main(["status", folder, *patterns, "--eval-roi", "fov/{id}_mask.png", "--json"]) == 0
+    inside_only = json.loads(capsys.readouterr().out)["evaluation"]
+    assert cli_main(["status", folder, "--eval", str(data / "cut"), "--json"]) == 0
+    assert inside_only == {**json.loads(capsys.readouterr().out)["evaluation"], "folder": str(data)}
+    assert inside_only["miou"] != pytest.approx(plain["miou"])
+    assert cli_main(["status", folder, *patterns]) == 0
+    assert f"mIoU on {data} (at the working size): {mapped['miou']:.4f}" in capsys.readouterr().out
+    # bad input fails, naming what is wrong
+    with pytest.raises(SystemExit, match="'tarmac', not among the classes"):
+        cli_main(["status", folder, *patterns[:-4], "--label-map", "3:tarmac,23:sky", "--ignore", "7"])
+    with pytest.raises(SystemExit, match="value 7"):  # 7 is neither mapped nor ignored
+        cli_main(["status", folder, *patterns[:-2]])
+    with pytest.raises(SystemExit, match="--eval-images, --label-map describe the evaluation images"):
+        cli_main(["status", folder, "--eval-images", "photos/{id}.png", "--label-map", label_map])
+    with pytest.raises(SystemExit, match="go together"):
+        cli_main(["status", folder, "--eval", str(data), "--eval-images", "photos/{id}.png"])
+
+
 def test_server_refuses_requests_without_the_token_and_saves_answers(project):
     server = LabelingServer(project).start()
     try:

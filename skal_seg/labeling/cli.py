@@ -100,8 +100,21 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p = add_parser("status", help="rounds, answers per class, pending queries")
     p.add_argument("project", help=project_help)
     p.add_argument("--json", action="store_true", help="print the status as JSON")
-    p.add_argument("--eval", default=None,
-                   help="a labeled split folder (NAME.png + NAME_label.png, project class ids): report mIoU")
+    p.add_argument("--eval", default=None, metavar="DIR",
+                   help="report mIoU on labeled images: a folder of NAME.png + NAME_label.png (project class ids), "
+                        "or the folder the --eval-* patterns are relative to")
+    p.add_argument("--eval-images", default=None, metavar="PATTERN",
+                   help="the evaluation images, {id} standing for the part of the name shared with the label: "
+                        "'test/images/{id}_test.tif'")
+    p.add_argument("--eval-labels", default=None, metavar="PATTERN",
+                   help="their label maps, same {id}: 'test/1st_manual/{id}_manual1.gif'")
+    p.add_argument("--eval-roi", default=None, metavar="PATTERN",
+                   help="their regions of interest, same {id} (0 = outside, never scored)")
+    p.add_argument("--label-map", default=None, metavar="VALUE:NAME,...",
+                   help="what the evaluation labels' values are, naming project classes: '0:background,255:vessel' "
+                        "(default: value i is project class i)")
+    p.add_argument("--ignore", nargs="*", default=None, metavar="VALUE",
+                   help="evaluation label values that mean 'no label' (default 255 unless the label map names it)")
     p.set_defaults(handler="skal_seg.labeling.commands:status")
 
     p = add_parser("predict", help="full-resolution masks (PNG) and overlays with the current classifier")

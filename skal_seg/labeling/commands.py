@@ -109,12 +109,27 @@ def export(args: argparse.Namespace) -> int:
     return 0
 
 
+_EVAL_OPTIONS = {"images": "--eval-images", "labels": "--eval-labels", "roi": "--eval-roi",
+                 "label_map": "--label-map", "ignore": "--ignore"}
+
+
 def status(args: argparse.Namespace) -> int:
     """``skal-seg status``."""
+    files = dict(images=args.eval_images, labels=args.eval_labels, roi=args.eval_roi, label_map=args.label_map,
+                 ignore=args.ignore)
+    if args.eval is None and any(v is not None for v in files.values()):
+        given = [_EVAL_OPTIONS[k] for k, v in files.items() if v is not None]
+        raise fail(f"{', '.join(given)} describe the evaluation images: give their folder with --eval DIR")
     project = _open(args)
     s = project.status()
+    quality = None
+    if args.eval is not None:
+        try:
+            quality = project.evaluate(args.eval, **files)
+        except (FileNotFoundError, ValueError) as err:
+            raise fail(err) from None
     if args.json:
-        print(json.dumps(s, indent=1))
+        print(json.dumps(s if quality is None else {**s, "evaluation": {"folder": args.eval, **quality}}, indent=1))
         return 0
     print(f"{args.project}: {s['images']} images, {len(s['rounds'])} rounds, {s['queries']} queries, "
           f"{s['answers']} answers ({s['extra']} extra), {s['pending']} pending")
@@ -124,11 +139,7 @@ def status(args: argparse.Namespace) -> int:
     print("answers per class: " + ", ".join(f"{k} {v}" for k, v in s["per_class"].items()))
     print(f"feature cache: {s['cache_bytes'] / 1e6:.1f} MB in {args.project}/cache (recomputable; deleting it "
           f"costs the next query its features)")
-    if args.eval is not None:
-        try:
-            quality = project.evaluate(args.eval)
-        except (FileNotFoundError, ValueError) as err:
-            raise fail(err) from None
+    if quality is not None:
         print(f"mIoU on {args.eval} (at the working size): {quality['miou']:.4f}")
     return 0
 

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 from PIL import Image
 
-from skal_seg.data import IGNORE_INDEX, SegmentationSplit, load_split
+from skal_seg.data import IGNORE_INDEX, SegmentationSplit
+from skal_seg.datasets import load_evaluation_split
 from skal_seg.engine.settings import STRATEGIES, ExperimentConfig
 from skal_seg.image_io import read_image, read_roi
 from skal_seg.labeling import formats
@@ -690,14 +691,20 @@ class LabelingProject:
         X, y, _ = self._training_set(pool)
         return pool.classifier(X, y, self.store.scalar("SELECT COUNT(*) FROM rounds"))
 
-    def evaluate(self, split_dir: str | Path) -> dict:
+    def evaluate(self, split_dir: str | Path, *, images: str | None = None, labels: str | None = None,
+                 roi: str | None = None, label_map=None, ignore: Sequence[int | str] | None = None) -> dict:
         """Quality of the classifier trained on every answer, on a labeled split (at the working size).
 
         Parameters
         ----------
         split_dir : path
-            A folder of ``NAME.png`` + ``NAME_label.png`` pairs whose label
-            values are the project's class ids (255 = ignore).
+            A folder of ``NAME.EXT`` + ``NAME_label.png`` pairs whose label
+            values are the project's class ids (255 = ignore); or, with
+            patterns, the folder they are relative to.
+        images, labels, roi, label_map, ignore : optional
+            Patterns relative to ``split_dir``, what the stored label values
+            are (naming the project's classes) and which mean "no label":
+            see :func:`~skal_seg.datasets.load_evaluation_split`.
 
         Returns
         -------
@@ -707,18 +714,16 @@ class LabelingProject:
         Raises
         ------
         ValueError
-            No answer with a class yet, or a bad split folder (see
-            :func:`~skal_seg.data.load_split`).
+            No answer with a class yet, or a bad split (see
+            :func:`~skal_seg.datasets.load_evaluation_split`).
         """
         clf = self.model()
         if clf is None:
             raise ValueError("no answer with a class yet: nothing to evaluate")
-        split_dir = Path(split_dir)
-        n_classes = len(self.classes())
-        split = load_split(split_dir.parent, split_dir.name, size=(self.settings["working_size"],) * 2,
-                           n_classes=n_classes)
-        pool = self._pool()
-        cm = pool.evaluate(clf, split, n_classes)
+        classes = [c["name"] for c in self.classes()]
+        split = load_evaluation_split(split_dir, classes, size=(self.settings["working_size"],) * 2, images=images,
+                                      labels=labels, roi=roi, label_map=label_map, ignore=ignore)
+        cm = self._pool().evaluate(clf, split, len(classes))
         return {"miou": mean_iou(cm), "iou": [None if np.isnan(v) else float(v) for v in iou_per_class(cm)]}
 
     def predict(self, images: str | Path | None, out: str | Path, exclude: Sequence[str] = (),
