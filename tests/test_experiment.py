@@ -254,6 +254,56 @@ def test_full_supervision_reference(data, featurizer, tmp_path):
     assert not (tmp_path / "void.json").exists()
 
 
+def test_noisy_rows_all_forwards_each_image_once_and_picks_what_stage2_picks(data, featurizer, tmp_path,
+                                                                             monkeypatch):
+    pool, test = data
+    forwarded = []  # images in each noisy forward
+    real_run = DiffusionFeaturizer._run
+
+    def counting(self, imgs, jobs, noises, out, desc):
+        if len(noises) > 1:
+            forwarded.append(len(imgs))
+        return real_run(self, imgs, jobs, noises, out, desc)
+
+    monkeypatch.setattr(DiffusionFeaturizer, "_run", counting)
+    runs = {}
+    for mode in ("stage2", "all"):
+        forwarded.clear()
+        records = run_experiment(config(rounds=4, noisy_rows=mode), pool, test, tmp_path / mode,
+                                 featurizer=featurizer, progress=False)
+        state = json.loads((tmp_path / mode / "state.json").read_text())
+        runs[mode] = ([r["miou"] for r in records], state["labeled"], sum(forwarded))
+    assert runs["all"][:2] == runs["stage2"][:2]  # the same picks and scores
+    assert runs["all"][2] == len(pool) < runs["stage2"][2]  # stage2 forwards the labeled images again
+    with pytest.raises(ValueError, match="unknown noisy_rows 'some'"):
+        config(noisy_rows="some").validate()
+    # a resume may change it (speed and storage only)
+    run_experiment(config(rounds=5, noisy_rows="all"), pool, test, tmp_path / "stage2", featurizer=featurizer,
+                   progress=False, resume=True)
+
+
+def test_a_resumed_full_supervision_reuses_only_a_result_of_the_same_data_and_settings(data, featurizer, tmp_path,
+                                                                                        monkeypatch):
+    pool, test = data
+    trained = []
+    real_train = runner.train_classifier
+    monkeypatch.setattr(runner, "train_classifier", lambda *a, **kw: trained.append(1) or real_train(*a, **kw))
+    out, kw = tmp_path / "fs.json", dict(featurizer=featurizer, progress=False, log=lambda line: None)
+    first = run_full_supervision(config(), pool, test, out, **kw)
+    assert len(trained) == 1 and json.loads(out.read_text()) == first
+    # another strategy's settings (the ceiling does not depend on them): the saved result, nothing trained
+    again = run_full_supervision(config(strategy="maxherding", local_budget=3, rounds=7), pool, test, out,
+                                 resume=True, **kw)
+    assert again == first and len(trained) == 1
+    # what the ceiling depends on: computed again
+    for changed in (dict(config=config(seed=1)), dict(config=config(candidates_per_image=30)),
+                    dict(test=test.subset([0])), dict(resume=False)):
+        run_full_supervision(changed.get("config", config()), pool, changed.get("test", test), out,
+                             resume=changed.get("resume", True), **kw)
+        run_full_supervision(config(), pool, test, out, resume=True, **kw)  # and back: computed again too
+    assert len(trained) == 1 + 2 * 4 - 1  # the last "back" after resume=False found its own result
+
+
 @pytest.mark.parametrize("kw, match", [
     ({"strategy": "coreset"}, "unknown strategy"),
     ({"budget_per_image": 100.0}, "exceed"),

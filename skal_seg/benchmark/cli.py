@@ -14,7 +14,7 @@ from pathlib import Path
 from skal_seg._cli import HelpFormatter, positive_int, positive_or
 from skal_seg.data import CLASSES_FILE, check_class_names, read_class_names
 from skal_seg.distributed import add_ray_arguments
-from skal_seg.engine.settings import CANDIDATES, HEADS, STRATEGIES, ExperimentConfig
+from skal_seg.engine.settings import CANDIDATES, HEADS, NOISY_ROWS, STRATEGIES, ExperimentConfig
 from skal_seg.layouts import LAYOUTS
 
 #: Name of the default feature cache inside a results folder.
@@ -157,6 +157,10 @@ def _add_run(sub) -> None:
     g.add_argument("--herding-memory-mb", type=positive_or("auto"), default=d.herding_memory_mb, metavar="auto|MB",
                    help="memory for a herding selection's kernel: 'auto' (half of what is available) or MB; a "
                         "kernel that does not fit is recomputed while picking, much slower (speed only)")
+    g.add_argument("--noisy-rows", choices=NOISY_ROWS, default=d.noisy_rows,
+                   help="noisy draws of a forwarded image kept (two_stage): 'stage2' only the rows stage 2 may read "
+                        "(small cache, but an image that got a label is forwarded again in later rounds), 'all' "
+                        "every candidate's (n-draws x the pool's cache, no image forwarded twice); same picks")
     # No argparse choices: the names live with the samplers (skal_seg.uncertainty.MI_OPTIONS), which this parser
     # must not import; the run checks the value before any work and lists them.
     g.add_argument("--mi", default=d.mi, metavar="paper|paper_code",

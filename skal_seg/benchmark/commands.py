@@ -88,7 +88,8 @@ def _config(args: argparse.Namespace, strategy: str, seed: int) -> ExperimentCon
         candidates_per_image=args.candidates_per_image, budget_per_image=args.budget_per_image,
         budget_per_round=args.budget, local_budget=args.local_budget, keep_global=args.keep_global,
         n_draws=args.n_draws, entropy_weight=args.entropy_weight, eval_stride=args.eval_stride,
-        bandwidth=args.bandwidth, herding_memory_mb=args.herding_memory_mb, candidates=args.candidates, mi=args.mi,
+        bandwidth=args.bandwidth, herding_memory_mb=args.herding_memory_mb, noisy_rows=args.noisy_rows,
+        candidates=args.candidates, mi=args.mi,
         uherding_temperature=args.uherding_temperature, uherding_bandwidth=args.uherding_bandwidth,
         features=features, head=args.classifier,
         featurizer={"model": model, "timesteps": args.timesteps,
@@ -173,6 +174,11 @@ def _plan(args, strategies, config, pool, evaluation, data: Dataset, featurizer,
     # UNet samples = images x timesteps, for each time features are computed (see docs/reference/cli.md).
     n_t = len(featurizer.timesteps_)
     n_noisy_runs = sum(s in NEEDS_NOISY for s in strategies) * len(args.seeds)
+    # noisy_rows "stage2": an image whose local picks changed (it got a label) is forwarded again, with its UNet
+    # batch, in each later round of a stage-2 run (bald and edald keep every row)
+    stage2_runs = sum(s in NEEDS_NOISY and s not in ("bald", "edald") for s in strategies) * len(args.seeds)
+    again = 0 if args.noisy_rows == "all" else (
+        stage2_runs * max(0, args.rounds - 2) * min(len(pool), budget * featurizer.batch_size_))
     extra = len(args.seeds) if args.full_supervision else 0
     pool_passes = 1  # one feature cache serves every run of the invocation
     noisy_passes = min(1, n_noisy_runs) if cache is not None else n_noisy_runs
@@ -183,11 +189,12 @@ def _plan(args, strategies, config, pool, evaluation, data: Dataset, featurizer,
     else:  # --cache none and too large for memory: computed again every round
         eval_passes = n_runs * args.rounds + extra
     samples = n_t * (len(pool) * pool_passes + len(evaluation) * eval_passes
-                     + args.n_draws * len(pool) * noisy_passes)
+                     + args.n_draws * (len(pool) * noisy_passes + again))
     per_sample = seconds_per_unet_sample(featurizer, pool.images[0])
     lines.append(
         f"features: at most {samples:,} UNet samples ({n_t} timesteps x: pool {len(pool)} x {pool_passes}, "
-        f"{args.eval_split} {len(evaluation)} x {eval_passes}, noisy {args.n_draws} x {len(pool)} x {noisy_passes}) "
+        f"{args.eval_split} {len(evaluation)} x {eval_passes}, noisy {args.n_draws} x ({len(pool)} x {noisy_passes}"
+        + (f" + {again:,} forwarded again, --noisy-rows all spares them" if again else "") + ")) "
         f"x {per_sample:.3f} s (timed here on one forward) = about {_duration(samples * per_sample)}; "
         + (f"cached in {cache} (less time for features already there)" if cache is not None
            else "no cache (--cache none)"))
@@ -321,7 +328,7 @@ def run(args: argparse.Namespace) -> int:
             current = None
             if args.full_supervision:
                 res = run_full_supervision(config, pool, evaluation, out / "full_supervision" / f"seed{seed}.json",
-                                           **common)
+                                           label_map=data.label_map, resume=args.resume, **common)
                 print(f"== full supervision, seed {seed}: mIoU {res['miou']:.4f} on {res['taught_pixels']} pixels")
     except (ValueError, ImportError) as err:
         raise fail(err) from None

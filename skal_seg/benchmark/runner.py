@@ -354,6 +354,12 @@ def _csv_cell(text: str) -> str:
     return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text
 
 
+#: Settings that change what a run queries but not the full-supervision ceiling (trained on every candidate).
+QUERY_ONLY_SETTINGS = ("rounds", "herding_memory_mb", "noisy_rows", "strategy", "budget_per_image", "budget_per_round",
+                       "local_budget", "keep_global", "n_draws", "entropy_weight", "mi", "uherding_temperature",
+                       "uherding_bandwidth", "bandwidth")
+
+
 def run_full_supervision(
     config: ExperimentConfig,
     pool: SegmentationSplit,
@@ -368,6 +374,9 @@ def run_full_supervision(
     feature_cache: FeatureCache | None = None,
     progress: bool = True,
     executor=None,
+    label_map: LabelMap | None = None,
+    resume: bool = False,
+    log: Callable[[str], None] = print,
 ) -> dict:
     """The ceiling: the same classifier trained on every candidate pixel of the pool.
 
@@ -378,13 +387,17 @@ def run_full_supervision(
     pool, test : SegmentationSplit
     out_json : path
         Where the result is written (atomically).
-    featurizer, head, cache_dir, n_classes, cache_evaluation, feature_cache, progress, executor
+    featurizer, head, cache_dir, n_classes, cache_evaluation, feature_cache, progress, executor, label_map, log
         As in :func:`run_experiment`.
+    resume : bool, default=False
+        Return the result ``out_json`` already holds when it was computed
+        on the same data with the same settings (the query-only ones,
+        :data:`QUERY_ONLY_SETTINGS`, aside) instead of computing it again.
 
     Returns
     -------
     dict
-        ``{"miou", "iou", "taught_pixels", "seconds", "seed", "settings"}``.
+        ``{"miou", "iou", "taught_pixels", "seconds", "seed", "settings", "data"}``.
 
     Raises
     ------
@@ -392,6 +405,14 @@ def run_full_supervision(
         Bad config, or no candidate pixel carries a class.
     """
     config.validate()
+    out_json = Path(out_json)
+    data_id = run_data_id(pool, test, label_map)
+    if resume and out_json.is_file():
+        saved = json.loads(out_json.read_text())
+        if saved.get("data") == data_id and "settings" in saved and not settings_differences(
+                saved["settings"], config.to_dict(), exempt=QUERY_ONLY_SETTINGS):
+            log(f"{out_json}: computed before with the same data and settings; not computed again")
+            return saved
     featurizer = fitted_featurizer(config, featurizer, progress, executor, images=pool.images)
     cache = FeatureCache(cache_dir, persist_optional=cache_evaluation) if feature_cache is None else feature_cache
     feats = pool_features(featurizer, pool, config.candidates_per_image, config.feature_seed, cache, config.candidates)
@@ -409,9 +430,8 @@ def run_full_supervision(
     result = {
         "miou": mean_iou(cm), "iou": [None if np.isnan(v) else float(v) for v in iou],
         "taught_pixels": int(np.sum(y != IGNORE_INDEX)), "seconds": time.perf_counter() - t,
-        "seed": config.seed, "settings": config.to_dict(),
+        "seed": config.seed, "settings": config.to_dict(), "data": data_id,
     }
-    out_json = Path(out_json)
     out_json.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(out_json, json.dumps(result, indent=1))
     return result

@@ -543,7 +543,8 @@ def noisy_cache_key(config: ExperimentConfig, featurizer, pool: SegmentationSpli
 def noisy_rows_bound(config: ExperimentConfig, candidate_counts: Sequence[int]) -> int:
     """Most pool rows whose noisy draws a run keeps (:class:`~skal_seg.engine.noisy.CachedNoisyViews`).
 
-    ``bald`` and ``edald`` score every candidate. The stage-2 strategies read
+    ``bald`` and ``edald`` score every candidate, and ``noisy_rows="all"``
+    keeps every candidate row of a forwarded image. The stage-2 strategies read
     the local picks: ``min(local_budget, candidates)`` per image in round 1,
     and each labeled pixel can change one image's local picks for later
     rounds (at most ``local_budget`` new rows), so at most ``(rounds - 2) x
@@ -562,7 +563,7 @@ def noisy_rows_bound(config: ExperimentConfig, candidate_counts: Sequence[int]) 
     """
     counts = np.asarray(candidate_counts, dtype=np.int64)
     n_rows = int(counts.sum())
-    if config.strategy in ("bald", "edald"):
+    if config.strategy in ("bald", "edald") or config.noisy_rows == "all":
         return n_rows
     first = int(np.minimum(counts, config.local_budget).sum()) + int(np.count_nonzero(counts))
     later = max(0, config.rounds - 2) * config.budget(len(counts)) * config.local_budget

@@ -197,6 +197,8 @@ def query_pixels(config, query, classifier, X, y, groups, labeled, budget, noisy
     s = config.strategy
     t = time.perf_counter()
     noisy_before = noisy.seconds if noisy is not None else 0.0
+    if noisy is not None and config.noisy_rows == "all":  # every row of a forwarded image: none forwarded twice
+        noisy.also_keep(np.arange(len(X)))
     X_lab = read_rows(X, labeled, np.float32) if len(labeled) else None
     random_pick = s == "random" or (classifier is None and s not in HERDING)
     if s in HERDING and (classifier is None or s == "maxherding"):

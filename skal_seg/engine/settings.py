@@ -53,6 +53,8 @@ CANDIDATES = ("valid", "all")
 FEATURES = ("diffusion", "filters", "diffusion+filters")
 #: The segmentation head (:func:`~skal_seg.engine.rounds.make_head`).
 HEADS = ("mlp", "forest")
+#: Which noisy-draw rows a run keeps when it forwards an image (see ExperimentConfig.noisy_rows).
+NOISY_ROWS = ("stage2", "all")
 
 
 @dataclass
@@ -118,6 +120,15 @@ class ExperimentConfig:
         not fit is recomputed while picking, which is much slower (a global
         stage of 33,000 rows at ``local_budget=100`` took over 30 minutes a
         round under 2048 MB). Speed only: a resumed run may change it.
+    noisy_rows : {"stage2", "all"}
+        Which rows of an image's noisy draws are kept when its noisy
+        forwards run (bald, edald and the stage-2 strategies): ``"stage2"``
+        the rows stage 2 reads or may read next (the image's local picks),
+        so the storage stays near ``K x local picks`` rows, but an image
+        whose local picks change (it received a label) is forwarded again
+        later; ``"all"`` every candidate row, ``K`` times the pool
+        features' storage, and no image is forwarded twice. Speed and
+        storage only: the values, and so the picks, are the same.
     features : {"diffusion", "filters", "diffusion+filters"}
         The per-pixel features: the diffusion model's (``featurizer``), the
         filter bank's (``filter_bank``), or both side by side. The filter
@@ -155,6 +166,7 @@ class ExperimentConfig:
     eval_stride: int = 1
     bandwidth: Any = "auto"
     herding_memory_mb: Any = "auto"
+    noisy_rows: str = "stage2"
     features: str = "diffusion"
     featurizer: dict = field(default_factory=lambda: {"model": "embedded", "timesteps": [50, 150, 250]})
     filter_bank: dict = field(default_factory=dict)
@@ -171,7 +183,7 @@ class ExperimentConfig:
             (rounds, candidates, local budget, draws, eval stride) below 1,
             a non-positive budget (per image or per round), ``keep_global`` outside (0, 1], a negative
             ``entropy_weight`` or a ``bandwidth`` other than "auto" or a
-            positive number, unknown ``candidates`` or ``mi``, a bad
+            positive number, unknown ``candidates``, ``noisy_rows`` or ``mi``, a bad
             Uncertainty Herding temperature or bandwidth, unknown ``features``
             or ``head``, or the filter bank alone with a strategy that needs
             noisy draws.
@@ -198,6 +210,8 @@ class ExperimentConfig:
         check_positive_or_word(self.herding_memory_mb, "herding_memory_mb")
         if self.candidates not in CANDIDATES:
             raise ValueError(f"unknown candidates {self.candidates!r}; choose from {CANDIDATES}")
+        if self.noisy_rows not in NOISY_ROWS:
+            raise ValueError(f"unknown noisy_rows {self.noisy_rows!r}; choose from {NOISY_ROWS}")
         if self.features not in FEATURES:
             raise ValueError(f"unknown features {self.features!r}; choose from {FEATURES}")
         if self.features == "filters" and self.strategy in NEEDS_NOISY:
@@ -418,7 +432,8 @@ def class_names_for(n_classes: int, class_names: Sequence[str] | None = None) ->
 _SETTINGS_BEFORE_THEY_EXISTED = {"candidates": "all"}
 
 
-def settings_differences(saved: dict, new: dict, exempt: Sequence[str] = ("rounds", "herding_memory_mb")) -> list[str]:
+def settings_differences(saved: dict, new: dict,
+                         exempt: Sequence[str] = ("rounds", "herding_memory_mb", "noisy_rows")) -> list[str]:
     """The settings in which two ``ExperimentConfig.to_dict()`` differ, as readable lines.
 
     Parameters
@@ -426,8 +441,9 @@ def settings_differences(saved: dict, new: dict, exempt: Sequence[str] = ("round
     saved, new : dict
         Settings of the saved run and of this one (nested dicts are compared
         key by key, e.g. ``featurizer.timesteps``).
-    exempt : sequence of str, default=("rounds", "herding_memory_mb")
-        Settings a resumed run may change.
+    exempt : sequence of str, default=("rounds", "herding_memory_mb", "noisy_rows")
+        Settings a resumed run may change (the last two change speed and
+        storage only).
 
     Returns
     -------
