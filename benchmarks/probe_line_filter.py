@@ -1,0 +1,106 @@
+"""Experiment: does a multi-scale line detector add to the filter bank on DRIVE? (issue 26, not a feature yet)
+
+A line detector in the manner of Ricci and Perfetti's for retinal vessels: on
+the inverted green channel, for each length ``L`` the largest mean along a
+line of ``L`` pixels through the pixel (12 orientations) minus the mean of
+the ``L x L`` window around it; one column per length, appended to the
+default :class:`~skal_seg.filter_bank.FilterBankFeaturizer` rows. The probe
+is ``benchmarks/probe_filter_bank.py``'s (random labeled pixels inside the
+field of view, a 100-tree random forest per seed, every field-of-view pixel
+of the evaluation images scored at native resolution)::
+
+    OMP_NUM_THREADS=1 python benchmarks/probe_line_filter.py val '[[], [5, 9, 13, 17]]'
+    OMP_NUM_THREADS=1 python benchmarks/probe_line_filter.py test '[[5, 9, 13, 17]]'
+
+The second argument is a JSON list of length lists (``[]``: the filter bank
+alone). Prints one JSON line per (lengths, labeled pixels): mean mIoU over
+seeds 0, 1, 2, its standard deviation and the mean vessel IoU.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import numpy as np
+from scipy import ndimage
+from sklearn.ensemble import RandomForestClassifier
+
+import probe_filter_bank as pfb
+from skal_seg import FilterBankFeaturizer
+from skal_seg.metrics import confusion_matrix, iou_per_class, mean_iou
+
+DRIVE = pfb.REPO / ".." / "shared" / "data" / "drive"
+
+
+def line_offsets(length: int, theta: float) -> list[tuple[int, int]]:
+    """(dy, dx) of the pixels of a ``length``-pixel line through (0, 0) at angle ``theta``."""
+    r = (length - 1) / 2
+    return sorted({(int(round(-s * np.sin(theta))), int(round(s * np.cos(theta))))
+                   for s in np.linspace(-r, r, length)})
+
+
+def line_maps(img: np.ndarray, lengths, n_angles: int = 12) -> np.ndarray:
+    """(H, W, len(lengths)) float32: best line mean minus window mean, on the inverted green channel."""
+    g = 1 - img[..., 1].astype(np.float32) / 255  # vessels are dark in green
+    pad = max(lengths)
+    gp = np.pad(g, pad, mode="reflect")
+    h, w = g.shape
+    out = []
+    for length in lengths:
+        best = None
+        for a in range(n_angles):
+            offsets = line_offsets(length, np.pi * a / n_angles)
+            acc = np.zeros_like(g)
+            for dy, dx in offsets:
+                acc += gp[pad + dy : pad + dy + h, pad + dx : pad + dx + w]
+            acc /= len(offsets)
+            best = acc if best is None else np.maximum(best, acc)
+        out.append(best - ndimage.uniform_filter(g, length, mode="reflect"))
+    return np.stack(out, -1)
+
+
+def features(bank, img, pixels, lengths) -> np.ndarray:
+    X = bank.transform(img[None], pixels=[pixels])
+    if not lengths:
+        return X
+    return np.concatenate([X, line_maps(img, lengths).reshape(-1, len(lengths))[pixels]], 1)
+
+
+def probe(lengths, split: str, sizes=(40000, 200), seeds=(0, 1, 2)) -> None:
+    images, labels, masks, _ = pfb.read_split(DRIVE, "training")
+    if split == "val":  # training images 21-34 train, 35-40 evaluate, as probe_filter_bank.py
+        train, evaluation = (images[:14], labels[:14], masks[:14]), (images[14:], labels[14:], masks[14:])
+    else:
+        test_images, test_labels, test_masks, _ = pfb.read_split(DRIVE, "testing")
+        train, evaluation = (images, labels, masks), (test_images, test_labels, test_masks)
+    bank = FilterBankFeaturizer(progress=False).fit(train[0])
+    draws = {(n, s): pfb.draw_pixels(train[2], n, np.random.default_rng([s, n])) for n in sizes for s in seeds}
+    union = [np.unique(np.concatenate([d[i] for d in draws.values()])) for i in range(len(train[0]))]
+    X_union = np.concatenate([features(bank, im, u, lengths) for im, u in zip(train[0], union)])
+    offsets = np.concatenate([[0], np.cumsum([len(u) for u in union])])
+    forests = {}
+    for (n, s), pix in draws.items():
+        rows = np.concatenate([offsets[i] + np.searchsorted(union[i], p) for i, p in enumerate(pix)])
+        y = np.concatenate([lab.reshape(-1)[p] for lab, p in zip(train[1], pix)])
+        forests[n, s] = RandomForestClassifier(n_estimators=100, random_state=s, n_jobs=2).fit(X_union[rows], y)
+    cms = {key: np.zeros((2, 2), np.int64) for key in forests}
+    for img, lab, fov in zip(*evaluation):
+        pixels = np.flatnonzero(fov)
+        X = features(bank, img, pixels, lengths)
+        for key, forest in forests.items():
+            cms[key] += confusion_matrix(lab.reshape(-1)[pixels], forest.predict(X), 2)
+    for n in sizes:
+        miou = [mean_iou(cms[n, s]) for s in seeds]
+        vessel = [float(iou_per_class(cms[n, s])[1]) for s in seeds]
+        print(json.dumps({"split": split, "lengths": list(lengths), "pixels": n, "miou": round(float(np.mean(miou)), 4),
+                          "sd": round(float(np.std(miou)), 4), "vessel_iou": round(float(np.mean(vessel)), 4)}),
+              flush=True)
+
+
+if __name__ == "__main__":
+    t0 = time.perf_counter()
+    for lengths in json.loads(sys.argv[2]):
+        probe(lengths, sys.argv[1])
+        print(f"{time.perf_counter() - t0:.0f} s", flush=True)
