@@ -591,7 +591,7 @@ def load_evaluation_split(root: str | Path, classes: Sequence[str], *, size: int
         the_map = LabelMap.identity(classes, source="the classes").with_ignore(
             [IGNORE_INDEX] if ignore is None else ignore)
     else:
-        the_map = label_map if isinstance(label_map, LabelMap) else LabelMap.from_mapping(label_map, ignore,
+        the_map = label_map if isinstance(label_map, LabelMap) else LabelMap.from_mapping(label_map,
                                                                                           source="--label-map")
         if ignore is not None:
             the_map = the_map.with_ignore(ignore, source="--ignore")

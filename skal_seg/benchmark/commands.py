@@ -41,6 +41,7 @@ from skal_seg.engine.features import (
 )
 from skal_seg.engine.settings import (
     NEEDS_NOISY,
+    SCORE_EVERY_CANDIDATE,
     STRATEGIES,
     ExperimentConfig,
     features_and_model,
@@ -176,7 +177,7 @@ def _plan(args, strategies, config, pool, evaluation, data: Dataset, featurizer,
     n_noisy_runs = sum(s in NEEDS_NOISY for s in strategies) * len(args.seeds)
     # noisy_rows "stage2": an image whose local picks changed (it got a label) is forwarded again, with its UNet
     # batch, in each later round of a stage-2 run (bald and edald keep every row)
-    stage2_runs = sum(s in NEEDS_NOISY and s not in ("bald", "edald") for s in strategies) * len(args.seeds)
+    stage2_runs = sum(s in NEEDS_NOISY and s not in SCORE_EVERY_CANDIDATE for s in strategies) * len(args.seeds)
     again = 0 if args.noisy_rows == "all" else (
         stage2_runs * max(0, args.rounds - 2) * min(len(pool), budget * featurizer.batch_size_))
     extra = len(args.seeds) if args.full_supervision else 0

@@ -42,7 +42,9 @@ from skal_seg.engine.noisy import CachedNoisyViews
 from skal_seg.engine.rounds import (
     evaluate, load_local_picks, query_pixels, save_local_picks, train_classifier, two_stage_query,
 )
-from skal_seg.engine.settings import HERDING, NEEDS_NOISY, ExperimentConfig, class_names_for, settings_differences
+from skal_seg.engine.settings import (
+    HERDING, NEEDS_NOISY, RESUME_MAY_CHANGE, ExperimentConfig, class_names_for, settings_differences,
+)
 from skal_seg.label_map import LabelMap
 from skal_seg.metrics import classes_present, iou_per_class, mean_iou
 
@@ -355,9 +357,9 @@ def _csv_cell(text: str) -> str:
 
 
 #: Settings that change what a run queries but not the full-supervision ceiling (trained on every candidate).
-QUERY_ONLY_SETTINGS = ("rounds", "herding_memory_mb", "noisy_rows", "strategy", "budget_per_image", "budget_per_round",
-                       "local_budget", "keep_global", "n_draws", "entropy_weight", "mi", "uherding_temperature",
-                       "uherding_bandwidth", "bandwidth")
+QUERY_ONLY_SETTINGS = (*RESUME_MAY_CHANGE, "strategy", "budget_per_image", "budget_per_round", "local_budget",
+                       "keep_global", "n_draws", "entropy_weight", "mi", "uherding_temperature", "uherding_bandwidth",
+                       "bandwidth")
 
 
 def run_full_supervision(

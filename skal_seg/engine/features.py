@@ -25,7 +25,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from skal_seg._atomic import atomic_path
 from skal_seg.data import IGNORE_INDEX, SegmentationSplit
-from skal_seg.engine.settings import CANDIDATES, NEEDS_NOISY, ExperimentConfig
+from skal_seg.engine.settings import CANDIDATES, NEEDS_NOISY, SCORE_EVERY_CANDIDATE, ExperimentConfig
 from skal_seg.concat import ConcatFeaturizer, make_concat
 from skal_seg.featurizer import DiffusionFeaturizer
 from skal_seg.filter_bank import FilterBankFeaturizer
@@ -563,7 +563,7 @@ def noisy_rows_bound(config: ExperimentConfig, candidate_counts: Sequence[int]) 
     """
     counts = np.asarray(candidate_counts, dtype=np.int64)
     n_rows = int(counts.sum())
-    if config.strategy in ("bald", "edald") or config.noisy_rows == "all":
+    if config.strategy in SCORE_EVERY_CANDIDATE or config.noisy_rows == "all":
         return n_rows
     first = int(np.minimum(counts, config.local_budget).sum()) + int(np.count_nonzero(counts))
     later = max(0, config.rounds - 2) * config.budget(len(counts)) * config.local_budget

@@ -22,7 +22,7 @@ from sklearn.ensemble import RandomForestClassifier
 from skal_seg.classifier import TorchMLPClassifier
 from skal_seg.data import IGNORE_INDEX, SegmentationSplit
 from skal_seg.engine.features import FeatureCache, _evaluation_key, block_rows
-from skal_seg.engine.settings import HERDING, ExperimentConfig
+from skal_seg.engine.settings import HERDING, SCORE_EVERY_CANDIDATE, ExperimentConfig
 from skal_seg.featurizer import DiffusionFeaturizer
 from skal_seg.herding import MaxHerdingSampler
 from skal_seg.metrics import confusion_matrix
@@ -197,7 +197,9 @@ def query_pixels(config, query, classifier, X, y, groups, labeled, budget, noisy
     s = config.strategy
     t = time.perf_counter()
     noisy_before = noisy.seconds if noisy is not None else 0.0
-    if noisy is not None and config.noisy_rows == "all":  # every row of a forwarded image: none forwarded twice
+    if noisy is not None and (config.noisy_rows == "all" or s in SCORE_EVERY_CANDIDATE):
+        # Every row of a forwarded image: "all" so that none is forwarded twice; bald and edald score every
+        # candidate, and the rows one seed labeled (never asked for) are candidates of the next seed sharing the cache.
         noisy.also_keep(np.arange(len(X)))
     X_lab = read_rows(X, labeled, np.float32) if len(labeled) else None
     random_pick = s == "random" or (classifier is None and s not in HERDING)
@@ -216,11 +218,8 @@ def query_pixels(config, query, classifier, X, y, groups, labeled, budget, noisy
         idx, _ = multi_argmax(values, budget) if s == "entropy" else multi_argmin(values, budget)
         picked = unl[np.asarray(idx)]
         times["select"] = time.perf_counter() - t
-    elif s in ("bald", "edald"):
+    elif s in SCORE_EVERY_CANDIDATE:
         sampler = EDALDSampler(entropy_weight=0.0 if s == "bald" else config.entropy_weight, mi=config.mi)
-        # These score every candidate: keep all rows of a forwarded image, since the rows one seed labeled
-        # (never asked for) are candidates of the next seed sharing the cache.
-        noisy.also_keep(np.arange(len(X)))
         picked = unl[top_k(sampler.scores(classifier, X, noisy, indices=unl), budget)]
         times["stage2"] = time.perf_counter() - t
     elif s in ("uherding", "two_stage_uherding"):

@@ -32,6 +32,8 @@ STRATEGIES: dict[str, str] = {
 
 
 NEEDS_NOISY = ("bald", "edald", "two_stage")
+#: Noisy-draw strategies that score every candidate, so keep every row of an image they forward.
+SCORE_EVERY_CANDIDATE = ("bald", "edald")
 
 
 #: Strategies whose round 0 (no classifier yet) picks at random, all from the same random state.
@@ -432,8 +434,11 @@ def class_names_for(n_classes: int, class_names: Sequence[str] | None = None) ->
 _SETTINGS_BEFORE_THEY_EXISTED = {"candidates": "all"}
 
 
-def settings_differences(saved: dict, new: dict,
-                         exempt: Sequence[str] = ("rounds", "herding_memory_mb", "noisy_rows")) -> list[str]:
+#: Settings a resumed run may change: the number of rounds, and two that change speed and storage only.
+RESUME_MAY_CHANGE = ("rounds", "herding_memory_mb", "noisy_rows")
+
+
+def settings_differences(saved: dict, new: dict, exempt: Sequence[str] = RESUME_MAY_CHANGE) -> list[str]:
     """The settings in which two ``ExperimentConfig.to_dict()`` differ, as readable lines.
 
     Parameters
@@ -441,9 +446,8 @@ def settings_differences(saved: dict, new: dict,
     saved, new : dict
         Settings of the saved run and of this one (nested dicts are compared
         key by key, e.g. ``featurizer.timesteps``).
-    exempt : sequence of str, default=("rounds", "herding_memory_mb", "noisy_rows")
-        Settings a resumed run may change (the last two change speed and
-        storage only).
+    exempt : sequence of str, default=RESUME_MAY_CHANGE
+        Settings a resumed run may change.
 
     Returns
     -------
