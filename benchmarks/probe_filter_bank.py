@@ -56,6 +56,10 @@ CONFIGS = {
     # issue 26's bank: Gaussian, LoG, gradient magnitude, Hessian eigenvalues of green at 4 scales + RGB (23)
     "issue26": dict(channels="green", sigmas=(1.0, 2.0, 4.0, 8.0),
                     filters=("gaussian", "laplacian", "gradient_magnitude", "hessian")),
+    # the line detector (docs/features.md): on the luma, on green, and with two longer segments
+    "lines": dict(line_lengths=(5, 9, 13, 17)),
+    "green_lines": dict(channels="green", line_lengths=(5, 9, 13, 17)),
+    "lines_long": dict(line_lengths=(5, 9, 13, 17, 23, 29)),
 }
 
 

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from skal_seg._checks import check_output_dtype, check_pixels
 
-__all__ = ["FilterBankFeaturizer", "NoNoisyViewsError", "FILTERS"]
+__all__ = ["FilterBankFeaturizer", "NoNoisyViewsError", "FILTERS", "LINE_ANGLES"]
 
 #: Filter names, in column order within a (channel, scale), with their number of output columns.
 FILTERS = {
@@ -38,6 +38,8 @@ FILTERS = {
     "structure_tensor": 2,  # eigenvalues, largest first; inner scale sigma, outer sigma / 2 (ilastik's)
     "hessian": 2,  # Hessian-of-Gaussian eigenvalues, largest first
 }
+#: Orientations of the line detector (``line_lengths``): every 15 degrees over a half turn.
+LINE_ANGLES = 12
 _DOG_RATIO = 0.66
 _MIN_SIGMA = 0.3  # ilastik's smallest scale; below it the sampled derivative kernels degenerate
 # ITU-R BT.601 luma, what PIL's convert("L") uses.
@@ -196,6 +198,44 @@ def _responses(channel: np.ndarray, sigma: float, filters: tuple[str, ...]) -> l
     return out
 
 
+def _line_offsets(length: int, theta: float) -> np.ndarray:
+    """(n, 2) int (dy, dx) of the distinct pixels of a ``length``-pixel segment centred on (0, 0) at angle ``theta``."""
+    r = (length - 1) / 2
+    s = np.linspace(-r, r, length)
+    return np.unique(np.rint(np.stack([-s * np.sin(theta), s * np.cos(theta)], 1)).astype(int), axis=0)
+
+
+def _line_responses(channel: np.ndarray, lengths: tuple[int, ...]) -> list[np.ndarray]:
+    """Bright- and dark-line maps of one (H, W) channel per length, in ``lengths`` order.
+
+    For a length ``L``: the largest mean along a segment of ``L`` pixels
+    through the pixel over :data:`LINE_ANGLES` orientations, minus the mean of
+    the ``L x L`` window around it (bright lines, high on a thin bright
+    ridge), and the window mean minus the smallest segment mean (dark lines,
+    e.g. vessels in a fundus image's green channel). Ricci and Perfetti's
+    retinal line detector, at several lengths; borders mirrored as every
+    other filter here.
+    """
+    h, w = channel.shape
+    pad = max(lengths) // 2
+    # np.pad's "symmetric" is ndimage's "reflect" (the edge pixel repeated).
+    padded = np.pad(channel, pad, mode="symmetric")
+    out = []
+    for length in lengths:
+        hi = lo = None
+        for a in range(LINE_ANGLES):
+            offsets = _line_offsets(length, np.pi * a / LINE_ANGLES)
+            acc = np.zeros((h, w), np.float32)
+            for dy, dx in offsets:
+                acc += padded[pad + dy : pad + dy + h, pad + dx : pad + dx + w]
+            acc /= np.float32(len(offsets))
+            hi = acc if hi is None else np.maximum(hi, acc)
+            lo = acc.copy() if lo is None else np.minimum(lo, acc)
+        window = ndimage.uniform_filter(channel, length, mode=_MODE, output=np.float32)
+        out.extend([hi - window, window - lo])
+    return out
+
+
 # ------------------------------------------------------------------------ estimator
 
 
@@ -267,6 +307,14 @@ class FilterBankFeaturizer(TransformerMixin, BaseEstimator):
     raw_channels : str, sequence or None, default="rgb"
         Channels whose raw values (in [0, 1]) come first, same options as
         ``channels``; None for none.
+    line_lengths : sequence of int, default=()
+        Lengths in pixels (odd, >= 3, distinct) of a multi-scale line
+        detector run on each of ``channels``: per length, the best mean along
+        a segment through the pixel over :data:`LINE_ANGLES` orientations
+        minus the mean of the square window around it, for bright and for
+        dark lines (two columns). Thin curvilinear structures (vessels,
+        membranes, cracks) stand out in it where blob filters blur them;
+        ``(5, 9, 13, 17)`` is what docs/features.md measured on DRIVE.
     standardize : bool, default=True
         Whether :meth:`fit` learns per-column statistics from its images.
     output_dtype : {"float32", "float16"}, default="float32"
@@ -282,9 +330,11 @@ class FilterBankFeaturizer(TransformerMixin, BaseEstimator):
     channels_ : tuple of str
         Resolved names, e.g. ("gray",) or ("red", "green", "blue").
     raw_channels_ : tuple of str
+    line_lengths_ : tuple of int
     n_features_out_ : int
-        ``D = len(raw_channels_) + len(channels_) * len(sigmas_) * c``, ``c``
-        the columns of the chosen filters at one scale (8 for all six).
+        ``D = len(raw_channels_) + len(channels_) * (len(sigmas_) * c +
+        2 * len(line_lengths_))``, ``c`` the columns of the chosen filters at
+        one scale (8 for all six).
     feature_dim_ : int
         Same as ``n_features_out_``.
     mean_ : ndarray of shape (D,), float32
@@ -304,7 +354,8 @@ class FilterBankFeaturizer(TransformerMixin, BaseEstimator):
     Notes
     -----
     Columns: the raw channels, then ``for channel in channels_: for sigma in
-    sigmas_: for filter in filters_`` (eigenvalues largest first); see
+    sigmas_: for filter in filters_`` (eigenvalues largest first), then
+    ``for length in line_lengths_:`` bright, dark; see
     :meth:`get_feature_names_out`. Rows are image-major, then row-major over
     the image: pixel (y, x) of image i is row ``offset_i + y * W_i + x``.
     Derivatives are scale-normalised (an order-n derivative times
@@ -334,6 +385,7 @@ class FilterBankFeaturizer(TransformerMixin, BaseEstimator):
         filters=tuple(FILTERS),
         channels="gray",
         raw_channels="rgb",
+        line_lengths=(),
         standardize: bool = True,
         output_dtype: str = "float32",
         progress: bool = True,
@@ -342,6 +394,7 @@ class FilterBankFeaturizer(TransformerMixin, BaseEstimator):
         self.filters = filters
         self.channels = channels
         self.raw_channels = raw_channels
+        self.line_lengths = line_lengths
         self.standardize = standardize
         self.output_dtype = output_dtype
         self.progress = progress
@@ -375,7 +428,16 @@ class FilterBankFeaturizer(TransformerMixin, BaseEstimator):
             raise ValueError(f"filters must not repeat names, got {self.filters!r}")
         channels = _channel_names(self.channels, "channels", allow_none=False)
         raw = _channel_names(self.raw_channels, "raw_channels", allow_none=True)
-        return tuple(float(s) for s in sigmas), tuple(f for f in FILTERS if f in filters), channels, raw
+        lengths = (self.line_lengths,) if _is_int(self.line_lengths) else self.line_lengths
+        try:
+            lengths = tuple(lengths)
+        except TypeError:
+            raise ValueError(f"line_lengths must be a sequence of odd integers >= 3, got {self.line_lengths!r}") from None
+        if not all(_is_int(n) and n >= 3 and n % 2 == 1 for n in lengths) or len(set(lengths)) != len(lengths):
+            raise ValueError(f"line_lengths must be distinct odd integers >= 3 (a segment centred on its pixel), "
+                             f"got {self.line_lengths!r}")
+        filters = tuple(f for f in FILTERS if f in filters)
+        return tuple(float(s) for s in sigmas), filters, channels, raw, tuple(int(n) for n in lengths)
 
     def fit(self, images=None, y=None):
         """Validate the parameters and, given images with ``standardize=True``, learn column statistics.
@@ -398,9 +460,9 @@ class FilterBankFeaturizer(TransformerMixin, BaseEstimator):
             Bad parameters (unknown filters or channels, bad sigmas,
             output_dtype or standardize) or bad images.
         """
-        self.sigmas_, self.filters_, self.channels_, self.raw_channels_ = self._check_params()
-        per_scale = sum(FILTERS[f] for f in self.filters_)
-        d = len(self.raw_channels_) + len(self.channels_) * len(self.sigmas_) * per_scale
+        self.sigmas_, self.filters_, self.channels_, self.raw_channels_, self.line_lengths_ = self._check_params()
+        per_channel = len(self.sigmas_) * sum(FILTERS[f] for f in self.filters_) + 2 * len(self.line_lengths_)
+        d = len(self.raw_channels_) + len(self.channels_) * per_channel
         self.n_features_out_ = self.feature_dim_ = d
         self.batch_size_ = 1
         imgs = None if images is None else _check_images(images)
@@ -451,6 +513,9 @@ class FilterBankFeaturizer(TransformerMixin, BaseEstimator):
             ch = _channel(img, name)
             for sigma in self.sigmas_:
                 for m in _responses(ch, sigma, self.filters_):
+                    put(m)
+            if self.line_lengths_:
+                for m in _line_responses(ch, self.line_lengths_):
                     put(m)
         return out
 
@@ -527,7 +592,8 @@ class FilterBankFeaturizer(TransformerMixin, BaseEstimator):
 
         ``"{channel}_raw"`` for raw values, ``"{channel}_{filter}_s{sigma}"``
         for one-column filters and ``"..._ev0"`` / ``"..._ev1"`` (largest,
-        smallest eigenvalue) for the others, e.g. ``"gray_hessian_s1.6_ev0"``.
+        smallest eigenvalue) for the others, e.g. ``"gray_hessian_s1.6_ev0"``,
+        and ``"{channel}_line_bright_l{length}"`` / ``"..._line_dark_l{length}"``.
 
         Parameters
         ----------
@@ -550,6 +616,8 @@ class FilterBankFeaturizer(TransformerMixin, BaseEstimator):
                 for f in self.filters_:
                     base = f"{c}_{f}_s{s:g}"
                     names.extend([base] if FILTERS[f] == 1 else [f"{base}_ev{k}" for k in range(FILTERS[f])])
+            for n in self.line_lengths_:
+                names.extend([f"{c}_line_bright_l{n}", f"{c}_line_dark_l{n}"])
         return np.asarray(names, dtype=object)
 
 

@@ -112,3 +112,29 @@ def test_padding_and_input_size_are_in_the_cache_key_only_when_used(data, tmp_pa
     config = run_config(["run", "--data", str(tmp_path / "ds"), "--pad", "16", "--input-size", "256",
                          "--strategies", "random", "--out", str(tmp_path / "out")])
     assert config.featurizer["pad"] == 16 and config.featurizer["input_size"] == 256
+
+
+def test_line_lengths_reach_the_filter_bank_from_the_run_and_init_commands(data, tmp_path, run_config):
+    pool, test = data
+    _write_dataset(tmp_path / "ds", pool, test)
+    argv = ["run", "--data", str(tmp_path / "ds"), "--strategies", "random", "--out", str(tmp_path / "out")]
+    cfg = run_config([*argv, "--features", "filters", "--line-lengths", "5", "9"])
+    assert cfg.filter_bank == {"line_lengths": [5, 9]}
+    bank = fitted_featurizer(cfg, None, progress=False, images=pool.images)
+    assert bank.n_features_out_ == FilterBankFeaturizer().fit().n_features_out_ + 2 * 2  # bright + dark per length
+    assert list(bank.get_feature_names_out()[-2:]) == ["gray_line_bright_l9", "gray_line_dark_l9"]
+    assert run_config([*argv, "--features", "embedded+filters", "--line-lengths", "7"]).filter_bank == {
+        "line_lengths": [7]}
+    with pytest.raises(SystemExit, match="filter bank settings .* need features 'filters'"):
+        cli_main([*argv, "--line-lengths", "5"])  # the diffusion features alone have no filter bank
+    with pytest.raises(SystemExit, match="line_lengths must be distinct odd integers"):
+        cli_main([*argv, "--features", "filters", "--line-lengths", "6"])
+    assert not (tmp_path / "out").exists()
+    images = tmp_path / "ds" / "train"
+    assert cli_main(["init", str(tmp_path / "p"), "--images", str(images), "--exclude", "*_label.png",
+                     "--classes", "a,b,c", "--features", "filters", "--line-lengths", "5", "9"]) == 0
+    from skal_seg.labeling import LabelingProject
+
+    assert LabelingProject(tmp_path / "p").config().filter_bank == {"line_lengths": [5, 9]}
+    with pytest.raises(SystemExit, match="need features 'filters'"):
+        cli_main(["init", str(tmp_path / "q"), "--images", str(images), "--classes", "a,b", "--line-lengths", "5"])

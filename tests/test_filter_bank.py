@@ -140,7 +140,7 @@ def test_standardisation_learned_in_fit(fb, full, images):
 
 
 def test_constant_image_has_no_border_outliers():
-    f = FilterBankFeaturizer(sigmas=(1.0, 5.0), progress=False).fit()
+    f = FilterBankFeaturizer(sigmas=(1.0, 5.0), line_lengths=(5, 17), progress=False).fit()
     X = f.transform(np.full((1, 20, 30, 3), 200, np.uint8))
     np.testing.assert_allclose(X, np.broadcast_to(X[0], X.shape), atol=1e-6)  # border rows = interior rows
 
@@ -159,6 +159,46 @@ def test_mirrored_borders_are_not_outliers(monkeypatch):
     assert border_to_interior_norm() < 1.3
     monkeypatch.setattr(fb_module, "_MODE", "constant")  # zero padding: the frame becomes an edge
     assert border_to_interior_norm() > 1.5
+
+
+def line_columns(image, length):
+    """(bright, dark) line-detector maps of a gray float image, unscaled, at one length."""
+    f, root_d = unscaled(filters=["gaussian"], sigmas=[1.0], raw_channels=None, line_lengths=(length,))
+    X = f.transform(image[None, :, :, None]) * root_d
+    names = list(f.get_feature_names_out())
+    assert names == ["gray_gaussian_s1", f"gray_line_bright_l{length}", f"gray_line_dark_l{length}"]
+    shape = image.shape
+    return X[:, 1].reshape(shape), X[:, 2].reshape(shape)
+
+
+def test_line_detector_finds_thin_lines_of_either_polarity_and_orientation():
+    horizontal = np.full((31, 31), 0.6, np.float32)
+    horizontal[15] = 0.1  # a dark line one pixel wide
+    bright, dark = line_columns(horizontal, 9)
+    window = (8 * 9 * 0.6 + 9 * 0.1) / 81  # the 9 x 9 window around a line pixel
+    assert dark[15, 15] == pytest.approx(window - 0.1, abs=1e-5)  # the segment along the line
+    assert bright[15, 15] == pytest.approx(0.0, abs=1e-5)  # every other segment crosses the line once
+    assert np.abs(dark[:10]).max() < 1e-5 and np.abs(bright[:10]).max() < 1e-5  # 5+ rows off the line: flat
+    # The same line at 45 degrees (one of the 12 orientations) and inverted: the same response, other column.
+    diagonal = np.full((31, 31), 0.4, np.float32)
+    np.fill_diagonal(diagonal, 0.9)
+    bright_d, dark_d = line_columns(diagonal, 9)
+    assert bright_d[15, 15] == pytest.approx(dark[15, 15], abs=1e-5)
+    assert dark_d[15, 15] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_line_columns_follow_the_channels_and_subsets_equal_full_rows(images):
+    f = FilterBankFeaturizer(channels=["green", "gray"], line_lengths=(3, 7), progress=False).fit(images)
+    per_channel = 4 * 8 + 2 * 2
+    assert f.n_features_out_ == 3 + 2 * per_channel and f.line_lengths_ == (3, 7)
+    names = f.get_feature_names_out()
+    assert list(names[3 + per_channel - 4 : 3 + per_channel]) == [
+        "green_line_bright_l3", "green_line_dark_l3", "green_line_bright_l7", "green_line_dark_l7"]
+    full = f.transform(images)
+    pixels = [np.array([0, H * W - 1, 5]), np.array([], int), np.array([W + 1])]
+    offsets = [0, H * W, 2 * H * W]
+    rows = np.concatenate([o + p for o, p in zip(offsets, pixels)])
+    np.testing.assert_array_equal(f.transform(images, pixels=pixels), full[rows])
 
 
 def test_gray_and_other_dtypes(images):
@@ -240,6 +280,11 @@ def test_bad_pixels_raise(fb, images, pixels):
     (dict(sigmas="big"), "sigmas"),
     (dict(output_dtype="float64"), "output_dtype"),
     (dict(standardize="yes"), "standardize"),
+    (dict(line_lengths=(4,)), "odd integers"),
+    (dict(line_lengths=(1,)), "odd integers"),
+    (dict(line_lengths=(5, 5)), "distinct"),
+    (dict(line_lengths=(5.0,)), "odd integers"),
+    (dict(line_lengths="long"), "odd integers"),
 ])
 def test_bad_params_raise(params, match):
     with pytest.raises(ValueError, match=match):

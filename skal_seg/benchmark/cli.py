@@ -183,6 +183,10 @@ def _add_run(sub) -> None:
                         "100 trees, as ilastik-style tools use)")
     g.add_argument("--timesteps", nargs="+", type=int, default=[50, 150, 250], metavar="T",
                    help="diffusion timesteps at which UNet features are taken and concatenated")
+    g.add_argument("--line-lengths", nargs="+", type=int, default=None, metavar="L",
+                   help="add a line detector to the filter bank at these segment lengths in pixels (odd), e.g. "
+                        "5 9 13 17 for thin vessels or membranes; with --features filters or embedded+filters "
+                        "(docs/features.md)")
     g.add_argument("--pad", type=int, default=0, metavar="PX",
                    help="reflect the diffusion model's input by PX pixels on every side (a multiple of 8 for the "
                         "embedded model) so border pixels are not outliers; 0 = none (docs/features.md, Borders)")

@@ -93,6 +93,7 @@ def _config(args: argparse.Namespace, strategy: str, seed: int) -> ExperimentCon
         candidates=args.candidates, mi=args.mi,
         uherding_temperature=args.uherding_temperature, uherding_bandwidth=args.uherding_bandwidth,
         features=features, head=args.classifier,
+        filter_bank={"line_lengths": args.line_lengths} if args.line_lengths else {},
         featurizer={"model": model, "timesteps": args.timesteps,
                     **({"blocks": args.blocks} if args.blocks is not None else {}),
                     **({"pad": args.pad} if args.pad else {}),

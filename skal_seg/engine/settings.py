@@ -187,8 +187,9 @@ class ExperimentConfig:
             ``entropy_weight`` or a ``bandwidth`` other than "auto" or a
             positive number, unknown ``candidates``, ``noisy_rows`` or ``mi``, a bad
             Uncertainty Herding temperature or bandwidth, unknown ``features``
-            or ``head``, or the filter bank alone with a strategy that needs
-            noisy draws.
+            or ``head``, the filter bank alone with a strategy that needs
+            noisy draws, or ``filter_bank`` settings that are bad or come
+            without the filter bank in ``features``.
         """
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; choose from {sorted(STRATEGIES)}")
@@ -222,6 +223,16 @@ class ExperimentConfig:
                              f"(random, entropy, margin, maxherding, uherding, two_stage_uherding)")
         if self.head not in HEADS:
             raise ValueError(f"unknown head {self.head!r}; choose from {HEADS}")
+        if self.filter_bank:
+            if self.features == "diffusion":
+                raise ValueError("filter bank settings (filter_bank, --line-lengths) need features 'filters' or "
+                                 "'diffusion+filters' (--features filters or embedded+filters)")
+            from skal_seg.filter_bank import FilterBankFeaturizer  # numpy, scipy and scikit-learn only
+
+            try:
+                FilterBankFeaturizer(**self.filter_bank)._check_params()
+            except TypeError as err:
+                raise ValueError(f"filter_bank: {err}") from None
         # Deferred: the samplers import torch and scikit-learn, which building the command line must not.
         from skal_seg.uncertainty import check_mi
 

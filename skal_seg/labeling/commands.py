@@ -31,7 +31,8 @@ def init(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise fail(err) from None
     settings.update({"features": features, **({"head": args.classifier} if args.classifier else {}),
-                     **({"strategy": args.strategy} if args.strategy else {})})
+                     **({"strategy": args.strategy} if args.strategy else {}),
+                     **({"filter_bank": {"line_lengths": args.line_lengths}} if args.line_lengths else {})})
     if model != "embedded" or args.timesteps is not None or args.pad or args.input_size:
         settings["featurizer"] = {"model": model, "timesteps": args.timesteps or [50, 150, 250],
                                   **({"pad": args.pad} if args.pad else {}),
