@@ -60,6 +60,7 @@ CONFIGS = {
     "lines": dict(line_lengths=(5, 9, 13, 17)),
     "green_lines": dict(channels="green", line_lengths=(5, 9, 13, 17)),
     "lines_long": dict(line_lengths=(5, 9, 13, 17, 23, 29)),
+    "lines_gray_green": dict(channels=("gray", "green"), line_lengths=(5, 9, 13, 17)),
 }
 
 

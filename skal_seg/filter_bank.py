@@ -243,6 +243,16 @@ def _is_int(x) -> bool:
     return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
 
+def _as_tuple(value, is_one: bool, message: str) -> tuple:
+    """``(value,)`` when ``is_one`` (a single item given without a sequence), else ``tuple(value)``; ``message`` if not iterable."""
+    if is_one:
+        return (value,)
+    try:
+        return tuple(value)
+    except TypeError:
+        raise ValueError(f"{message}, got {value!r}") from None
+
+
 def _channel_names(value, name: str, allow_none: bool) -> tuple[str, ...]:
     """Resolve a channel setting to names from ("gray", "red", "green", "blue")."""
     if value is None and allow_none:
@@ -254,11 +264,7 @@ def _channel_names(value, name: str, allow_none: bool) -> tuple[str, ...]:
             return (value,)
         raise ValueError(f"unknown {name} {value!r}; use 'gray', 'rgb', 'red', 'green', 'blue' or indices 0-2"
                          + (", or None" if allow_none else ""))
-    items = (value,) if _is_int(value) else value
-    try:
-        items = tuple(items)
-    except TypeError:
-        raise ValueError(f"{name} must be a channel name or a sequence of channel indices/names, got {value!r}") from None
+    items = _as_tuple(value, _is_int(value), f"{name} must be a channel name or a sequence of channel indices/names")
     names = []
     for item in items:
         if _is_int(item) and 0 <= item < 3:
@@ -405,21 +411,13 @@ class FilterBankFeaturizer(TransformerMixin, BaseEstimator):
         check_output_dtype(self.output_dtype)
         if not isinstance(self.standardize, bool):
             raise ValueError(f"standardize must be True or False, got {self.standardize!r}")
-        sigmas = (self.sigmas,) if isinstance(self.sigmas, numbers.Real) else self.sigmas
-        try:
-            sigmas = tuple(sigmas)
-        except TypeError:
-            raise ValueError(f"sigmas must be a sequence of numbers, got {self.sigmas!r}") from None
+        sigmas = _as_tuple(self.sigmas, isinstance(self.sigmas, numbers.Real), "sigmas must be a sequence of numbers")
         if not sigmas or not all(isinstance(s, numbers.Real) and not isinstance(s, bool) and _MIN_SIGMA <= s < np.inf
                                  for s in sigmas):
             raise ValueError(f"sigmas must be a non-empty sequence of finite numbers >= {_MIN_SIGMA}, got {self.sigmas!r}")
         if len(set(sigmas)) != len(sigmas):
             raise ValueError(f"sigmas must not repeat values, got {self.sigmas!r}")
-        filters = (self.filters,) if isinstance(self.filters, str) else self.filters
-        try:
-            filters = tuple(filters)
-        except TypeError:
-            raise ValueError(f"filters must be a sequence of filter names, got {self.filters!r}") from None
+        filters = _as_tuple(self.filters, isinstance(self.filters, str), "filters must be a sequence of filter names")
         unknown = [f for f in filters if not isinstance(f, str) or f not in FILTERS]
         if unknown or not filters:
             raise ValueError(f"unknown filters {unknown!r}; choose from {list(FILTERS)}" if unknown
@@ -428,11 +426,8 @@ class FilterBankFeaturizer(TransformerMixin, BaseEstimator):
             raise ValueError(f"filters must not repeat names, got {self.filters!r}")
         channels = _channel_names(self.channels, "channels", allow_none=False)
         raw = _channel_names(self.raw_channels, "raw_channels", allow_none=True)
-        lengths = (self.line_lengths,) if _is_int(self.line_lengths) else self.line_lengths
-        try:
-            lengths = tuple(lengths)
-        except TypeError:
-            raise ValueError(f"line_lengths must be a sequence of odd integers >= 3, got {self.line_lengths!r}") from None
+        lengths = _as_tuple(self.line_lengths, _is_int(self.line_lengths),
+                            "line_lengths must be a sequence of odd integers >= 3")
         if not all(_is_int(n) and n >= 3 and n % 2 == 1 for n in lengths) or len(set(lengths)) != len(lengths):
             raise ValueError(f"line_lengths must be distinct odd integers >= 3 (a segment centred on its pixel), "
                              f"got {self.line_lengths!r}")
@@ -458,7 +453,7 @@ class FilterBankFeaturizer(TransformerMixin, BaseEstimator):
         ------
         ValueError
             Bad parameters (unknown filters or channels, bad sigmas,
-            output_dtype or standardize) or bad images.
+            line_lengths, output_dtype or standardize) or bad images.
         """
         self.sigmas_, self.filters_, self.channels_, self.raw_channels_, self.line_lengths_ = self._check_params()
         per_channel = len(self.sigmas_) * sum(FILTERS[f] for f in self.filters_) + 2 * len(self.line_lengths_)

@@ -123,6 +123,9 @@ def test_line_lengths_reach_the_filter_bank_from_the_run_and_init_commands(data,
     bank = fitted_featurizer(cfg, None, progress=False, images=pool.images)
     assert bank.n_features_out_ == FilterBankFeaturizer().fit().n_features_out_ + 2 * 2  # bright + dark per length
     assert list(bank.get_feature_names_out()[-2:]) == ["gray_line_bright_l9", "gray_line_dark_l9"]
+    plain = fitted_featurizer(config(filter_bank={}), None, progress=False, images=pool.images)
+    assert "line_lengths" not in featurizer_key(plain)  # filter-bank caches from before the option keep their keys
+    assert featurizer_key(bank)["line_lengths"] == [5, 9]
     assert run_config([*argv, "--features", "embedded+filters", "--line-lengths", "7"]).filter_bank == {
         "line_lengths": [7]}
     with pytest.raises(SystemExit, match="filter bank settings .* need features 'filters'"):

@@ -66,7 +66,8 @@ def featurizer_key(featurizer) -> dict:
     dict
         Its parameters except those that do not change the features
         (``progress``, ``batch_size``, ``device``, ``executor``, also as a
-        part's ``name__progress``...; ``pad`` when 0, ``input_size`` when None); a model instance is named by its type
+        part's ``name__progress``...; ``pad`` when 0, ``input_size`` when None,
+        ``line_lengths`` when empty); a model instance is named by its type
         and ``id`` (so it is cached per process only). A featurizer other
         than the diffusion one also names its type and a digest of what
         ``fit`` learned (the filter bank's column statistics come from the
@@ -75,7 +76,8 @@ def featurizer_key(featurizer) -> dict:
     params = {k: v for k, v in featurizer.get_params().items()
               if k.rsplit("__", 1)[-1] not in ("progress", "batch_size", "device", "executor")
               and k != "featurizers"}  # a composition's parts: their nested parameters name them fully
-    for k in [k for k, v in params.items() if (k.rsplit("__", 1)[-1], v) in (("pad", 0), ("input_size", None))]:
+    defaults = {"pad": lambda v: v == 0, "input_size": lambda v: v is None, "line_lengths": lambda v: len(v) == 0}
+    for k in [k for k, v in params.items() if defaults.get(k.rsplit("__", 1)[-1], lambda v: False)(v)]:
         del params[k]  # features at the defaults keep the keys they had before these options existed
     for k, v in params.items():
         if k.rsplit("__", 1)[-1] == "model" and not isinstance(v, (str, os.PathLike)):
