@@ -47,12 +47,7 @@ def prob_map(forest, X_fov: np.ndarray, fov: np.ndarray) -> np.ndarray:
 
 
 def probe(split: str, sizes=(40000, 200), seeds=(0, 1, 2)) -> None:
-    images, labels, masks, _ = pfb.read_split(plf.DRIVE, "training")
-    if split == "val":
-        train, evaluation = (images[:14], labels[:14], masks[:14]), (images[14:], labels[14:], masks[14:])
-    else:
-        test_images, test_labels, test_masks, _ = pfb.read_split(plf.DRIVE, "testing")
-        train, evaluation = (images, labels, masks), (test_images, test_labels, test_masks)
+    train, evaluation, _ = pfb.train_and_evaluation(plf.DRIVE, split)
     bank = FilterBankFeaturizer(progress=False).fit(train[0])
     fov_rows = lambda part: [plf.features(bank, im, np.flatnonzero(m), LENGTHS) for im, m in zip(part[0], part[2])]
     X_train, X_eval = fov_rows(train), fov_rows(evaluation)

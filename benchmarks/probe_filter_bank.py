@@ -80,6 +80,19 @@ def read_split(root: Path, split: str) -> tuple[list[np.ndarray], list[np.ndarra
     return images, labels, masks, ids
 
 
+def train_and_evaluation(root: Path, split: str) -> tuple[tuple, tuple, tuple | None]:
+    """(train, evaluation, test ids or None): each part (images, labels, masks).
+
+    ``"val"``: training images 21-34 train, 35-40 evaluate (the test split is
+    not read); ``"test"``: the 20 training images train, the 20 test images evaluate.
+    """
+    images, labels, masks, _ = read_split(root, "training")
+    if split == "val":
+        return (images[:14], labels[:14], masks[:14]), (images[14:], labels[14:], masks[14:]), None
+    test_images, test_labels, test_masks, test_ids = read_split(root, "testing")
+    return (images, labels, masks), (test_images, test_labels, test_masks), test_ids
+
+
 def second_observer(root: Path, labels: list[np.ndarray], masks: list[np.ndarray], ids: list[str]) -> dict:
     """The second observer's masks (raw palette indices, 1 = vessel) scored against the first's."""
     cm = np.zeros((2, 2), dtype=np.int64)
@@ -141,14 +154,9 @@ def main(argv=None) -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     args = ap.parse_args(argv)
 
-    images, labels, masks, ids = read_split(args.data, "training")
-    if args.split == "val":  # training images 21-34 train, 35-40 evaluate; the test split is not read
-        train = (images[:14], labels[:14], masks[:14])
-        evaluation = (images[14:], labels[14:], masks[14:])
-    else:
-        test_images, test_labels, test_masks, test_ids = read_split(args.data, "testing")
-        train, evaluation = (images, labels, masks), (test_images, test_labels, test_masks)
-        print(json.dumps({"split": "test", "second_observer": second_observer(args.data, test_labels, test_masks,
+    train, evaluation, test_ids = train_and_evaluation(args.data, args.split)
+    if args.split == "test":
+        print(json.dumps({"split": "test", "second_observer": second_observer(args.data, evaluation[1], evaluation[2],
                                                                                test_ids)}), flush=True)
     for name in args.configs:
         t0 = time.perf_counter()

@@ -20,13 +20,8 @@ import probe_line_filter as plf
 from skal_seg import FilterBankFeaturizer
 from skal_seg.metrics import confusion_matrix, mean_iou
 
-images, labels, masks, _ = pfb.read_split(plf.DRIVE, "training")
 split = sys.argv[1]
-if split == "val":
-    train, ev = (images[:14], labels[:14], masks[:14]), (images[14:], labels[14:], masks[14:])
-else:
-    ti, tl, tm, _ = pfb.read_split(plf.DRIVE, "testing")
-    train, ev = (images, labels, masks), (ti, tl, tm)
+train, ev, _ = pfb.train_and_evaluation(plf.DRIVE, split)
 bank = FilterBankFeaturizer(line_lengths=(5, 9, 13, 17), progress=False).fit(train[0])
 Xt = [bank.transform(im[None], pixels=[np.flatnonzero(m)]) for im, m in zip(train[0], train[2])]
 Xe = [bank.transform(im[None], pixels=[np.flatnonzero(m)]) for im, m in zip(ev[0], ev[2])]

@@ -58,12 +58,7 @@ def features(bank, img, pixels, lengths) -> np.ndarray:
 
 
 def probe(lengths, split: str, sizes=(40000, 200), seeds=(0, 1, 2)) -> None:
-    images, labels, masks, _ = pfb.read_split(DRIVE, "training")
-    if split == "val":  # training images 21-34 train, 35-40 evaluate, as probe_filter_bank.py
-        train, evaluation = (images[:14], labels[:14], masks[:14]), (images[14:], labels[14:], masks[14:])
-    else:
-        test_images, test_labels, test_masks, _ = pfb.read_split(DRIVE, "testing")
-        train, evaluation = (images, labels, masks), (test_images, test_labels, test_masks)
+    train, evaluation, _ = pfb.train_and_evaluation(DRIVE, split)
     bank = FilterBankFeaturizer(progress=False).fit(train[0])
     draws = {(n, s): pfb.draw_pixels(train[2], n, np.random.default_rng([s, n])) for n in sizes for s in seeds}
     union = [np.unique(np.concatenate([d[i] for d in draws.values()])) for i in range(len(train[0]))]

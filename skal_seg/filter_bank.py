@@ -230,7 +230,7 @@ def _line_responses(channel: np.ndarray, lengths: tuple[int, ...]) -> list[np.nd
                 acc += padded[pad + dy : pad + dy + h, pad + dx : pad + dx + w]
             acc /= np.float32(len(offsets))
             hi = acc if hi is None else np.maximum(hi, acc)
-            lo = acc.copy() if lo is None else np.minimum(lo, acc)
+            lo = acc if lo is None else np.minimum(lo, acc)
         window = ndimage.uniform_filter(channel, length, mode=_MODE, output=np.float32)
         out.extend([hi - window, window - lo])
     return out
