@@ -67,12 +67,12 @@ from skal_seg.file_patterns import (
     folder_files,
     match_files,
 )
-from skal_seg.image_io import read_image, read_label_values, read_roi
+from skal_seg.image_io import image_size, read_image, read_label_values, read_roi
 from skal_seg.label_map import LabelMap, LabelSurvey
 from skal_seg.layouts import LAYOUTS, scene_ids
 
 __all__ = ["DATASET_FILE", "Dataset", "DatasetSpec", "dataset_files", "dataset_spec", "load_dataset",
-           "load_evaluation_split", "load_files"]
+           "load_evaluation_splits", "load_files"]
 
 #: Optional file in a dataset folder holding :func:`dataset_spec` options (JSON object).
 DATASET_FILE = "dataset.json"
@@ -537,11 +537,11 @@ def load_dataset(root: str | Path, spec: DatasetSpec | None = None, *, size: int
                    (pool_survey, test_survey), (*pool_warnings, *test_warnings), spec)
 
 
-def load_evaluation_split(root: str | Path, classes: Sequence[str], *, size: int | tuple[int, int] | None = 128,
-                          images: str | None = None, labels: str | None = None, roi: str | None = None,
-                          label_map: str | dict | LabelMap | None = None,
-                          ignore: Sequence[int | str] | None = None) -> SegmentationSplit:
-    """A labeled split to score a classifier of known classes on, its labels as ids of ``classes``.
+def load_evaluation_splits(root: str | Path, classes: Sequence[str], *, images: str | None = None,
+                           labels: str | None = None, roi: str | None = None,
+                           label_map: str | dict | LabelMap | None = None,
+                           ignore: Sequence[int | str] | None = None) -> list[SegmentationSplit]:
+    """Labeled images to score a classifier of known classes on, at their own size, labels as ids of ``classes``.
 
     Without patterns ``root`` is itself a folder of ``NAME.EXT`` beside
     ``NAME_label.png`` (values = class ids of ``classes``, 255 = no label,
@@ -554,8 +554,6 @@ def load_evaluation_split(root: str | Path, classes: Sequence[str], *, size: int
     root : path-like
     classes : sequence of str
         The classifier's classes, class id = position.
-    size : int, (int, int) or None, default=128
-        Working size (see :func:`skal_seg.image_io.working_size`).
     images, labels, roi : str, optional
         Patterns (``labels`` goes with ``images``).
     label_map : str, dict or LabelMap, optional
@@ -567,9 +565,11 @@ def load_evaluation_split(root: str | Path, classes: Sequence[str], *, size: int
 
     Returns
     -------
-    SegmentationSplit
-        ``labels`` are ids of ``classes`` (or :data:`~skal_seg.data.IGNORE_INDEX`,
-        also outside the regions of interest).
+    list of SegmentationSplit
+        One per image size (a split stacks its images), in order of first
+        appearance, images and labels unresized; ``labels`` are ids of
+        ``classes`` (or :data:`~skal_seg.data.IGNORE_INDEX`, also outside the
+        regions of interest).
 
     Raises
     ------
@@ -604,7 +604,13 @@ def load_evaluation_split(root: str | Path, classes: Sequence[str], *, size: int
     else:
         files = match_files(root, SplitFiles(images, labels, roi), "evaluation",
                             ("--eval-images", "--eval-labels", "--eval-roi"))
-    split, _, _ = load_files(files, the_map, size, "evaluation", root)
+    by_size: dict[tuple[int, int], list[FileSet]] = {}
+    for f in files:
+        by_size.setdefault(image_size(f.image), []).append(f)
     ids = np.full(256, IGNORE_INDEX, dtype=np.uint8)  # the map's class ids -> the classifier's
     ids[: the_map.n_classes] = [classes.index(c) for c in the_map.classes]
-    return SegmentationSplit(split.images, ids[split.labels], split.names, split.roi)
+    splits = []
+    for same_size in by_size.values():
+        split, _, _ = load_files(same_size, the_map, None, "evaluation", root)
+        splits.append(SegmentationSplit(split.images, ids[split.labels], split.names, split.roi))
+    return splits

@@ -552,7 +552,8 @@ def test_status_scores_images_read_with_patterns_a_label_map_and_regions_of_inte
     assert inside_only == {**json.loads(capsys.readouterr().out)["evaluation"], "folder": str(data)}
     assert inside_only["miou"] != pytest.approx(plain["miou"])
     assert cli_main(["status", folder, *patterns]) == 0
-    assert f"mIoU on {data} (at the working size): {mapped['miou']:.4f}" in capsys.readouterr().out
+    assert f"mIoU on {data} (at the images' own size, as predict masks them): {mapped['miou']:.4f}" in (
+        capsys.readouterr().out)
     # bad input fails, naming what is wrong
     with pytest.raises(SystemExit, match="'tarmac', not among the classes"):
         cli_main(["status", folder, *patterns[:-4], "--label-map", "3:tarmac,23:sky", "--ignore", "7"])
@@ -630,6 +631,28 @@ def test_predict_enlarges_probabilities_so_edges_do_not_follow_the_working_grid(
     # a class map enlarged by nearest neighbour is constant on every 4 x 4 block; class edges cross the blocks here
     assert mixed.mean() > 0.005  # 0 exactly for nearest-neighbour; 1.6 % seen
     assert 1 < len(np.unique(mask))
+
+
+def test_evaluation_scores_images_of_any_size_as_predict_masks_them(project, images, tmp_path):
+    """The score is on the labels at their own size, from the masks predict writes, whatever the images' sizes."""
+    from skal_seg.metrics import confusion_matrix, mean_iou
+
+    answer_all(project, images[1])
+    src, data = sample_dataset_dir() / "test", tmp_path / "eval"
+    data.mkdir()
+    names = sorted(p.name[: -len("_label.png")] for p in src.glob("*_label.png"))[:3]
+    for name, size in zip(names, [(300, 200), (96, 144), (300, 200)]):  # two sizes, neither the working size
+        with Image.open(src / f"{name}.png") as im:
+            im.convert("RGB").resize(size, Image.BILINEAR).save(data / f"{name}.png")
+        with Image.open(src / f"{name}_label.png") as lab:
+            lab.resize(size, Image.NEAREST).save(data / f"{name}_label.png")
+    quality = project.evaluate(data)
+    project.predict(data, tmp_path / "masks", exclude=["*_label.png"])
+    n = len(project.classes())
+    cm = sum(confusion_matrix(np.asarray(Image.open(data / f"{name}_label.png")),
+                              np.asarray(Image.open(tmp_path / "masks" / f"{name}.png")), n) for name in names)
+    assert np.asarray(Image.open(tmp_path / "masks" / f"{names[1]}.png")).shape == (144, 96)
+    assert quality["miou"] == pytest.approx(mean_iou(cm), abs=1e-12) and 0 < quality["miou"] < 1
 
 
 def test_predict_without_answers_says_so(project, tmp_path):

@@ -103,8 +103,9 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("project", help=project_help)
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.add_argument("--eval", default=None, metavar="DIR",
-                   help="report mIoU on labeled images: a folder of NAME.png + NAME_label.png (project class ids), "
-                        "or the folder the --eval-* patterns are relative to")
+                   help="report mIoU on labeled images, at their own size as predict masks them: a folder of "
+                        "NAME.png + NAME_label.png (project class ids), or the folder the --eval-* patterns are "
+                        "relative to")
     p.add_argument("--eval-images", default=None, metavar="PATTERN",
                    help="the evaluation images, {id} standing for the part of the name shared with the label: "
                         "'test/images/{id}_test.tif'")

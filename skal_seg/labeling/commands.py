@@ -141,7 +141,7 @@ def status(args: argparse.Namespace) -> int:
     print(f"feature cache: {s['cache_bytes'] / 1e6:.1f} MB in {args.project}/cache (recomputable; deleting it "
           f"costs the next query its features)")
     if quality is not None:
-        print(f"mIoU on {args.eval} (at the working size): {quality['miou']:.4f}")
+        print(f"mIoU on {args.eval} (at the images' own size, as predict masks them): {quality['miou']:.4f}")
     return 0
 
 

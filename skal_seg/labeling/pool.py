@@ -32,7 +32,6 @@ from skal_seg.engine.features import (
 )
 from skal_seg.engine.noisy import CachedNoisyViews
 from skal_seg.engine.rounds import (
-    evaluate,
     load_local_picks,
     query_pixels,
     save_local_picks,
@@ -41,6 +40,7 @@ from skal_seg.engine.rounds import (
 )
 from skal_seg.engine.settings import HERDING, NEEDS_NOISY, ExperimentConfig
 from skal_seg.image_io import read_image, read_roi
+from skal_seg.metrics import confusion_matrix
 
 
 #: The project's memoised local MaxHerding picks, in its cache folder.
@@ -380,22 +380,38 @@ class ProjectPool:
         h, w = image.shape[:2]
         # read_image's bilinear resize, from the decoded original rather than a second read of the file
         small = np.asarray(Image.fromarray(image).resize((self.size, self.size), Image.BILINEAR))
-        X = self.featurizer.transform(np.array(small[None]))  # writable copy for torch
+        # float16 rows, as the head's training rows are
+        X = self.featurizer.transform(np.array(small[None])).astype(np.float16, copy=False)  # writable for torch
         proba = np.asarray(classifier.predict_proba(X), dtype=np.float32)
         best = upsampled_argmax(proba.T.reshape(-1, self.size, self.size), (h, w))
         return np.asarray(classifier.classes_, dtype=np.uint8)[best]
 
-    def evaluate(self, classifier, split: SegmentationSplit, n_classes: int) -> np.ndarray:
-        """Confusion matrix of ``classifier`` on a labeled split at the working size (features cached with the pool's).
+    def evaluate(self, classifier, splits: Sequence[SegmentationSplit], n_classes: int) -> np.ndarray:
+        """Confusion matrix of ``classifier`` on labeled images at their own size, as ``predict_labels`` masks them.
+
+        Each image's class probabilities at the working size are enlarged to
+        its size before the most probable class is taken (what ``skal-seg
+        predict`` writes), so the score is on the person's own labels, not on
+        labels shrunk to the working grid. The features are not cached: the
+        dense working-size features of one image (16,384 rows x 1,056 float16
+        columns at 128 px, 35 MB) would outgrow the project's cache quickly.
 
         Parameters
         ----------
-        classifier : fitted classifier
-        split : SegmentationSplit
+        classifier : fitted classifier with ``predict_proba`` and ``classes_``
+        splits : sequence of SegmentationSplit
+            Images (H, W, 3) and labels (H, W, project class ids or
+            :data:`~skal_seg.data.IGNORE_INDEX`) at their own size, as
+            :func:`~skal_seg.datasets.load_evaluation_splits` reads them.
         n_classes : int
 
         Returns
         -------
         ndarray of shape (n_classes, n_classes), int64
+            Rows: true class, columns: predicted class; ignored pixels excluded.
         """
-        return evaluate(classifier, self.featurizer, split, self.cache, n_classes)
+        cm = np.zeros((n_classes, n_classes), dtype=np.int64)
+        for split in splits:
+            for image, labels in zip(split.images, split.labels):
+                cm += confusion_matrix(labels, self.predict_labels(classifier, image), n_classes)
+        return cm

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from skal_seg.data import IGNORE_INDEX, SegmentationSplit
-from skal_seg.datasets import load_evaluation_split
+from skal_seg.datasets import load_evaluation_splits
 from skal_seg.engine.settings import STRATEGIES, ExperimentConfig
 from skal_seg.image_io import read_image, read_roi
 from skal_seg.labeling import formats
@@ -693,7 +693,7 @@ class LabelingProject:
 
     def evaluate(self, split_dir: str | Path, *, images: str | None = None, labels: str | None = None,
                  roi: str | None = None, label_map=None, ignore: Sequence[int | str] | None = None) -> dict:
-        """Quality of the classifier trained on every answer, on a labeled split (at the working size).
+        """Quality of the classifier trained on every answer, on labeled images at their own size.
 
         Parameters
         ----------
@@ -704,7 +704,7 @@ class LabelingProject:
         images, labels, roi, label_map, ignore : optional
             Patterns relative to ``split_dir``, what the stored label values
             are (naming the project's classes) and which mean "no label":
-            see :func:`~skal_seg.datasets.load_evaluation_split`.
+            see :func:`~skal_seg.datasets.load_evaluation_splits`.
 
         Returns
         -------
@@ -715,15 +715,15 @@ class LabelingProject:
         ------
         ValueError
             No answer with a class yet, or a bad split (see
-            :func:`~skal_seg.datasets.load_evaluation_split`).
+            :func:`~skal_seg.datasets.load_evaluation_splits`).
         """
         clf = self.model()
         if clf is None:
             raise ValueError("no answer with a class yet: nothing to evaluate")
         classes = [c["name"] for c in self.classes()]
-        split = load_evaluation_split(split_dir, classes, size=(self.settings["working_size"],) * 2, images=images,
-                                      labels=labels, roi=roi, label_map=label_map, ignore=ignore)
-        cm = self._pool().evaluate(clf, split, len(classes))
+        splits = load_evaluation_splits(split_dir, classes, images=images, labels=labels, roi=roi,
+                                        label_map=label_map, ignore=ignore)
+        cm = self._pool().evaluate(clf, splits, len(classes))
         return {"miou": mean_iou(cm), "iou": [None if np.isnan(v) else float(v) for v in iou_per_class(cm)]}
 
     def predict(self, images: str | Path | None, out: str | Path, exclude: Sequence[str] = (),
