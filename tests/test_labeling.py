@@ -29,6 +29,7 @@ from skal_seg.data import CAMVID_CLASSES, IGNORE_INDEX, sample_dataset_dir
 from skal_seg.labeling import ImportValidationError, LabelingProject
 from skal_seg.labeling.pool import upsampled_argmax
 from skal_seg.labeling.server import LabelingServer
+from skal_seg.metrics import confusion_matrix, mean_iou
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = dict(candidates_per_image=48, local_budget=4, n_draws=2, featurizer={"model": "embedded", "timesteps": [50]},
@@ -635,8 +636,6 @@ def test_predict_enlarges_probabilities_so_edges_do_not_follow_the_working_grid(
 
 def test_evaluation_scores_images_of_any_size_as_predict_masks_them(project, images, tmp_path):
     """The score is on the labels at their own size, from the masks predict writes, whatever the images' sizes."""
-    from skal_seg.metrics import confusion_matrix, mean_iou
-
     answer_all(project, images[1])
     src, data = sample_dataset_dir() / "test", tmp_path / "eval"
     data.mkdir()

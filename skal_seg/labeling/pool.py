@@ -380,8 +380,8 @@ class ProjectPool:
         h, w = image.shape[:2]
         # read_image's bilinear resize, from the decoded original rather than a second read of the file
         small = np.asarray(Image.fromarray(image).resize((self.size, self.size), Image.BILINEAR))
-        # float16 rows, as the head's training rows are
-        X = self.featurizer.transform(np.array(small[None])).astype(np.float16, copy=False)  # writable for torch
+        # np.array: a writable copy for torch; float16 rows, as the head's training rows are
+        X = self.featurizer.transform(np.array(small[None])).astype(np.float16, copy=False)
         proba = np.asarray(classifier.predict_proba(X), dtype=np.float32)
         best = upsampled_argmax(proba.T.reshape(-1, self.size, self.size), (h, w))
         return np.asarray(classifier.classes_, dtype=np.uint8)[best]
