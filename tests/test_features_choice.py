@@ -141,3 +141,37 @@ def test_line_lengths_reach_the_filter_bank_from_the_run_and_init_commands(data,
     assert LabelingProject(tmp_path / "p").config().filter_bank == {"line_lengths": [5, 9]}
     with pytest.raises(SystemExit, match="need features 'filters'"):
         cli_main(["init", str(tmp_path / "q"), "--images", str(images), "--classes", "a,b", "--line-lengths", "5"])
+
+
+def test_every_filter_bank_option_reaches_the_bank_from_the_run_and_init_commands(data, tmp_path, run_config):
+    pool, test = data
+    _write_dataset(tmp_path / "ds", pool, test)
+    argv = ["run", "--data", str(tmp_path / "ds"), "--strategies", "random", "--out", str(tmp_path / "out"),
+            "--features", "filters"]
+    options = ["--filter-sigmas", "0.7", "2", "--filters", "hessian", "gaussian", "--filter-channels", "green",
+               "--filter-raw-channels", "none"]
+    cfg = run_config([*argv, *options])
+    assert cfg.filter_bank == {"sigmas": [0.7, 2.0], "filters": ["hessian", "gaussian"], "channels": "green",
+                               "raw_channels": None}
+    bank = fitted_featurizer(cfg, None, progress=False, images=pool.images)
+    # no raw columns; per sigma one Gaussian and two Hessian eigenvalue columns, in FILTERS order
+    assert list(bank.get_feature_names_out()) == [
+        "green_gaussian_s0.7", "green_hessian_s0.7_ev0", "green_hessian_s0.7_ev1",
+        "green_gaussian_s2", "green_hessian_s2_ev0", "green_hessian_s2_ev1"]
+    assert featurizer_key(bank)["channels"] == "green"  # another bank, another cache
+    several = run_config([*argv, "--filter-channels", "red", "blue", "--filter-raw-channels", "rgb"]).filter_bank
+    assert several == {"channels": ["red", "blue"], "raw_channels": "rgb"}
+    assert run_config([*argv]).filter_bank == {}  # nothing given: the bank's defaults, the keys of before
+    with pytest.raises(SystemExit, match="unknown filters .*'sobel'.*choose from"):
+        cli_main([*argv, "--filters", "sobel"])
+    with pytest.raises(SystemExit, match="unknown channels 'purple'"):
+        cli_main([*argv, "--filter-channels", "purple"])
+    with pytest.raises(SystemExit, match="filter bank settings .* need features 'filters'"):
+        cli_main([*argv[:-2], "--filter-sigmas", "2"])
+    assert not (tmp_path / "out").exists()
+    images = tmp_path / "ds" / "train"
+    assert cli_main(["init", str(tmp_path / "p"), "--images", str(images), "--exclude", "*_label.png",
+                     "--classes", "a,b,c", "--features", "embedded+filters", *options]) == 0
+    from skal_seg.labeling import LabelingProject
+
+    assert LabelingProject(tmp_path / "p").config().filter_bank == cfg.filter_bank

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from skal_seg._cli import HelpFormatter, positive_int, positive_or
+from skal_seg._cli import HelpFormatter, add_filter_bank_arguments, positive_int, positive_or
 from skal_seg.data import CLASSES_FILE, check_class_names, read_class_names
 from skal_seg.distributed import add_ray_arguments
 from skal_seg.engine.settings import CANDIDATES, HEADS, NOISY_ROWS, STRATEGIES, ExperimentConfig
@@ -183,10 +183,7 @@ def _add_run(sub) -> None:
                         "100 trees, as ilastik-style tools use)")
     g.add_argument("--timesteps", nargs="+", type=int, default=[50, 150, 250], metavar="T",
                    help="diffusion timesteps at which UNet features are taken and concatenated")
-    g.add_argument("--line-lengths", nargs="+", type=int, default=None, metavar="L",
-                   help="add a line detector to the filter bank at these segment lengths in pixels (odd), e.g. "
-                        "5 9 13 17 for thin vessels or membranes; with --features filters or embedded+filters "
-                        "(docs/features.md)")
+    add_filter_bank_arguments(g)
     g.add_argument("--pad", type=int, default=0, metavar="PX",
                    help="reflect the diffusion model's input by PX pixels on every side (a multiple of 8 for the "
                         "embedded model) so border pixels are not outliers; 0 = none (docs/features.md, Borders)")

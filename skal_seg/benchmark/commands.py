@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from skal_seg._cli import fail
+from skal_seg._cli import fail, filter_bank_options
 from skal_seg.benchmark.cli import DEFAULT_CACHE
 from skal_seg.benchmark.plotting import (
     markdown_summary,
@@ -93,7 +93,7 @@ def _config(args: argparse.Namespace, strategy: str, seed: int) -> ExperimentCon
         candidates=args.candidates, mi=args.mi,
         uherding_temperature=args.uherding_temperature, uherding_bandwidth=args.uherding_bandwidth,
         features=features, head=args.classifier,
-        filter_bank={"line_lengths": args.line_lengths} if args.line_lengths else {},
+        filter_bank=filter_bank_options(args),
         featurizer={"model": model, "timesteps": args.timesteps,
                     **({"blocks": args.blocks} if args.blocks is not None else {}),
                     **({"pad": args.pad} if args.pad else {}),

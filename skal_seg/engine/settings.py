@@ -225,8 +225,8 @@ class ExperimentConfig:
             raise ValueError(f"unknown head {self.head!r}; choose from {HEADS}")
         if self.filter_bank:
             if self.features == "diffusion":
-                raise ValueError("filter bank settings (filter_bank, --line-lengths) need features 'filters' or "
-                                 "'diffusion+filters' (--features filters or embedded+filters)")
+                raise ValueError("filter bank settings (filter_bank, --filter-* and --line-lengths) need features "
+                                 "'filters' or 'diffusion+filters' (--features filters or embedded+filters)")
             from skal_seg.filter_bank import FilterBankFeaturizer  # numpy, scipy and scikit-learn only
 
             try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from skal_seg._cli import HelpFormatter, positive_int
+from skal_seg._cli import HelpFormatter, add_filter_bank_arguments, positive_int
 from skal_seg.distributed import add_ray_arguments
 from skal_seg.engine.settings import HEADS, STRATEGIES
 
@@ -59,8 +59,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
                    help="the queries' default strategy (default: uherding, which led the benchmarks; "
                         "docs/labeling.md says why)")
     p.add_argument("--timesteps", nargs="+", type=int, default=None, help="diffusion timesteps (default 50 150 250)")
-    p.add_argument("--line-lengths", nargs="+", type=int, default=None, metavar="L",
-                   help="the filter bank's line detector at these lengths, as in 'skal-seg run --line-lengths'")
+    add_filter_bank_arguments(p)
     p.add_argument("--pad", type=int, default=0, metavar="PX",
                    help="reflect the diffusion model's input by PX pixels on every side, as in 'skal-seg run --pad'")
     p.add_argument("--input-size", type=int, default=None, metavar="PX",

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from skal_seg._cli import fail
+from skal_seg._cli import fail, filter_bank_options
 from skal_seg.distributed import executor_from_args
 from skal_seg.engine.settings import features_and_model
 from skal_seg.labeling.project import LabelingProject
@@ -30,9 +30,10 @@ def init(args: argparse.Namespace) -> int:
         features, model = features_and_model(args.features, args.model or "embedded")
     except ValueError as err:
         raise fail(err) from None
+    bank = filter_bank_options(args)
     settings.update({"features": features, **({"head": args.classifier} if args.classifier else {}),
                      **({"strategy": args.strategy} if args.strategy else {}),
-                     **({"filter_bank": {"line_lengths": args.line_lengths}} if args.line_lengths else {})})
+                     **({"filter_bank": bank} if bank else {})})
     if model != "embedded" or args.timesteps is not None or args.pad or args.input_size:
         settings["featurizer"] = {"model": model, "timesteps": args.timesteps or [50, 150, 250],
                                   **({"pad": args.pad} if args.pad else {}),
