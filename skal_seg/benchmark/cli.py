@@ -116,7 +116,9 @@ def _add_run(sub) -> None:
                         f"class i (instead of --label-map); default: DATA/{CLASSES_FILE}, else CamVid's 11 classes")
     g.add_argument("--size", type=positive_int, nargs="+", default=[128], metavar="N",
                    help="working size: one number = the short side (aspect ratio kept; every image of a split "
-                        "must then come out at the same size), two = height and width (every image resized to it)")
+                        "must then come out at the same size), two = height and width (every image resized to it). "
+                        "Labels are shrunk to it (nearest neighbour) and runs are scored there; to score at the "
+                        "images' own size, give their size ('skal-seg predict' and 'status --eval' always do)")
     g.add_argument("--val-fraction", type=float, default=0.1, metavar="FRACTION",
                    help="share of the train images held out of the pool as a validation split (the same images "
                         "for every seed); they are evaluated only with --eval-split val")
