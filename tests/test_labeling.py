@@ -654,6 +654,16 @@ def test_evaluation_scores_images_of_any_size_as_predict_masks_them(project, ima
     assert quality["miou"] == pytest.approx(mean_iou(cm), abs=1e-12) and 0 < quality["miou"] < 1
 
 
+def test_evaluation_reads_its_folder_before_training_the_head(project, images, tmp_path, monkeypatch):
+    answer_all(project, images[1])
+    trained = []
+    monkeypatch.setattr(LabelingProject, "model", lambda self: trained.append(1))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no NAME.EXT / NAME_label.png pairs found"):
+        project.evaluate(tmp_path / "empty")
+    assert not trained  # a bad folder costs no training
+
+
 def test_predict_without_answers_says_so(project, tmp_path):
     with pytest.raises(ValueError, match="no answer with a class yet"):
         project.predict(None, tmp_path / "m")

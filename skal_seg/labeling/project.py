@@ -717,12 +717,13 @@ class LabelingProject:
             No answer with a class yet, or a bad split (see
             :func:`~skal_seg.datasets.load_evaluation_splits`).
         """
+        classes = [c["name"] for c in self.classes()]
+        # the folder first: a bad one fails before the head is trained, as predict checks its names first
+        splits = load_evaluation_splits(split_dir, classes, images=images, labels=labels, roi=roi,
+                                        label_map=label_map, ignore=ignore)
         clf = self.model()
         if clf is None:
             raise ValueError("no answer with a class yet: nothing to evaluate")
-        classes = [c["name"] for c in self.classes()]
-        splits = load_evaluation_splits(split_dir, classes, images=images, labels=labels, roi=roi,
-                                        label_map=label_map, ignore=ignore)
         cm = self._pool().evaluate(clf, splits, len(classes))
         return {"miou": mean_iou(cm), "iou": [None if np.isnan(v) else float(v) for v in iou_per_class(cm)]}
 
