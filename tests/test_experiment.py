@@ -498,6 +498,29 @@ def test_markdown_summary_marks_rounds_won_and_lost_against_random(tmp_path):
             "(seeds here: random 3, entropy 2, two_stage 2).") in text
 
 
+def test_markdown_summary_names_a_class_a_strategy_ahead_on_miou_has_given_up(tmp_path):
+    """DRIVE's case: a head predicting background nearly everywhere beats random on mIoU, not on vessels."""
+    from skal_seg.benchmark.plotting import markdown_summary
+
+    def write(strategy, seed, last_iou):
+        recs = [{"round": r, "labeled_pixels": 20 * (r + 1), "miou": float(np.mean([v for v in last_iou if v is not None])),
+                 "strategy": strategy,
+                 "seed": seed, "seconds": {"train": 1.0}, "iou": last_iou} for r in range(2)]
+        d = tmp_path / strategy / f"seed{seed}"
+        d.mkdir(parents=True)
+        (d / "rounds.json").write_text(json.dumps(recs))
+
+    for seed in range(3):
+        write("random", seed, [0.60, 0.15, None])  # the third class is never present
+        write("uherding", seed, [0.80, 0.03, None])  # higher mIoU, vessels given up
+        write("maxherding", seed, [0.62, 0.10, None])  # two thirds of random's: not given up
+    text = markdown_summary(tmp_path)
+    assert "| uherding | +0.0400 ▲ | +0.0400 ▲ |" in text
+    assert ("uherding at r1 scores under half of random's IoU on class 1 0.030 against 0.150: its head has nearly "
+            "given up these classes, whatever its mIoU.") in text
+    assert "maxherding at r1 scores" not in text and "random at r1 scores" not in text
+
+
 def test_cli_errors_are_clear(tmp_path, capsys):
     with pytest.raises(SystemExit, match="not found"):
         cli_main(["run", "--data", str(tmp_path / "nope"), "--quiet"])

@@ -180,7 +180,9 @@ def markdown_summary(results_dir: str | Path) -> str:
         of the two seed standard deviations; with fewer seeds, a line
         saying that no such claim is made.
         Table 2: per-class IoU at the last round every seed completed, mean
-        over seeds (and of the full-supervision runs). Table 3: the share of
+        over seeds (and of the full-supervision runs), then a line per
+        strategy that scores a class under half of random's IoU at the same
+        round (a head that gave the class up can still lead on mIoU). Table 3: the share of
         labeled pixels per class of each strategy, from the runs' labeling
         projects. Table 4: wall seconds per round per strategy, mean over
         seeds and rounds 1.. (round 0 also pays one-off featurizing), and
@@ -328,13 +330,43 @@ def _iou_table(results_dir: Path, runs: dict[str, list[list[dict]]], order: list
     names = names if names and len(names) == n_classes else [f"class {c}" for c in range(n_classes)]
     lines = ["", "Per-class IoU at the last round every seed completed (mean over seeds):", "",
              "| strategy | round | " + " | ".join(names) + " |", "|---" * (n_classes + 2) + "|"]
+    last = {}  # strategy -> (round, mean IoU per class)
     for s in order:
         n = min(len(r) for r in runs[s])
-        iou = _iou_rows([r[n - 1] for r in runs[s]])
-        lines.append(f"| {s} | r{n - 1} | {_iou_cells(_column_means(iou))} |")
+        last[s] = (n - 1, _column_means(_iou_rows([r[n - 1] for r in runs[s]])))
+        lines.append(f"| {s} | r{n - 1} | {_iou_cells(last[s][1])} |")
     if full and all("iou" in f for f in full):
         lines.append(f"| full supervision | | {_iou_cells(_column_means(_iou_rows(full)))} |")
-    return lines
+    return lines + _given_up_lines(last, names)
+
+
+#: A class scored by random at least this IoU ...
+GIVEN_UP_MIN_IOU = 0.05
+#: ... and by a strategy under this share of random's IoU is one the strategy's head gave up.
+GIVEN_UP_SHARE = 0.5
+
+
+def _given_up_lines(last: dict[str, tuple[int, np.ndarray]], names: list[str]) -> list[str]:
+    """Lines naming the classes a strategy's head scores under half of random's IoU at the same round.
+
+    mIoU averages the classes, so a head that predicts the largest class
+    nearly everywhere can beat random's on mIoU (and get ▲ rounds) while it
+    has given up a class random's head finds: the tables above would not
+    show it.
+    """
+    if "random" not in last:
+        return []
+    r_round, r_iou = last["random"]
+    lines = []
+    for s, (n, iou) in last.items():
+        if s == "random" or n != r_round:
+            continue
+        lost = [f"{name} {_iou_cells(np.array([v]))} against {r:.3f}" for name, v, r in zip(names, iou, r_iou)
+                if np.isfinite(r) and r >= GIVEN_UP_MIN_IOU and not (np.isfinite(v) and v >= GIVEN_UP_SHARE * r)]
+        if lost:
+            lines.append(f"{s} at r{n} scores under half of random's IoU on {', '.join(lost)}: its head has nearly "
+                         f"given up these classes, whatever its mIoU.")
+    return [line for text in lines for line in ("", text)]
 
 
 def _label_share_table(results_dir: Path, runs: dict[str, list[list[dict]]], order: list[str]) -> list[str]:
