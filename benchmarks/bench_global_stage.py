@@ -33,8 +33,6 @@ import resource
 import sys
 import time
 
-import numpy as np
-
 from _common import RESULT_PREFIX, run_worker, unit_rows
 
 

@@ -21,7 +21,6 @@ from skal_seg.diffusion.adm import (  # noqa: E402
     PAPER_OUTPUT_BLOCKS,
     convert_adm_checkpoint,
     infer_adm_architecture,
-    load_adm_checkpoint,
     output_block_module,
     paper_blocks,
 )
