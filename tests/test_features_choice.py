@@ -175,3 +175,21 @@ def test_every_filter_bank_option_reaches_the_bank_from_the_run_and_init_command
     from skal_seg.labeling import LabelingProject
 
     assert LabelingProject(tmp_path / "p").config().filter_bank == cfg.filter_bank
+
+
+def test_the_filter_options_help_names_the_banks_own_defaults():
+    # the parsers do not import the filter bank (scipy), so their help spells its defaults out: keep them in step
+    import argparse
+
+    from skal_seg._cli import add_filter_bank_arguments
+    from skal_seg.filter_bank import FILTERS
+
+    parser = argparse.ArgumentParser()
+    add_filter_bank_arguments(parser)
+    helps = {a.dest: a.help for a in parser._actions}
+    defaults = FilterBankFeaturizer().get_params()
+    assert f"default {' '.join(str(s) for s in defaults['sigmas'])}" in helps["filter_sigmas"]
+    assert f"from {' '.join(FILTERS)} (default: all)" in helps["filters"]
+    assert tuple(defaults["filters"]) == tuple(FILTERS)
+    assert f"(default {defaults['channels']};" in helps["filter_channels"]
+    assert f"(default {defaults['raw_channels']})" in helps["filter_raw_channels"]
