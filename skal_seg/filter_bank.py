@@ -453,7 +453,8 @@ class FilterBankFeaturizer(TransformerMixin, BaseEstimator):
         ------
         ValueError
             Bad parameters (unknown filters or channels, bad sigmas,
-            line_lengths, output_dtype or standardize) or bad images.
+            line_lengths, output_dtype or standardize) or bad images (as in
+            :meth:`transform`).
         """
         self.sigmas_, self.filters_, self.channels_, self.raw_channels_, self.line_lengths_ = self._check_params()
         per_channel = len(self.sigmas_) * sum(FILTERS[f] for f in self.filters_) + 2 * len(self.line_lengths_)
@@ -493,6 +494,7 @@ class FilterBankFeaturizer(TransformerMixin, BaseEstimator):
         Column-major (one contiguous row per feature): each filter map is
         written in one sequential copy.
         """
+        self.check_image_size(img.shape[0], img.shape[1])
         n = img.shape[0] * img.shape[1] if pixels is None else len(pixels)
         out = np.empty((self.n_features_out_, n), dtype=np.float32)
         col = 0
@@ -515,6 +517,34 @@ class FilterBankFeaturizer(TransformerMixin, BaseEstimator):
         return out
 
     # ------------------------------------------------------------------ public API
+
+    def check_image_size(self, height: int, width: int) -> None:
+        """Raise unless every sigma and line length fits an image of ``height`` x ``width`` px.
+
+        A filter wider than the image is flat there, and its kernel alone can
+        exhaust memory (a Gaussian of sigma 1e9 px asks for 60 GiB), so
+        :meth:`fit` and :meth:`transform` check each image first; a labeling
+        project checks its working size when it is created.
+
+        Parameters
+        ----------
+        height, width : int
+            In pixels.
+
+        Raises
+        ------
+        ValueError
+            A sigma or line length larger than ``max(height, width)``.
+        sklearn.exceptions.NotFittedError
+            Before :meth:`fit`.
+        """
+        check_is_fitted(self, "sigmas_")
+        side = max(height, width)
+        too_large = [f"sigma {s:g}" for s in self.sigmas_ if s > side] + [
+            f"line length {n}" for n in self.line_lengths_ if n > side]
+        if too_large:
+            raise ValueError(f"filter scales larger than a {height} x {width} px image: {', '.join(too_large)}; "
+                             f"sigmas and line_lengths must be at most the image's larger side ({side} px)")
 
     def transform(self, images, pixels=None) -> np.ndarray:
         """Per-pixel features of ``images`` (or of selected pixels only).
@@ -541,8 +571,8 @@ class FilterBankFeaturizer(TransformerMixin, BaseEstimator):
         ------
         ValueError
             Bad images (shape, channel count, dtype, NaN/inf, out-of-range
-            values, empty) or bad ``pixels`` (wrong count, not 1-D integer,
-            out of range).
+            values, empty, smaller than a sigma or line length) or bad
+            ``pixels`` (wrong count, not 1-D integer, out of range).
         sklearn.exceptions.NotFittedError
             Before :meth:`fit`.
         """

@@ -291,6 +291,21 @@ def test_bad_params_raise(params, match):
         FilterBankFeaturizer(**params).fit()
 
 
+@pytest.mark.parametrize("params, match", [
+    (dict(sigmas=(1.0, 1e9)), r"sigma 1e\+09; .* at most the image's larger side \(%d px\)" % max(H, W)),
+    (dict(line_lengths=(5, 2 * max(H, W) + 1)), "line length %d;" % (2 * max(H, W) + 1)),
+])
+def test_scales_larger_than_the_image_raise_before_any_filtering(images, params, match):
+    # a 1e9 px Gaussian would ask for a 60 GiB kernel: the error must come first, from fit and from transform
+    with pytest.raises(ValueError, match=match):
+        FilterBankFeaturizer(progress=False, **params).fit(images)
+    with pytest.raises(ValueError, match=match):
+        FilterBankFeaturizer(progress=False, **params).fit().transform(images)
+    # the image's larger side itself (W = 17, odd) is allowed
+    largest = FilterBankFeaturizer(progress=False, sigmas=(float(W),), line_lengths=(W,)).fit(images)
+    assert np.isfinite(largest.transform(images)).all()
+
+
 def test_no_noisy_views(fb, images):
     with pytest.raises(NoNoisyViewsError, match="bald, edald, two_stage"):
         fb.noisy_view_fn(images, n_draws=3)

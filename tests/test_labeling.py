@@ -120,6 +120,18 @@ def test_init_rejects_bad_classes_and_writes_nothing(images, tmp_path, classes, 
         LabelingProject(tmp_path / "p")
 
 
+def test_init_rejects_filter_scales_larger_than_the_working_size_and_writes_nothing(images, tmp_path):
+    # caught at init, not at the first query of a project whose settings cannot change
+    settings = {"features": "filters", "candidates_per_image": 100,
+                "filter_bank": {"sigmas": [1.0, 40.0], "line_lengths": [5, 33]}}
+    with pytest.raises(ValueError, match=r"larger than a 32 x 32 px image: sigma 40, line length 33"):
+        LabelingProject.init(tmp_path / "p", images[0], "a,b", working_size=32, settings=settings)
+    with pytest.raises(FileNotFoundError, match="not a labeling project"):
+        LabelingProject(tmp_path / "p")
+    settings["filter_bank"] = {"sigmas": [1.0, 32.0], "line_lengths": [5, 31]}  # the working size itself is fine
+    LabelingProject.init(tmp_path / "p", images[0], "a,b", working_size=32, settings=settings)
+
+
 def test_init_names_an_unreadable_image_and_writes_nothing(tmp_path):
     (tmp_path / "photos").mkdir()
     shutil.copy(sample_dataset_dir() / "train" / f"{SAMPLE[0]}.png", tmp_path / "photos")

@@ -185,6 +185,10 @@ class LabelingProject:
         if config.candidates_per_image > working_size**2:
             raise ValueError(f"candidates_per_image={config.candidates_per_image} exceeds the "
                              f"{working_size ** 2} pixels of the {working_size}x{working_size} working size")
+        if config.filter_bank:  # validate() accepted it, so the features include the filter bank
+            from skal_seg.filter_bank import FilterBankFeaturizer  # scipy: only when a bank is configured
+
+            FilterBankFeaturizer(**config.filter_bank).fit().check_image_size(working_size, working_size)
         records, roi_paths, base = image_records(images, roi, exclude, Path(data or "."))
         _create(store, records, names, {"images_root": str(base), "working_size": working_size,
                                         "config": config.to_dict(), **({"rois": roi_paths} if roi_paths else {})})
