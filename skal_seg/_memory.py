@@ -17,7 +17,55 @@ import os
 
 import numpy as np
 
-__all__ = ["mapped_file", "read_rows", "release", "row_blocks"]
+__all__ = ["available_memory_bytes", "check_images_fit", "mapped_file", "read_rows", "release", "row_blocks"]
+
+
+def available_memory_bytes() -> int:
+    """Memory the system can give a new allocation without swapping, in bytes.
+
+    ``MemAvailable`` of ``/proc/meminfo`` on Linux; elsewhere the physical
+    memory (``os.sysconf``), which overstates what is free.
+
+    Raises
+    ------
+    OSError
+        When neither source exists on this platform.
+    """
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_images_fit(n_images: int, height: int, width: int, where: str) -> None:
+    """Raise unless ``n_images`` 8-bit RGB images of ``height`` x ``width`` fit in the memory available now.
+
+    A lower bound of what reading them at that size costs, checked before
+    the first image is resized (one resize of an absurd ``--size`` alone can
+    exceed the machine, and the kernel then kills the process without a
+    word).
+
+    Parameters
+    ----------
+    n_images, height, width : int
+        How many images, and their size in pixels once resized.
+    where : str
+        What they are, for the message (e.g. ``"pool"``).
+
+    Raises
+    ------
+    ValueError
+        Naming the size, the bytes needed and available, and the fix.
+    """
+    needed, available = n_images * height * width * 3, available_memory_bytes()
+    if needed > available:
+        raise ValueError(f"{where}: {n_images} images at {height} x {width} px take {needed / 1e9:.1f} GB as 8-bit "
+                         f"RGB, more than the {available / 1e9:.1f} GB of memory available; choose a smaller size "
+                         "(--size)")
 
 
 def mapped_file(X) -> mmap.mmap | None:

@@ -51,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
+from skal_seg._memory import check_images_fit
 from skal_seg.data import (
     CAMVID_CLASSES,
     CLASSES_FILE,
@@ -414,8 +415,9 @@ def _read_labels(files: Sequence[FileSet], label_map: LabelMap, size, split: str
         raise ValueError(f"{split}: images without a label map: {', '.join(without[:5])}")
     if len({f.roi is None for f in files}) > 1:
         raise ValueError(f"{split}: some images have a region of interest and others not")
-    check_working_size([(f.image, {"label": f.label, **({"region of interest": f.roi} if f.roi else {})})
-                        for f in files], size, split)
+    companions = [(f.image, {"label": f.label, **({"region of interest": f.roi} if f.roi else {})}) for f in files]
+    height, width = check_working_size(companions, size, split)
+    check_images_fit(len(files), height, width, split)
     survey = LabelSurvey(split)
     labels, rois = [], []
     for f in files:

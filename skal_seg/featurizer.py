@@ -27,6 +27,7 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from skal_seg._checks import check_auto_or_positive_int, check_output_dtype, check_pixels, check_row_indices
+from skal_seg._memory import available_memory_bytes
 from skal_seg._validation import readonly_tensor
 from skal_seg.diffusion.adm import paper_blocks
 from skal_seg.diffusion.models import load_diffusion_model
@@ -473,6 +474,16 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
         if self.pad % stride or self.pad >= min(size):
             raise ValueError(f"pad must be a multiple of {stride} (the UNet's total downsampling) below the input "
                              f"size {min(size)}, got {self.pad}")
+        if device.type == "cpu":  # a size far beyond memory otherwise fails deep in torch, or is killed silently
+            # a lower bound: the last decoder stage's input, the first two stages' channels concatenated at the
+            # full padded size, float32, for one sample (the forward holds several such maps at once)
+            widest = sum(unet.config.block_out_channels[:2])
+            needed = 4 * widest * (size[0] + 2 * self.pad) * (size[1] + 2 * self.pad)
+            available = available_memory_bytes()
+            if needed > available:
+                raise ValueError(f"input_size {size[0]} x {size[1]}: one UNet forward needs more than "
+                                 f"{needed / 1e9:.1f} GB, and {available / 1e9:.1f} GB of memory is available; "
+                                 "choose a smaller input_size (--input-size)")
         out = self.output_size
         out = None if out is None else ((int(out), int(out)) if _is_int(out) else (int(out[0]), int(out[1])))
 

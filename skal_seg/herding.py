@@ -32,7 +32,6 @@ the one it must stay identical to.
 from __future__ import annotations
 
 import numbers
-import os
 import warnings
 from typing import Callable, Union
 
@@ -44,6 +43,7 @@ from sklearn.utils import check_random_state
 
 from skal_seg._threads import LARGE_OP_ELEMENTS, small_op_threads, torch_threads
 from skal_seg._checks import check_budget, check_positive_or_word
+from skal_seg._memory import available_memory_bytes
 from skal_seg._validation import check_features
 
 KernelLike = Union[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]
@@ -55,27 +55,6 @@ _KERNELS = ("rbf",)
 _GATHER_BYTES_PER_ENTRY = 64
 # max_memory_mb="auto": this fraction of the memory available when the selection starts.
 _AUTO_FRACTION = 0.5
-
-
-def available_memory_bytes() -> int:
-    """Memory the system can give a new allocation without swapping, in bytes.
-
-    ``MemAvailable`` of ``/proc/meminfo`` on Linux; elsewhere the physical
-    memory (``os.sysconf``), which overstates what is free.
-
-    Raises
-    ------
-    OSError
-        When neither source exists on this platform.
-    """
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def auto_bandwidth(X: np.ndarray, random_state=None, factor: float = 2.0) -> float:

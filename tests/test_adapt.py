@@ -106,6 +106,10 @@ def test_bad_options_are_refused(pool, tmp_path):
         adapt_model([], tmp_path / "m")
     with pytest.raises(TypeError, match="single path"):
         adapt_model(str(tmp_path), tmp_path / "m")
+    # 3 images of 2**20 px squared are 9.9 TB: refused before the first resize would try to allocate 3.3 TB
+    with pytest.raises(ValueError, match=r"adapting: 3 images at 1048576 x 1048576 px take 9895.6 GB .* memory available"):
+        adapt_model(pool, tmp_path / "m", size=2**20)
+    assert not (tmp_path / "m").exists() and not (tmp_path / "m.work").exists()
 
 
 def test_working_images_takes_files_and_arrays_of_any_size(tmp_path):

@@ -480,3 +480,23 @@ def test_microscopy_case_in_the_package_layout(tmp_path):
     data = load_dataset(tmp_path, dataset_spec(tmp_path, label_map="0:background,255:vessel"), size=None)
     assert data.present_classes("pool") == data.present_classes("test") == ("background", "vessel")
     assert data.label_map.source == "--label-map" and data.warnings == ()
+
+
+def test_a_working_size_larger_than_memory_is_refused_before_any_image_is_read(monkeypatch):
+    # --size 100000 used to be killed by the kernel without a word, after filling the machine
+    import skal_seg._memory as memory
+    import skal_seg.datasets as datasets
+
+    decoded = []
+    with monkeypatch.context() as patch, pytest.raises(
+            ValueError, match=r"^pool: 12 images at 100000 x 100000 px take 360.0 GB as 8-bit RGB, more than the .* GB "
+                              r"of memory available; choose a smaller size"):
+        patch.setattr(datasets, "read_label_values", lambda *a, **k: decoded.append(a))
+        load_dataset(sample_dataset_dir(), size=(100000, 100000))
+    assert decoded == []
+    # the bound is the memory available now: 12 images of 32 x 32 need 36,864 bytes
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda: 36_863)
+    with pytest.raises(ValueError, match="pool: 12 images at 32 x 32 px take 0.0 GB"):
+        load_dataset(sample_dataset_dir(), size=32)
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda: 36_864)
+    assert load_dataset(sample_dataset_dir(), size=32).pool.images.nbytes == 36_864

@@ -531,3 +531,18 @@ def test_grayscale_16bit_and_float_images_are_read_like_files(feat, images, tmp_
         feat.transform([np.full((4, 4), np.nan)])
     with pytest.raises(ValueError, match=r"float images must hold values in \[0, 1\]"):
         feat.transform([np.full((4, 4), 2.0)])
+
+
+def test_an_input_size_beyond_memory_is_refused_at_fit(monkeypatch):
+    # input_size 100000 used to fail inside torch with a 120 GB allocation, or be killed without a word
+    import skal_seg.featurizer as featurizer_module
+
+    with pytest.raises(ValueError, match=r"input_size 100000 x 100000: one UNet forward needs more than 3840.0 GB"):
+        DiffusionFeaturizer(input_size=100000).fit()
+    # the bound for the embedded model (first stages 32 + 64 channels), float32, at 128 px padded by 8 on each side
+    needed = 4 * (32 + 64) * 144 * 144
+    monkeypatch.setattr(featurizer_module, "available_memory_bytes", lambda: needed - 1)
+    with pytest.raises(ValueError, match="choose a smaller input_size"):
+        DiffusionFeaturizer(pad=8).fit()
+    monkeypatch.setattr(featurizer_module, "available_memory_bytes", lambda: needed)
+    assert DiffusionFeaturizer(pad=8).fit().input_size_ == (128, 128)

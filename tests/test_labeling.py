@@ -132,6 +132,14 @@ def test_init_rejects_filter_scales_larger_than_the_working_size_and_writes_noth
     LabelingProject.init(tmp_path / "p", images[0], "a,b", working_size=32, settings=settings)
 
 
+def test_init_refuses_a_working_size_larger_than_memory_and_writes_nothing(images, tmp_path):
+    with pytest.raises(ValueError, match=r"^project: \d+ images at 100000 x 100000 px take .* GB as 8-bit RGB, "
+                                         r"more than the .* GB of memory available"):
+        LabelingProject.init(tmp_path / "p", images[0], "a,b", working_size=100000)
+    with pytest.raises(FileNotFoundError, match="not a labeling project"):
+        LabelingProject(tmp_path / "p")
+
+
 def test_init_names_an_unreadable_image_and_writes_nothing(tmp_path):
     (tmp_path / "photos").mkdir()
     shutil.copy(sample_dataset_dir() / "train" / f"{SAMPLE[0]}.png", tmp_path / "photos")

@@ -42,6 +42,7 @@ import torch
 from PIL import Image
 
 from skal_seg._checks import check_budget, check_positive_or_word
+from skal_seg._memory import check_images_fit
 from skal_seg.data import LABEL_SUFFIX, sample_dataset_dir
 from skal_seg.diffusion.embedded import embedded_model_dir
 from skal_seg.diffusion.models import load_diffusion_model
@@ -118,7 +119,8 @@ def working_images(images, size: int) -> np.ndarray:
     Raises
     ------
     ValueError
-        No images; an array of a shape or dtype :func:`~skal_seg.image_io.as_rgb` refuses.
+        No images; an array of a shape or dtype :func:`~skal_seg.image_io.as_rgb` refuses;
+        images at ``size`` larger than the memory available.
     TypeError
         A single path instead of a list.
     FileNotFoundError, skal_seg.image_io.ImageReadError
@@ -131,6 +133,7 @@ def working_images(images, size: int) -> np.ndarray:
         else list(images)
     if not items:
         raise ValueError("no images to adapt on")
+    check_images_fit(len(items), size, size, "adapting")
     out = []
     for i, item in enumerate(items):
         if isinstance(item, (str, os.PathLike)):

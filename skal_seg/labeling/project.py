@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 from PIL import Image
 
+from skal_seg._memory import check_images_fit
 from skal_seg.data import IGNORE_INDEX, SegmentationSplit
 from skal_seg.datasets import load_evaluation_splits
 from skal_seg.engine.settings import STRATEGIES, ExperimentConfig
@@ -190,6 +191,7 @@ class LabelingProject:
 
             FilterBankFeaturizer(**config.filter_bank).fit().check_image_size(working_size, working_size)
         records, roi_paths, base = image_records(images, roi, exclude, Path(data or "."))
+        check_images_fit(len(records), working_size, working_size, "project")  # what each query reads
         _create(store, records, names, {"images_root": str(base), "working_size": working_size,
                                         "config": config.to_dict(), **({"rois": roi_paths} if roi_paths else {})})
         return cls(folder, progress=progress)
