@@ -108,5 +108,7 @@ def filter_bank_options(args: argparse.Namespace) -> dict:
     options = {k: v for k, v in options.items() if v is not None}
     if args.filter_raw_channels is not None:
         raw = args.filter_raw_channels
+        if "none" in raw and len(raw) > 1:
+            raise fail(f"--filter-raw-channels none stands alone (no raw columns), got {' '.join(raw)}")
         options["raw_channels"] = None if raw == ["none"] else channels(raw)
     return options

@@ -128,6 +128,8 @@ def test_line_lengths_reach_the_filter_bank_from_the_run_and_init_commands(data,
     assert featurizer_key(bank)["line_lengths"] == [5, 9]
     assert run_config([*argv, "--features", "embedded+filters", "--line-lengths", "7"]).filter_bank == {
         "line_lengths": [7]}
+    with pytest.raises(SystemExit, match="--filter-raw-channels none stands alone .*got none gray"):
+        cli_main([*argv, "--filter-raw-channels", "none", "gray"])
     with pytest.raises(SystemExit, match="filter bank settings .* need features 'filters'"):
         cli_main([*argv, "--line-lengths", "5"])  # the diffusion features alone have no filter bank
     with pytest.raises(SystemExit, match="line_lengths must be distinct odd integers"):
