@@ -1,4 +1,8 @@
-"""Bounded resident memory over memory-mapped feature files.
+"""Memory: what the machine has available, and bounded resident memory over memory-mapped feature files.
+
+:func:`available_memory_bytes` and :func:`check_images_fit` turn sizes the
+machine cannot hold into errors before anything is allocated (a process
+that exhausts memory is killed by the kernel without a message).
 
 A pool's features at the paper's scale (10,000 candidates x D = 6144 x 2
 bytes per image) are many GB, kept in ``.npy`` files read through
