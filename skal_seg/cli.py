@@ -51,10 +51,11 @@ and how to resume.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from importlib import import_module, metadata
 
-from skal_seg._cli import HelpFormatter
+from skal_seg._cli import HelpFormatter, fail
 from skal_seg.benchmark import cli as benchmark_cli
 from skal_seg.diffusion import cli as diffusion_cli
 from skal_seg.labeling import cli as labeling_cli
@@ -92,6 +93,22 @@ def _handler(name: str):
     return getattr(import_module(module), function)
 
 
+# torch's CPU allocator fails with a RuntimeError, not a MemoryError
+_TORCH_NO_MEMORY = re.compile(r"can't allocate memory: you tried to allocate (\d+) bytes")
+
+
+def _out_of_memory(err: BaseException) -> str | None:
+    """The one-line message for an allocation that failed, or None when ``err`` is something else."""
+    if isinstance(err, MemoryError):
+        detail = str(err).split(" for an array")[0]  # numpy: "Unable to allocate 59.6 GiB for an array with ..."
+    elif isinstance(err, RuntimeError) and (found := _TORCH_NO_MEMORY.search(str(err))):
+        detail = f"torch could not allocate {int(found.group(1)) / 2**30:.1f} GiB"
+    else:
+        return None
+    return (f"out of memory ({detail or 'an allocation failed'}): use a smaller --size or --input-size, or fewer "
+            "images; a run keeps the rounds it completed (--resume continues)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``skal-seg`` command.
 
@@ -110,16 +127,22 @@ def main(argv: list[str] | None = None) -> int:
     ------
     SystemExit
         Bad arguments, unknown strategies, an unreadable dataset folder or
-        file, invalid settings or an unreadable results folder (with a
-        one-line message naming the problem, status 1; argparse errors
-        status 2).
+        file, invalid settings, an unreadable results folder or an
+        allocation that failed for want of memory (with a one-line message
+        naming the problem, status 1; argparse errors status 2).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     if getattr(args, "preset", None):
         args = _parser(args.preset).parse_args(argv)  # preset defaults, explicit flags still win
     args.argv = argv  # a handler may repeat the command (run's resume hint)
-    return _handler(args.handler)(args)
+    try:
+        return _handler(args.handler)(args)
+    except (MemoryError, RuntimeError) as err:
+        message = _out_of_memory(err)
+        if message is None:
+            raise
+        raise fail(message) from None
 
 
 if __name__ == "__main__":

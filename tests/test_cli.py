@@ -222,3 +222,32 @@ def test_validation_tuning_script_runs_the_grid_resumes_and_tabulates(own_data, 
     with pytest.raises(SystemExit):
         tune.main(["--data", str(own_data), "--only", "temperature"])
     assert "unknown settings ['temperature']" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("error, match", [
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you "
+                  "tried to allocate 25769803776 bytes. Error code 12 (Cannot allocate memory)"),
+     r"^skal-seg: out of memory \(torch could not allocate 24.0 GiB\): use a smaller --size or --input-size"),
+    (MemoryError("Unable to allocate 59.6 GiB for an array with shape (8000000001,) and data type int64"),
+     r"^skal-seg: out of memory \(Unable to allocate 59.6 GiB\): .*--resume continues"),
+])
+def test_a_failed_allocation_ends_in_one_line_naming_the_fix(monkeypatch, error, match):
+    import skal_seg.cli as cli
+
+    def handler(args):
+        raise error
+
+    monkeypatch.setattr(cli, "_handler", lambda name: handler)
+    with pytest.raises(SystemExit, match=match):
+        cli_main(["status", "somewhere"])
+
+
+def test_other_runtime_errors_are_not_called_out_of_memory(monkeypatch):
+    import skal_seg.cli as cli
+
+    def handler(args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli, "_handler", lambda name: handler)
+    with pytest.raises(RuntimeError, match="a bug"):
+        cli_main(["status", "somewhere"])

@@ -534,15 +534,17 @@ def test_grayscale_16bit_and_float_images_are_read_like_files(feat, images, tmp_
 
 
 def test_an_input_size_beyond_memory_is_refused_at_fit(monkeypatch):
-    # input_size 100000 used to fail inside torch with a 120 GB allocation, or be killed without a word
+    # input_size 4096 used to be killed by the kernel without a word, 8192 to fail inside torch (25.8 GB at once)
     import skal_seg.featurizer as featurizer_module
 
-    with pytest.raises(ValueError, match=r"input_size 100000 x 100000: one UNet forward needs more than 3840.0 GB"):
-        DiffusionFeaturizer(input_size=100000).fit()
-    # the bound for the embedded model (first stages 32 + 64 channels), float32, at 128 px padded by 8 on each side
-    needed = 4 * (32 + 64) * 144 * 144
+    with pytest.raises(ValueError, match=r"input_size 4096 x 4096: a forward of 6 samples \(2 images x 3 timesteps\) "
+                                         r"needs about 193.3 GB"):
+        DiffusionFeaturizer(input_size=4096).fit()
+    # the estimate for the embedded model: 5 maps of its first two stages' 32 + 64 channels, float32, at 128 px
+    # padded by 8 on each side, for batch_size=1 x 3 timesteps
+    needed = 5 * 4 * (32 + 64) * 144 * 144 * 3
     monkeypatch.setattr(featurizer_module, "available_memory_bytes", lambda: needed - 1)
     with pytest.raises(ValueError, match="choose a smaller input_size"):
-        DiffusionFeaturizer(pad=8).fit()
+        DiffusionFeaturizer(pad=8, batch_size=1).fit()
     monkeypatch.setattr(featurizer_module, "available_memory_bytes", lambda: needed)
-    assert DiffusionFeaturizer(pad=8).fit().input_size_ == (128, 128)
+    assert DiffusionFeaturizer(pad=8, batch_size=1).fit().input_size_ == (128, 128)
