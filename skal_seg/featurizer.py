@@ -42,8 +42,9 @@ _CHUNK_ELEMENTS = 1 << 23
 # batch_size="auto" on CPU: forwards of a few samples stay in cache (see the batch_size docs).
 _CPU_SAMPLES_PER_FORWARD = 6
 # A forward's peak memory in maps of the last decoder stage's input (the first two stages' channels, float32, at the
-# input size): the embedded model's peak resident growth for one sample at 256, 512 and 1024 px was 2.8, 2.5 and
-# 2.0 KB per pixel, 7.2 to 5.2 such maps (96 channels); the lower end, so that nothing that fits is refused.
+# input size): the embedded model's peak resident growth for one sample at 256, 512 and 1024 px was 2.9, 2.3 and
+# 2.0 KB per pixel, 7.6 to 5.3 such maps of 96 channels (benchmarks/bench_forward_memory.py); the lower end, so
+# that nothing that fits is refused.
 _FORWARD_MAPS = 5
 _EPS = 1e-12
 
