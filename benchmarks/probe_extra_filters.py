@@ -33,7 +33,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import probe_filter_bank as probe_module
 from probe_filter_bank import REPO, probe, train_and_evaluation
 from scipy import ndimage, signal
 
@@ -83,36 +82,47 @@ def gabor_maxima(green: np.ndarray, wavelengths: tuple[float, ...], modulus: boo
 
 
 class ExtraColumns:
-    """The probe's featurizer: the lines bank on channels 0-2, optionally on 3-5, then any columns 6.. as they are."""
+    """The probe's featurizer over stacked planes: the lines bank on the image (channels 0-2) unless ``lcn`` replaces
+    it, the bank on the normalised image (the next 3) for ``lcn`` and ``lcn_beside``, then any extra columns as is."""
 
-    def __init__(self, bank_on_second: bool, second_only: bool):
-        self.bank_on_second = bank_on_second
-        self.second_only = second_only
+    def __init__(self, config: str):
+        self.config = config
+
+    def _banks(self):
+        """(first channel, bank) for each bank this configuration uses."""
+        if self.config == "lcn":
+            return [(0, self.normalised_)]
+        if self.config == "lcn_beside":
+            return [(0, self.original_), (3, self.normalised_)]
+        return [(0, self.original_)]
 
     def fit(self, images):
-        self.first_ = FilterBankFeaturizer(progress=False, **LINES).fit([im[..., :3].astype(np.uint8) for im in images])
-        self.second_ = FilterBankFeaturizer(progress=False, **LINES).fit([im[..., 3:6].astype(np.uint8)
-                                                                          for im in images])
+        self.original_ = FilterBankFeaturizer(progress=False, **LINES)
+        self.normalised_ = FilterBankFeaturizer(progress=False, **LINES)
+        for first, bank in self._banks():
+            bank.fit([im[..., first:first + 3].astype(np.uint8) for im in images])
+        self.n_bank_channels_ = 3 * len(self._banks())
         return self
 
     def transform(self, images, pixels):
-        parts = []
-        if not self.second_only:
-            parts.append(self.first_.transform([im[..., :3].astype(np.uint8) for im in images], pixels=pixels))
-        if self.bank_on_second or self.second_only:
-            parts.append(self.second_.transform([im[..., 3:6].astype(np.uint8) for im in images], pixels=pixels))
-        if images[0].shape[-1] > 6:
-            extra = [im[..., 6:].reshape(-1, im.shape[-1] - 6)[p] for im, p in zip(images, pixels)]
+        parts = [bank.transform([im[..., first:first + 3].astype(np.uint8) for im in images], pixels=pixels)
+                 for first, bank in self._banks()]
+        k = self.n_bank_channels_
+        if images[0].shape[-1] > k:
+            extra = [im[..., k:].reshape(-1, im.shape[-1] - k)[p] for im, p in zip(images, pixels)]
             parts.append(np.concatenate(extra))
         return np.concatenate(parts, axis=1, dtype=np.float32)
 
 
 def stacked(part, config: str, args) -> tuple:
-    """(images, labels, masks), each image as (H, W, 6 + extra) float32 planes: original, normalised, extra columns."""
+    """(images, labels, masks), each image as float32 planes: the original unless ``lcn`` replaces it, the normalised
+    image for the ``lcn`` configurations, the Gabor maxima for the ``gabor`` ones."""
     images, labels, masks = part
     out = []
     for image, fov in zip(images, masks):
-        planes = [image.astype(np.float32), local_contrast(image, fov, args.lcn_sigma).astype(np.float32)]
+        planes = [] if config == "lcn" else [image.astype(np.float32)]
+        if config.startswith("lcn"):
+            planes.append(local_contrast(image, fov, args.lcn_sigma).astype(np.float32))
         if config.startswith("gabor"):
             planes.append(gabor_maxima(image[..., 1], tuple(args.wavelengths), modulus=config == "gabor_modulus"))
         out.append(np.concatenate(planes, axis=-1))
@@ -132,9 +142,7 @@ def main(argv=None) -> None:
     train, evaluation, _ = train_and_evaluation(Path(args.data), args.split)
     for config in args.configs:
         parts = stacked(train, config, args), stacked(evaluation, config, args)
-        bank = ExtraColumns(bank_on_second=config == "lcn_beside", second_only=config == "lcn")
-        probe_module.FilterBankFeaturizer = lambda progress=False, **_: bank  # the probe builds its featurizer
-        results, seconds = probe({}, *parts, args.sizes, args.seeds)
+        results, seconds = probe({}, *parts, args.sizes, args.seeds, featurizer=ExtraColumns(config))
         print(json.dumps({"config": config, "split": args.split, "wavelengths": args.wavelengths,
                           "results": results, "featurize_seconds": round(seconds, 1)}), flush=True)
 

@@ -111,10 +111,11 @@ def draw_pixels(masks: list[np.ndarray], n: int, rng: np.random.Generator) -> li
     return [flat[i][picks[image_of == i] - offsets[i]] for i in range(len(masks))]
 
 
-def probe(config: dict, train, evaluation, sizes, seeds) -> tuple[list[dict], float]:
+def probe(config: dict, train, evaluation, sizes, seeds, featurizer=None) -> tuple[list[dict], float]:
+    """Forests on each (size, seed) draw, scored on ``evaluation``; ``featurizer`` (unfitted) replaces the bank."""
     images, labels, masks = train
     t0 = time.perf_counter()
-    fb = FilterBankFeaturizer(progress=False, **config).fit(images)
+    fb = (featurizer or FilterBankFeaturizer(progress=False, **config)).fit(images)
     seconds = time.perf_counter() - t0
     draws = {(n, s): draw_pixels(masks, n, np.random.default_rng([s, n])) for n in sizes for s in seeds}
     union = [np.unique(np.concatenate([d[i] for d in draws.values()])) for i in range(len(images))]

@@ -491,15 +491,16 @@ class DiffusionFeaturizer(TransformerMixin, BaseEstimator):
             batch = max(1, _CPU_SAMPLES_PER_FORWARD // len(timesteps)) if device.type == "cpu" else 8
         self.batch_size_ = int(batch)
         if device.type == "cpu":  # beyond memory, a forward is killed by the kernel without a message
-            self._check_forward_fits(unet, size, self.batch_size_ * len(timesteps))
+            self._check_forward_fits(unet, size)
         self.block_modules_, self.block_channels_ = modules, channels
         self.n_features_out_ = self.feature_dim_ = len(timesteps) * sum(self.block_channels_)
         gen = torch.Generator(device="cpu").manual_seed(int(self.noise_seed))
         self.noise_ = torch.randn((3, *size), generator=gen)
         return self
 
-    def _check_forward_fits(self, unet, size: tuple[int, int], samples: int) -> None:
-        """Raise when one forward of ``samples`` at ``size`` (padded) would not fit in the memory available."""
+    def _check_forward_fits(self, unet, size: tuple[int, int]) -> None:
+        """Raise when one forward (``batch_size_`` images x the timesteps, ``size`` padded) would not fit in memory."""
+        samples = self.batch_size_ * len(self.timesteps_)
         widest = 4 * sum(unet.config.block_out_channels[:2])  # bytes per pixel of the last decoder stage's input
         pixels = (size[0] + 2 * self.pad) * (size[1] + 2 * self.pad)
         needed = _FORWARD_MAPS * widest * pixels * samples

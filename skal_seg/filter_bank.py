@@ -462,6 +462,8 @@ class FilterBankFeaturizer(TransformerMixin, BaseEstimator):
         self.n_features_out_ = self.feature_dim_ = d
         self.batch_size_ = 1
         imgs = None if images is None else _check_images(images)
+        for img in imgs or ():  # every image before any filtering
+            self.check_image_size(img.shape[0], img.shape[1])
         mean, std, n = np.zeros(d), np.ones(d), 0
         if imgs is not None and self.standardize:
             mean, std, n = self._statistics(imgs)
@@ -494,7 +496,6 @@ class FilterBankFeaturizer(TransformerMixin, BaseEstimator):
         Column-major (one contiguous row per feature): each filter map is
         written in one sequential copy.
         """
-        self.check_image_size(img.shape[0], img.shape[1])
         n = img.shape[0] * img.shape[1] if pixels is None else len(pixels)
         out = np.empty((self.n_features_out_, n), dtype=np.float32)
         col = 0
@@ -579,6 +580,8 @@ class FilterBankFeaturizer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "scale_")
         imgs = _check_images(images)
         grids = [(im.shape[0], im.shape[1]) for im in imgs]
+        for h, w in grids:  # every image before any filtering
+            self.check_image_size(h, w)
         pix = None if pixels is None else check_pixels(pixels, grids)
         sizes = [h * w for h, w in grids] if pix is None else [len(p) for p in pix]
         out = np.empty((sum(sizes), self.n_features_out_), dtype=self.output_dtype)
